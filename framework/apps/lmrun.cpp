@@ -1,0 +1,119 @@
+// lmrun: the command line. Parses arguments, dispatches to a subcommand, prints any error once.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include "cli/commands.h"
+#include "lmrun/error.h"
+#include "lmrun/version.h"
+
+namespace po = boost::program_options;
+using namespace lmrun::host;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage:
+  lmrun FILE.toml [--set KEY=VALUE]... [--force]   run an experiment
+  lmrun check FILE.toml [--set KEY=VALUE]...       validate it and print the resolved config
+  lmrun plugins                                    list registered plugins and their files
+  lmrun describe NAME | KIND.NAME | SECTION        a plugin's (or host section's) parameters
+
+Plugins load from the build's or install's plugin folder, then LMRUN_PLUGIN_PATH (colon-
+separated), then the experiment's [plugins] paths, then each --plugin-dir.
+)";
+
+int usage_error(const std::string& message) {
+  std::cerr << "lmrun: error: " << message << "\n(see lmrun --help)\n";
+  return kExitUsage;
+}
+
+int run(int argc, char** argv) {
+  po::options_description options("options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("version", "print the version")
+      ("set,s", po::value<std::vector<std::string>>()->composing(), "override a config key: KEY=VALUE")
+      ("plugin-dir,p", po::value<std::vector<std::string>>()->composing(), "load plugins from this folder too")
+      ("force,f", "reuse an existing run folder")
+      ("verbose,v", "log each plugin file loaded");
+  po::options_description hidden;
+  hidden.add_options()("args", po::value<std::vector<std::string>>(), "command and its arguments");
+  po::options_description all;
+  all.add(options).add(hidden);
+  po::positional_options_description positional;
+  positional.add("args", -1);
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return usage_error(e.what());
+  }
+  if (vm.count("help")) {
+    std::cout << kUsage << "\n" << options;
+    return kExitOk;
+  }
+  if (vm.count("version")) {
+    std::cout << "lmrun " << lmrun::kVersion << " (plugin API " << lmrun::kApiVersionMajor << "."
+              << lmrun::kApiVersionMinor << ")\n";
+    return kExitOk;
+  }
+
+  std::vector<std::string> args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  if (args.empty()) {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  CommonArgs common;
+  if (vm.count("plugin-dir")) {
+    for (const auto& dir : vm["plugin-dir"].as<std::vector<std::string>>()) common.plugin_dirs.emplace_back(dir);
+  }
+  common.verbose = vm.count("verbose") > 0;
+  ExperimentArgs experiment;
+  if (vm.count("set")) experiment.overrides = vm["set"].as<std::vector<std::string>>();
+  experiment.force = vm.count("force") > 0;
+
+  const std::string& command = args[0];
+  auto expect_args = [&](std::size_t n, const char* shape) {
+    if (args.size() != n) throw po::error(std::string("expected: lmrun ") + shape);
+  };
+  try {
+    if (command == "check") {
+      expect_args(2, "check FILE.toml");
+      experiment.file = args[1];
+      return command_check(common, experiment);
+    }
+    if (command == "plugins") {
+      expect_args(1, "plugins");
+      return command_plugins(common);
+    }
+    if (command == "describe") {
+      expect_args(2, "describe NAME");
+      return command_describe(common, args[1]);
+    }
+    if (args.size() == 1 && command.size() > 5 && command.substr(command.size() - 5) == ".toml") {
+      experiment.file = command;
+      return command_run(common, experiment);
+    }
+  } catch (const po::error& e) {
+    return usage_error(e.what());
+  }
+  return usage_error("unknown command '" + command + "': expected FILE.toml, check, plugins or describe");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const lmrun::Error& e) {
+    std::cerr << "lmrun: error: " << e.what() << "\n";
+    if (!e.hint().empty()) std::cerr << "  hint: " << e.hint() << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "lmrun: error: " << e.what() << "\n";
+  }
+  return kExitError;
+}

@@ -1,0 +1,78 @@
+// Dataset plugins: where examples come from, and how they become batches.
+//
+//   auto data = registry.create<lmrun::Dataset>("text_file", params, {seed});
+//   tokenizer->fit(data->training_text());
+//   data->prepare(*tokenizer);
+//   lmrun::Batch batch = data->sample(lmrun::Split::kTrain, 12, generator);
+//
+// A dataset serves one task. Language modelling: inputs are token windows of sequence_length()
+// and targets the same windows shifted by one. Classification: inputs are padded token sequences
+// and targets one class id each. All randomness comes from the generator the caller passes, so a
+// run is reproducible and resumes exactly from the generator's saved state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include "lmrun/common.h"
+#include "lmrun/registry.h"
+#include "lmrun/tokenizer.h"
+
+namespace lmrun {
+
+enum class Task { kLanguageModel, kClassification };
+
+struct Batch {
+  at::Tensor inputs;   // (B, T) int64 token ids
+  at::Tensor targets;  // language model: (B, T) int64, the next token; classification: (B) int64
+  at::Tensor mask;     // (B, T) bool, true at real tokens; undefined when nothing is padded
+};
+
+struct DatasetContext {
+  std::uint64_t seed = 0;  // the experiment's seed, for splits that shuffle
+};
+
+class LMRUN_API Dataset {
+ public:
+  virtual ~Dataset() = default;
+
+  virtual Task task() const = 0;
+
+  // The text a tokenizer is fitted on: the training split only, so nothing of val or test leaks
+  // into the vocabulary.
+  virtual std::string training_text() const = 0;
+
+  // Tokenizes every split. Called once, after the tokenizer is fitted or loaded.
+  virtual void prepare(const Tokenizer& tokenizer) = 0;
+
+  virtual bool has_split(Split split) const = 0;
+
+  // After prepare(): how many examples sequential access sees. Language model: non-overlapping
+  // windows of sequence_length(); classification: examples.
+  virtual std::int64_t num_examples(Split split) const = 0;
+
+  // The model's context length: the window size (language model) or max padded length.
+  virtual std::int64_t sequence_length() const = 0;
+
+  // Classification only: number of classes and their names, in id order. 0 / empty otherwise.
+  virtual std::int64_t num_classes() const { return 0; }
+  virtual std::vector<std::string> class_names() const { return {}; }
+
+  // A random batch drawn with `generator`, the only randomness used.
+  virtual Batch sample(Split split, std::int64_t batch_size, at::Generator& generator) const = 0;
+
+  // Examples [begin, end) in order, for full passes (evaluation, prediction).
+  virtual Batch slice(Split split, std::int64_t begin, std::int64_t end) const = 0;
+};
+
+template <>
+struct KindTraits<Dataset> {
+  static constexpr Kind kKind = Kind::kDataset;
+  using Context = DatasetContext;
+};
+
+}  // namespace lmrun

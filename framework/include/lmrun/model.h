@@ -1,0 +1,69 @@
+// Model plugins: a LibTorch module behind one interface for training, evaluation and generation.
+//
+//   auto model = registry.create<lmrun::Model>("transformer", params, {vocab, block, 0, -1});
+//   at::Tensor logits = model->forward(batch.inputs, batch.mask);   // (B, T, V)
+//
+//   auto state = model->start_decoding(1);              // model-owned: KV cache, hidden state
+//   at::Tensor next = model->decode(*state, prompt);     // (1, T0) -> (1, V) at the last position
+//   next = model->decode(*state, token);                 // (1, 1)  -> (1, V)
+//
+// The trainer computes the loss from the logits, so a model only maps tokens to logits. Names given
+// to register_module()/register_parameter() become checkpoint keys: they are API.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include "lmrun/registry.h"
+
+namespace lmrun {
+
+struct ModelContext {
+  std::int64_t vocab_size = 0;       // the tokenizer's, special tokens included
+  std::int64_t sequence_length = 0;  // the data's window or padded length (block_size)
+  std::int64_t num_classes = 0;      // 0 for a language model
+  std::int64_t pad_id = -1;          // the tokenizer's <pad> id, -1 when it has none
+};
+
+// What a model carries between decode() calls. Owned by the caller, made by the model.
+class LMRUN_API DecodeState {
+ public:
+  virtual ~DecodeState() = default;
+  // Tokens fed so far.
+  virtual std::int64_t length() const = 0;
+};
+
+class LMRUN_API Model {
+ public:
+  virtual ~Model() = default;
+
+  // The module tree: parameters, train()/eval(), to(device), state for checkpoints.
+  virtual torch::nn::Module& module() = 0;
+
+  // inputs (B, T) int64; mask (B, T) bool or undefined. Returns language model logits (B, T, V)
+  // or classification logits (B, C).
+  virtual at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) = 0;
+
+  // Incremental decoding, language models only (a classifier throws lmrun::Error).
+  virtual std::unique_ptr<DecodeState> start_decoding(std::int64_t batch_size) = 0;
+  // Feeds tokens (B, t) after those already in `state`; returns the logits of the last position
+  // (B, V). Throws lmrun::Error when state.length() + t would exceed max_context().
+  virtual at::Tensor decode(DecodeState& state, const at::Tensor& tokens) = 0;
+  // Longest context decode() accepts; 0 when unbounded (recurrent models).
+  virtual std::int64_t max_context() const = 0;
+
+  // Several lines: architecture, parameter count.
+  virtual std::string summary() const = 0;
+};
+
+template <>
+struct KindTraits<Model> {
+  static constexpr Kind kKind = Kind::kModel;
+  using Context = ModelContext;
+};
+
+}  // namespace lmrun

@@ -1,0 +1,123 @@
+// The registry: what plugins add factories to, and what the host creates objects from.
+//
+//   void register_transformer(lmrun::Registry& registry) {
+//     registry.add<lmrun::Model>("transformer", "GPT decoder", transformer_schema(),
+//         [](const TransformerOptions& options, const lmrun::ModelContext& context) {
+//           return std::make_shared<Transformer>(options, context);
+//         });
+//   }
+//   LMRUN_PLUGIN("transformer", "0.1.0", register_transformer)   // plugin.h
+//
+// The host knows plugin *kinds* (the interfaces in the kind headers), never plugin names. A name is
+// unique within its kind: a second `model.transformer` is an error naming both files. Each kind
+// header specialises KindTraits<Interface> with its Kind and the Context its factories receive.
+#pragma once
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "lmrun/error.h"
+#include "lmrun/params.h"
+#include "lmrun/schema.h"
+
+namespace lmrun {
+
+enum class Kind { kDataset, kTokenizer, kModel, kOptimizer, kScheduler, kCallback, kSampler, kMetric };
+
+inline constexpr std::array<Kind, 8> kAllKinds = {
+    Kind::kDataset,   Kind::kTokenizer, Kind::kModel,   Kind::kOptimizer,
+    Kind::kScheduler, Kind::kCallback,  Kind::kSampler, Kind::kMetric};
+
+// "model", "sampler", ...: the word used in `lmrun describe model.transformer` and in errors.
+inline const char* kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::kDataset: return "dataset";
+    case Kind::kTokenizer: return "tokenizer";
+    case Kind::kModel: return "model";
+    case Kind::kOptimizer: return "optimizer";
+    case Kind::kScheduler: return "scheduler";
+    case Kind::kCallback: return "callback";
+    case Kind::kSampler: return "sampler";
+    case Kind::kMetric: return "metric";
+  }
+  return "?";
+}
+
+inline std::optional<Kind> parse_kind(std::string_view word) {
+  for (Kind kind : kAllKinds) {
+    if (word == kind_name(kind)) return kind;
+  }
+  return std::nullopt;
+}
+
+// Specialised by each kind header: `static constexpr Kind kKind; using Context = ...;`.
+template <class Interface>
+struct KindTraits;
+
+// Type-erased: `context` points at KindTraits<Interface>::Context, the result is a
+// std::shared_ptr<Interface>. Registry::add and Registry::create below are the typed doors.
+using AnyFactory = std::function<std::shared_ptr<void>(const Params& params, const void* context)>;
+
+struct Registration {
+  Kind kind = Kind::kModel;
+  std::string name;                // short lower-case word: "transformer", "top_p"
+  std::string doc;                 // one line
+  std::vector<ParamSpec> params;   // in declaration order
+  AnyFactory factory;
+};
+
+class LMRUN_API Registry {
+ public:
+  virtual ~Registry() = default;
+
+  // Throws lmrun::Error when the kind already has this name.
+  virtual void add(Registration registration) = 0;
+  // nullptr when the kind has no such name.
+  virtual const Registration* find(Kind kind, std::string_view name) const = 0;
+
+  // Registers a factory that receives the parsed options struct and the kind's context.
+  template <class Interface, class Options, class Make>
+  void add(std::string name, std::string doc, const Schema<Options>& schema, Make make) {
+    using Context = typename KindTraits<Interface>::Context;
+    Registration registration;
+    registration.kind = KindTraits<Interface>::kKind;
+    registration.name = std::move(name);
+    registration.doc = std::move(doc);
+    registration.params = schema.specs();
+    registration.factory = [schema, make](const Params& params,
+                                          const void* context) -> std::shared_ptr<void> {
+      std::shared_ptr<Interface> object = make(schema.parse(params), *static_cast<const Context*>(context));
+      return object;
+    };
+    add(std::move(registration));
+  }
+
+  // Builds KIND.NAME from validated params. Errors from the plugin come back with
+  // "model 'transformer': " in front.
+  template <class Interface>
+  std::shared_ptr<Interface> create(std::string_view name, const Params& params,
+                                    const typename KindTraits<Interface>::Context& context) const {
+    const Kind kind = KindTraits<Interface>::kKind;
+    const std::string where = std::string(kind_name(kind)) + " '" + std::string(name) + "'";
+    const Registration* registration = find(kind, name);
+    if (registration == nullptr) throw Error("no " + where + " is registered");
+    std::shared_ptr<void> object;
+    try {
+      object = registration->factory(params, &context);
+    } catch (const Error& e) {
+      throw e.with_context(where);
+    } catch (const std::exception& e) {
+      throw Error(where + ": " + e.what());
+    }
+    if (!object) throw Error(where + ": the factory returned nothing");
+    return std::static_pointer_cast<Interface>(object);
+  }
+};
+
+}  // namespace lmrun

@@ -1,0 +1,207 @@
+// Schema<Options>: a plugin's parameters, declared once by binding the fields of its options struct.
+//
+//   struct TransformerOptions {
+//     std::int64_t n_layer = 4;  // the default lives here, and only here
+//     double dropout = 0.0;
+//     std::string norm = "layernorm";
+//   };
+//
+//   lmrun::Schema<TransformerOptions> schema;
+//   schema.add("n_layer", &TransformerOptions::n_layer, "number of decoder blocks").min(1);
+//   schema.add("dropout", &TransformerOptions::dropout, "dropout probability").range(0, 1, true);
+//   schema.add("norm", &TransformerOptions::norm, "normalisation").choices({"layernorm", "rmsnorm"});
+//
+// specs() is what the host validates an experiment against and what `lmrun describe` prints;
+// parse(params) turns validated Params into a filled options struct. Registry::add (registry.h)
+// wires both, so a factory receives the typed struct, never a string lookup.
+//
+// Field types: bool, int, std::int64_t, double, std::string, std::filesystem::path,
+// std::vector<std::int64_t | double | std::string>, std::array<std::int64_t | double, N>.
+#pragma once
+
+#include <array>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lmrun/params.h"
+
+namespace lmrun {
+
+// How one C++ field type maps to a parameter type and back.
+template <class T>
+struct FieldTraits;
+
+template <>
+struct FieldTraits<bool> {
+  static constexpr ParamType kType = ParamType::kBool;
+  static Value to_value(bool v) { return v; }
+  static bool from_value(const Value& v) { return std::get<bool>(v); }
+};
+template <>
+struct FieldTraits<std::int64_t> {
+  static constexpr ParamType kType = ParamType::kInt;
+  static Value to_value(std::int64_t v) { return v; }
+  static std::int64_t from_value(const Value& v) { return std::get<std::int64_t>(v); }
+};
+template <>
+struct FieldTraits<int> {
+  static constexpr ParamType kType = ParamType::kInt;
+  static Value to_value(int v) { return static_cast<std::int64_t>(v); }
+  static int from_value(const Value& v) { return static_cast<int>(std::get<std::int64_t>(v)); }
+};
+template <>
+struct FieldTraits<double> {
+  static constexpr ParamType kType = ParamType::kFloat;
+  static Value to_value(double v) { return v; }
+  static double from_value(const Value& v) { return std::get<double>(v); }
+};
+template <>
+struct FieldTraits<std::string> {
+  static constexpr ParamType kType = ParamType::kString;
+  static Value to_value(const std::string& v) { return v; }
+  static std::string from_value(const Value& v) { return std::get<std::string>(v); }
+};
+template <>
+struct FieldTraits<std::filesystem::path> {
+  static constexpr ParamType kType = ParamType::kPath;
+  static Value to_value(const std::filesystem::path& v) { return v.string(); }
+  static std::filesystem::path from_value(const Value& v) { return std::get<std::string>(v); }
+};
+template <>
+struct FieldTraits<std::vector<std::int64_t>> {
+  static constexpr ParamType kType = ParamType::kIntList;
+  static Value to_value(const std::vector<std::int64_t>& v) { return v; }
+  static std::vector<std::int64_t> from_value(const Value& v) {
+    return std::get<std::vector<std::int64_t>>(v);
+  }
+};
+template <>
+struct FieldTraits<std::vector<double>> {
+  static constexpr ParamType kType = ParamType::kFloatList;
+  static Value to_value(const std::vector<double>& v) { return v; }
+  static std::vector<double> from_value(const Value& v) { return std::get<std::vector<double>>(v); }
+};
+template <>
+struct FieldTraits<std::vector<std::string>> {
+  static constexpr ParamType kType = ParamType::kStringList;
+  static Value to_value(const std::vector<std::string>& v) { return v; }
+  static std::vector<std::string> from_value(const Value& v) {
+    return std::get<std::vector<std::string>>(v);
+  }
+};
+// Fixed-size lists (betas = [0.9, 0.99]): the size is part of the declaration.
+template <class E, std::size_t N>
+struct FieldTraits<std::array<E, N>> {
+  using List = std::vector<E>;
+  static constexpr ParamType kType = FieldTraits<List>::kType;
+  static constexpr std::size_t kSize = N;
+  static Value to_value(const std::array<E, N>& v) { return List(v.begin(), v.end()); }
+  static std::array<E, N> from_value(const Value& v) {
+    const List& list = std::get<List>(v);
+    std::array<E, N> out{};
+    for (std::size_t i = 0; i < N && i < list.size(); ++i) out[i] = list[i];
+    return out;
+  }
+};
+
+namespace detail {
+template <class T>
+struct FixedSize {
+  static constexpr std::size_t kSize = 0;
+};
+template <class E, std::size_t N>
+struct FixedSize<std::array<E, N>> {
+  static constexpr std::size_t kSize = N;
+};
+}  // namespace detail
+
+// Chained refinements of the parameter just added. Valid until the next Schema::add.
+class ParamBuilder {
+ public:
+  explicit ParamBuilder(ParamSpec& spec) : spec_(spec) {}
+
+  ParamBuilder& min(double v, bool exclusive = false) {
+    spec_.min = v;
+    spec_.min_exclusive = exclusive;
+    return *this;
+  }
+  ParamBuilder& max(double v, bool exclusive = false) {
+    spec_.max = v;
+    spec_.max_exclusive = exclusive;
+    return *this;
+  }
+  // [lo, hi], or [lo, hi) with max_exclusive.
+  ParamBuilder& range(double lo, double hi, bool max_exclusive = false) {
+    return min(lo).max(hi, max_exclusive);
+  }
+  ParamBuilder& choices(std::vector<std::string> values) {
+    spec_.choices = std::move(values);
+    return *this;
+  }
+  // No default: the experiment must set it.
+  ParamBuilder& required() {
+    spec_.default_value.reset();
+    return *this;
+  }
+
+ private:
+  ParamSpec& spec_;
+};
+
+template <class Options>
+class Schema {
+ public:
+  template <class Field>
+  ParamBuilder add(std::string name, Field Options::*member, std::string doc) {
+    using Traits = FieldTraits<Field>;
+    ParamSpec spec;
+    spec.name = std::move(name);
+    spec.type = Traits::kType;
+    spec.doc = std::move(doc);
+    spec.default_value = Traits::to_value(Options{}.*member);
+    if constexpr (detail::FixedSize<Field>::kSize > 0) spec.size = detail::FixedSize<Field>::kSize;
+    specs_.push_back(std::move(spec));
+    setters_.push_back([member](Options& options, const Value& value) {
+      options.*member = Traits::from_value(value);
+    });
+    getters_.push_back([member](const Options& options) { return Traits::to_value(options.*member); });
+    return ParamBuilder(specs_.back());
+  }
+
+  const std::vector<ParamSpec>& specs() const { return specs_; }
+
+  // Fills an Options from validated params; a parameter absent from params keeps its default.
+  Options parse(const Params& params) const {
+    Options options{};
+    for (std::size_t i = 0; i < specs_.size(); ++i) {
+      const ParamSpec& spec = specs_[i];
+      if (params.contains(spec.name)) {
+        try {
+          setters_[i](options, params.at(spec.name));
+        } catch (const std::bad_variant_access&) {
+          throw Error("parameter '" + spec.name + "' is not a " + type_name(spec.type));
+        }
+      } else if (spec.required()) {
+        throw Error("required parameter '" + spec.name + "' is not set");
+      }
+    }
+    return options;
+  }
+
+  // The reverse of parse: every declared parameter's value in `options`.
+  Params to_params(const Options& options) const {
+    Params params;
+    for (std::size_t i = 0; i < specs_.size(); ++i) params.set(specs_[i].name, getters_[i](options));
+    return params;
+  }
+
+ private:
+  std::vector<ParamSpec> specs_;
+  std::vector<std::function<void(Options&, const Value&)>> setters_;
+  std::vector<std::function<Value(const Options&)>> getters_;
+};
+
+}  // namespace lmrun

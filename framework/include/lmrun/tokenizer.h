@@ -1,0 +1,54 @@
+// Tokenizer plugins: text <-> token ids.
+//
+//   auto tokenizer = registry.create<lmrun::Tokenizer>("char", params, {});
+//   tokenizer->fit(dataset->training_text());      // or load(run_dir / "tokenizer")
+//   std::vector<std::int64_t> ids = tokenizer->encode("ROMEO:");
+//   std::string text = tokenizer->decode(ids);
+//
+// Lifecycle: created, then either fit() once on training text or load() from a saved folder, then
+// used from any number of threads through the const methods. No LibTorch here.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lmrun/error.h"
+#include "lmrun/registry.h"
+
+namespace lmrun {
+
+struct TokenizerContext {};
+
+class LMRUN_API Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // Learns the vocabulary from the training split's text. A tokenizer with a given vocabulary
+  // (a vocabulary file in its params) ignores the text.
+  virtual void fit(std::string_view text) = 0;
+
+  virtual std::vector<std::int64_t> encode(std::string_view text) const = 0;
+  virtual std::string decode(const std::vector<std::int64_t>& ids) const = 0;
+
+  // Number of ids, special tokens included; every id encode() returns is below it.
+  virtual std::int64_t vocab_size() const = 0;
+
+  // Id of a special token ("<pad>", "<bos>", "<eos>", "<unk>"), or -1 when it has none.
+  virtual std::int64_t special_id(std::string_view /*token*/) const { return -1; }
+
+  // Writes everything load() needs into `folder` (created by the caller, empty).
+  virtual void save(const std::filesystem::path& folder) const = 0;
+  // Restores a saved tokenizer; throws lmrun::Error naming the file on a missing or corrupt one.
+  virtual void load(const std::filesystem::path& folder) = 0;
+};
+
+template <>
+struct KindTraits<Tokenizer> {
+  static constexpr Kind kKind = Kind::kTokenizer;
+  using Context = TokenizerContext;
+};
+
+}  // namespace lmrun

@@ -1,0 +1,21 @@
+// lmrun version and the plugin SDK's API version.
+//
+// The API version is what a plugin is built against. The host refuses a plugin whose major version
+// differs from its own, or whose minor version is newer (the plugin may call what the host lacks).
+// Bump the major version on any change that breaks a built plugin (a virtual added to an interface,
+// a changed struct); bump the minor version when something is only appended.
+#pragma once
+
+#include <cstdint>
+
+#define LMRUN_VERSION_STRING "0.1.0"
+
+namespace lmrun {
+
+inline constexpr const char* kVersion = LMRUN_VERSION_STRING;
+inline constexpr std::uint32_t kApiVersionMajor = 1;
+inline constexpr std::uint32_t kApiVersionMinor = 0;
+// Major in the high 16 bits, minor in the low 16: what a plugin descriptor carries.
+inline constexpr std::uint32_t kApiVersion = (kApiVersionMajor << 16) | kApiVersionMinor;
+
+}  // namespace lmrun

@@ -1,0 +1,430 @@
+// Validating an experiment: every section against its schema, every problem collected, nothing run.
+#include "config/experiment.h"
+
+#include <cmath>
+#include <set>
+
+#include "config/suggest.h"
+
+namespace fs = std::filesystem;
+
+namespace lmrun::host {
+
+// ---------------------------------------------------------------------------------------------
+// Host schemas
+
+const Schema<ExperimentOptions>& experiment_schema() {
+  static const Schema<ExperimentOptions> schema = [] {
+    Schema<ExperimentOptions> s;
+    s.add("name", &ExperimentOptions::name, "the experiment's name; default: the file's stem");
+    s.add("seed", &ExperimentOptions::seed, "master seed of every random generator").min(0);
+    s.add("out_dir", &ExperimentOptions::out_dir, "run folder; default runs/<name>");
+    return s;
+  }();
+  return schema;
+}
+
+const Schema<TrainOptions>& train_schema() {
+  static const Schema<TrainOptions> schema = [] {
+    Schema<TrainOptions> s;
+    s.add("batch_size", &TrainOptions::batch_size, "sequences per micro-batch").min(1);
+    s.add("grad_accum_steps", &TrainOptions::grad_accum_steps, "micro-batches per optimizer step").min(1);
+    s.add("max_steps", &TrainOptions::max_steps, "optimizer steps to run").min(1);
+    s.add("eval_interval", &TrainOptions::eval_interval, "steps between evaluations; 0: only at the end").min(0);
+    s.add("eval_batches", &TrainOptions::eval_batches, "batches per split in each loss estimate").min(1);
+    s.add("grad_clip", &TrainOptions::grad_clip, "max global gradient norm; 0 disables clipping").min(0);
+    s.add("log_interval", &TrainOptions::log_interval, "steps between log lines").min(1);
+    s.add("device", &TrainOptions::device, "where to train").choices({"cpu", "cuda", "auto"});
+    s.add("threads", &TrainOptions::threads, "intra-op threads; 0: the machine's cores").min(0);
+    return s;
+  }();
+  return schema;
+}
+
+const Schema<GenerateOptions>& generate_schema() {
+  static const Schema<GenerateOptions> schema = [] {
+    Schema<GenerateOptions> s;
+    s.add("prompt", &GenerateOptions::prompt, "text the samples continue");
+    s.add("max_new_tokens", &GenerateOptions::max_new_tokens, "tokens to generate per sample").min(0);
+    s.add("num_samples", &GenerateOptions::num_samples, "samples to draw").min(1);
+    s.add("seed", &GenerateOptions::seed, "sampling seed; -1: the experiment's seed").min(-1);
+    return s;
+  }();
+  return schema;
+}
+
+const Schema<PluginsOptions>& plugins_schema() {
+  static const Schema<PluginsOptions> schema = [] {
+    Schema<PluginsOptions> s;
+    s.add("paths", &PluginsOptions::paths, "extra plugin folders, relative to this file");
+    return s;
+  }();
+  return schema;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+
+namespace {
+
+std::string describe_node(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: return "the string " + detail::quote(node.as_string()->get());
+    case toml::node_type::integer: return "the integer " + std::to_string(node.as_integer()->get());
+    case toml::node_type::floating_point: return "the float " + detail::format_double(node.as_floating_point()->get());
+    case toml::node_type::boolean: return node.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::array: return "a list";
+    case toml::node_type::table: return "a table";
+    default: return "a date or time";
+  }
+}
+
+ParamType element_type(ParamType list) {
+  switch (list) {
+    case ParamType::kIntList: return ParamType::kInt;
+    case ParamType::kFloatList: return ParamType::kFloat;
+    default: return ParamType::kString;
+  }
+}
+
+std::string range_problem(double v, const ParamSpec& spec) {
+  if (std::isnan(v)) return "nan is not a number";
+  const bool low = spec.min && (spec.min_exclusive ? v <= *spec.min : v < *spec.min);
+  const bool high = spec.max && (spec.max_exclusive ? v >= *spec.max : v > *spec.max);
+  if (low || high) return detail::format_double(v) + " is out of range: expected " + spec.constraint();
+  return "";
+}
+
+std::string choice_problem(const std::string& v, const ParamSpec& spec) {
+  if (spec.choices.empty()) return "";
+  for (const auto& choice : spec.choices) {
+    if (v == choice) return "";
+  }
+  return detail::quote(v) + " is not allowed: expected one of " + join(spec.choices) + did_you_mean(v, spec.choices);
+}
+
+}  // namespace
+
+std::string check_value(const Value& value, const ParamSpec& spec) {
+  if (const auto* v = std::get_if<std::int64_t>(&value)) return range_problem(static_cast<double>(*v), spec);
+  if (const auto* v = std::get_if<double>(&value)) return range_problem(*v, spec);
+  if (const auto* v = std::get_if<std::string>(&value)) return choice_problem(*v, spec);
+  auto check_list = [&](const auto& list) -> std::string {
+    if (spec.size && list.size() != *spec.size) {
+      return "expected " + std::to_string(*spec.size) + " elements, got " + std::to_string(list.size());
+    }
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      std::string problem = check_value(Value(list[i]), spec);
+      if (!problem.empty()) return "element " + std::to_string(i) + ": " + problem;
+    }
+    return "";
+  };
+  if (const auto* v = std::get_if<std::vector<std::int64_t>>(&value)) return check_list(*v);
+  if (const auto* v = std::get_if<std::vector<double>>(&value)) return check_list(*v);
+  if (const auto* v = std::get_if<std::vector<std::string>>(&value)) return check_list(*v);
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validator: walks the document once, collecting every problem.
+
+namespace {
+
+const std::vector<std::string> kSections = {"experiment", "data",     "tokenizer", "model",    "optimizer",
+                                            "scheduler",  "train",    "callbacks", "generate", "plugins"};
+
+class Validator {
+ public:
+  Validator(const TomlDocument& doc, const PluginRegistry& registry, const std::vector<std::string>& failures)
+      : doc_(doc), registry_(registry), failures_(failures) {}
+
+  Experiment run();
+
+ private:
+  std::string where(const toml::node* node) const {
+    std::string location = node ? location_of(*node) : "";
+    return location.empty() ? location_of_file() : location;
+  }
+  std::string location_of_file() const { return doc_.file.filename().string(); }
+
+  std::optional<Value> convert(const toml::node& node, const ParamSpec& spec, const std::string& key);
+  std::optional<Value> convert_scalar(const toml::node& node, ParamType type, const std::string& key,
+                                      std::string& problem);
+  Params check_params(const toml::table& table, const std::vector<ParamSpec>& specs, const std::string& section,
+                      const std::string& owner, const std::set<std::string>& extra_keys);
+
+  template <class Options>
+  Options host_section(const std::string& name, const Schema<Options>& schema,
+                       const std::set<std::string>& extra_keys = {}) {
+    const toml::node* node = doc_.root.get(name);
+    if (node == nullptr) return Options{};
+    if (!node->is_table()) {
+      diagnostics_.add(where(node), name, "expected a section ([" + name + "]), got " + describe_node(*node));
+      return Options{};
+    }
+    Params params = check_params(*node->as_table(), schema.specs(), name, "[" + name + "]", extra_keys);
+    try {
+      return schema.parse(params);
+    } catch (const Error&) {
+      return Options{};  // already reported as a missing or invalid key
+    }
+  }
+
+  std::optional<PluginSpec> plugin_section(const toml::node* node, Kind kind, const std::string& key);
+  std::vector<PluginSpec> plugin_list(const toml::node* node, Kind kind, const std::string& key);
+
+  const TomlDocument& doc_;
+  const PluginRegistry& registry_;
+  const std::vector<std::string>& failures_;
+  Diagnostics diagnostics_;
+};
+
+std::optional<Value> Validator::convert_scalar(const toml::node& node, ParamType type, const std::string& key,
+                                               std::string& problem) {
+  switch (type) {
+    case ParamType::kBool:
+      if (auto v = node.value_exact<bool>()) return Value(*v);
+      problem = "expected true or false, got " + describe_node(node);
+      return std::nullopt;
+    case ParamType::kInt:
+      if (auto v = node.value_exact<std::int64_t>()) return Value(*v);
+      problem = "expected an integer, got " + describe_node(node);
+      return std::nullopt;
+    case ParamType::kFloat:
+      if (auto v = node.value_exact<double>()) return Value(*v);
+      if (auto v = node.value_exact<std::int64_t>()) return Value(static_cast<double>(*v));
+      problem = "expected a number, got " + describe_node(node);
+      return std::nullopt;
+    case ParamType::kString:
+    case ParamType::kPath: {
+      std::string text;
+      if (auto v = node.value_exact<std::string>()) {
+        text = *v;
+      } else if (auto raw = doc_.raw_overrides.find(key); raw != doc_.raw_overrides.end() && !node.is_array()) {
+        text = raw->second;  // --set experiment.name=123: the text as typed
+      } else {
+        problem = "expected a string, got " + describe_node(node);
+        return std::nullopt;
+      }
+      if (type == ParamType::kPath && !text.empty()) text = fs::absolute(text).lexically_normal().string();
+      return Value(text);
+    }
+    default:
+      problem = "internal: not a scalar type";
+      return std::nullopt;
+  }
+}
+
+std::optional<Value> Validator::convert(const toml::node& node, const ParamSpec& spec, const std::string& key) {
+  std::string problem;
+  std::optional<Value> value;
+  if (is_list(spec.type)) {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      problem = "expected a list of " + std::string(type_name(element_type(spec.type))) + "s, got " + describe_node(node);
+    } else {
+      std::vector<std::int64_t> ints;
+      std::vector<double> floats;
+      std::vector<std::string> strings;
+      for (std::size_t i = 0; i < array->size() && problem.empty(); ++i) {
+        std::optional<Value> element = convert_scalar(*array->get(i), element_type(spec.type), key, problem);
+        if (!element) {
+          problem = "element " + std::to_string(i) + ": " + problem;
+        } else if (auto* v = std::get_if<std::int64_t>(&*element)) {
+          ints.push_back(*v);
+        } else if (auto* v = std::get_if<double>(&*element)) {
+          floats.push_back(*v);
+        } else {
+          strings.push_back(std::get<std::string>(*element));
+        }
+      }
+      if (problem.empty()) {
+        if (spec.type == ParamType::kIntList) value = ints;
+        if (spec.type == ParamType::kFloatList) value = floats;
+        if (spec.type == ParamType::kStringList) value = strings;
+      }
+    }
+  } else {
+    value = convert_scalar(node, spec.type, key, problem);
+  }
+  if (value && problem.empty()) problem = check_value(*value, spec);
+  if (!problem.empty()) {
+    diagnostics_.add(where(&node), key, problem);
+    return std::nullopt;
+  }
+  return value;
+}
+
+Params Validator::check_params(const toml::table& table, const std::vector<ParamSpec>& specs,
+                               const std::string& section, const std::string& owner,
+                               const std::set<std::string>& extra_keys) {
+  std::vector<std::string> names;
+  for (const auto& spec : specs) names.push_back(spec.name);
+  for (const auto& [key, node] : table) {
+    const std::string name(key.str());
+    if (extra_keys.count(name)) continue;
+    bool known = false;
+    for (const auto& spec : specs) known = known || spec.name == name;
+    if (!known) {
+      const std::string hint = did_you_mean(name, names);
+      diagnostics_.add(where(&node), section + "." + name,
+                       "unknown key" + (hint.empty() ? " in " + owner : hint) +
+                           (names.empty() ? "; it takes no parameters" : "; " + owner + " takes: " + join(names)));
+    }
+  }
+  Params params;
+  for (const auto& spec : specs) {
+    const std::string key = section + "." + spec.name;
+    if (const toml::node* node = table.get(spec.name)) {
+      if (auto value = convert(*node, spec, key)) params.set(spec.name, *value);
+    } else if (spec.default_value) {
+      Value value = *spec.default_value;
+      if (auto* text = std::get_if<std::string>(&value); text && spec.type == ParamType::kPath && !text->empty()) {
+        *text = fs::absolute(*text).lexically_normal().string();
+      }
+      params.set(spec.name, value);
+    } else {
+      diagnostics_.add(where(&table), key, "missing required key (" + spec.doc + ")");
+    }
+  }
+  return params;
+}
+
+std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind kind, const std::string& key) {
+  const std::string kind_word = kind_name(kind);
+  if (!node->is_table()) {
+    diagnostics_.add(where(node), key, "expected a section with a `type`, got " + describe_node(*node));
+    return std::nullopt;
+  }
+  const toml::table& table = *node->as_table();
+  const std::vector<std::string> known = registry_.names(kind);
+  const toml::node* type_node = table.get("type");
+  if (type_node == nullptr || !type_node->is_string()) {
+    diagnostics_.add(where(type_node ? type_node : node), key + ".type",
+                     (type_node ? "expected a string" : std::string("missing")) + ": the " + kind_word +
+                         " to use, one of: " + (known.empty() ? "(none registered)" : join(known)));
+    return std::nullopt;
+  }
+  const std::string type = type_node->as_string()->get();
+  const Registration* registration = registry_.find(kind, type);
+  if (registration == nullptr) {
+    std::string message = "unknown " + kind_word + " '" + type + "'" + did_you_mean(type, known) + "; registered " +
+                          kind_word + "s: " + (known.empty() ? "(none)" : join(known));
+    if (!failures_.empty()) {
+      message += "; " + std::to_string(failures_.size()) + " plugin file(s) failed to load: " + join(failures_, "; ");
+    }
+    diagnostics_.add(where(type_node), key + ".type", message);
+    return std::nullopt;
+  }
+  PluginSpec spec;
+  spec.kind = kind;
+  spec.key = key;
+  spec.type = type;
+  spec.params = check_params(table, registration->params, key, kind_word + " '" + type + "'", {"type"});
+  return spec;
+}
+
+std::vector<PluginSpec> Validator::plugin_list(const toml::node* node, Kind kind, const std::string& key) {
+  std::vector<PluginSpec> out;
+  if (node == nullptr) return out;
+  const toml::array* array = node->as_array();
+  if (array == nullptr) {
+    diagnostics_.add(where(node), key, std::string("expected a list of ") + kind_name(kind) + " sections: write [[" +
+                                           key + "]] for each");
+    return out;
+  }
+  for (std::size_t i = 0; i < array->size(); ++i) {
+    if (auto spec = plugin_section(array->get(i), kind, key + "." + std::to_string(i))) out.push_back(std::move(*spec));
+  }
+  return out;
+}
+
+Experiment Validator::run() {
+  Experiment experiment;
+  experiment.file = doc_.file;
+
+  for (const auto& [key, node] : doc_.root) {
+    const std::string name(key.str());
+    if (std::find(kSections.begin(), kSections.end(), name) != kSections.end()) continue;
+    if (name == "sweep") {
+      diagnostics_.add(where(&node), name, "a [sweep] section belongs to a sweep file, run with `lmrun sweep`");
+      continue;
+    }
+    diagnostics_.add(where(&node), name, "unknown section" + did_you_mean(name, kSections) +
+                                             "; sections: " + join(kSections));
+  }
+
+  experiment.experiment = host_section("experiment", experiment_schema());
+  if (experiment.experiment.name.empty()) experiment.experiment.name = doc_.file.stem().string();
+  if (experiment.experiment.out_dir.empty()) {
+    experiment.experiment.out_dir = fs::absolute(fs::path("runs") / experiment.experiment.name).lexically_normal();
+  }
+  experiment.train = host_section("train", train_schema());
+  if (doc_.root.get("generate") != nullptr) {
+    experiment.generate = host_section("generate", generate_schema(), {"samplers"});
+    if (const toml::table* generate = doc_.root.get_as<toml::table>("generate")) {
+      experiment.samplers = plugin_list(generate->get("samplers"), Kind::kSampler, "generate.samplers");
+    }
+  }
+  host_section("plugins", plugins_schema());
+
+  struct Required {
+    const char* key;
+    Kind kind;
+    PluginSpec* target;
+  };
+  for (const Required& section : {Required{"data", Kind::kDataset, &experiment.data},
+                                  Required{"tokenizer", Kind::kTokenizer, &experiment.tokenizer},
+                                  Required{"model", Kind::kModel, &experiment.model},
+                                  Required{"optimizer", Kind::kOptimizer, &experiment.optimizer}}) {
+    const toml::node* node = doc_.root.get(section.key);
+    if (node == nullptr) {
+      const std::vector<std::string> known = registry_.names(section.kind);
+      diagnostics_.add(location_of_file(), section.key,
+                       std::string("missing section [") + section.key + "] with a `type`, one of: " +
+                           (known.empty() ? "(none registered)" : join(known)));
+    } else if (auto spec = plugin_section(node, section.kind, section.key)) {
+      *section.target = std::move(*spec);
+    }
+  }
+  if (const toml::node* node = doc_.root.get("scheduler")) experiment.scheduler = plugin_section(node, Kind::kScheduler, "scheduler");
+  experiment.callbacks = plugin_list(doc_.root.get("callbacks"), Kind::kCallback, "callbacks");
+
+  diagnostics_.throw_if_any();
+  experiment.plugin_dirs = plugin_dirs_of(doc_);
+  return experiment;
+}
+
+}  // namespace
+
+std::vector<fs::path> plugin_dirs_of(const TomlDocument& doc) {
+  std::vector<fs::path> dirs;
+  const toml::table* plugins = doc.root.get_as<toml::table>("plugins");
+  const toml::node* paths = plugins ? plugins->get("paths") : nullptr;
+  if (paths == nullptr) return dirs;
+  Diagnostics diagnostics;
+  const toml::array* array = paths->as_array();
+  if (array == nullptr) {
+    diagnostics.add(location_of(*paths), "plugins.paths", "expected a list of folder names");
+  } else {
+    for (const toml::node& item : *array) {
+      if (!item.is_string()) {
+        diagnostics.add(location_of(item), "plugins.paths", "expected a folder name (string), got " + describe_node(item));
+        continue;
+      }
+      // Relative to the file that names it; a --set value is relative to the working directory.
+      const auto& source = item.source().path;
+      const fs::path base = source && source->rfind('/', 0) == 0 ? fs::path(*source).parent_path() : fs::current_path();
+      dirs.push_back((base / item.as_string()->get()).lexically_normal());
+    }
+  }
+  diagnostics.throw_if_any();
+  return dirs;
+}
+
+Experiment resolve_experiment(const TomlDocument& doc, const PluginRegistry& registry,
+                              const std::vector<std::string>& load_failures) {
+  return Validator(doc, registry, load_failures).run();
+}
+
+}  // namespace lmrun::host

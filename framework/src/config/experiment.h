@@ -1,0 +1,101 @@
+// A resolved experiment: every section validated against its schema, typed, and defaulted.
+//
+//   PluginRegistry registry = ...;                        // plugins loaded from the plugin path
+//   TomlDocument doc = load_document(file, overrides);
+//   Experiment experiment = resolve_experiment(doc, registry);   // throws ConfigError
+//
+// Host sections ([experiment], [train], [generate], [plugins]) have option structs declared here
+// with the same Schema mechanism plugins use; plugin sections ([data], [tokenizer], [model],
+// [optimizer], [scheduler], [[callbacks]], [[generate.samplers]]) are checked against the
+// parameters their plugin declares. Relative paths in parameters resolve against the working
+// directory; `base` and `[plugins] paths` resolve against the file that names them.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/toml_document.h"
+#include "lmrun/params.h"
+#include "lmrun/registry.h"
+#include "lmrun/schema.h"
+#include "registry/plugin_registry.h"
+
+namespace lmrun::host {
+
+// [experiment]
+struct ExperimentOptions {
+  std::string name;                // default: the file's stem
+  std::int64_t seed = 1337;        // the one master seed
+  std::filesystem::path out_dir;   // default: runs/<name>; never overwritten without --force
+};
+
+// [train]
+struct TrainOptions {
+  std::int64_t batch_size = 12;       // sequences per micro-batch
+  std::int64_t grad_accum_steps = 1;  // micro-batches per optimizer step
+  std::int64_t max_steps = 2000;      // optimizer steps
+  std::int64_t eval_interval = 250;   // steps between evaluations; 0: only at the end
+  std::int64_t eval_batches = 20;     // batches per split in each loss estimate
+  double grad_clip = 1.0;             // max global gradient norm; 0 disables clipping
+  std::int64_t log_interval = 10;     // steps between log lines
+  std::string device = "auto";        // cpu, cuda, auto
+  std::int64_t threads = 0;           // intra-op threads; 0: the machine's cores
+};
+
+// [generate] (the section is optional: without it a run draws no samples)
+struct GenerateOptions {
+  std::string prompt = "\n";
+  std::int64_t max_new_tokens = 200;
+  std::int64_t num_samples = 1;
+  std::int64_t seed = -1;  // -1: the experiment's seed
+};
+
+// [plugins]
+struct PluginsOptions {
+  std::vector<std::string> paths;  // folders of extra plugins, relative to the naming file
+};
+
+const Schema<ExperimentOptions>& experiment_schema();
+const Schema<TrainOptions>& train_schema();
+const Schema<GenerateOptions>& generate_schema();
+const Schema<PluginsOptions>& plugins_schema();
+
+// One plugin section, validated.
+struct PluginSpec {
+  Kind kind = Kind::kModel;
+  std::string key;   // where it sits: "model", "callbacks.1", "generate.samplers.0"
+  std::string type;  // the registered name
+  Params params;     // every declared parameter, defaults filled in
+};
+
+struct Experiment {
+  std::filesystem::path file;  // absolute
+  ExperimentOptions experiment;
+  TrainOptions train;
+  std::optional<GenerateOptions> generate;
+  PluginSpec data;
+  PluginSpec tokenizer;
+  PluginSpec model;
+  PluginSpec optimizer;
+  std::optional<PluginSpec> scheduler;
+  std::vector<PluginSpec> callbacks;
+  std::vector<PluginSpec> samplers;  // [[generate.samplers]], in order
+  std::vector<std::filesystem::path> plugin_dirs;  // [plugins] paths, absolute
+};
+
+// The `[plugins] paths` of a document, absolute, before anything else is validated: they decide
+// what the registry holds. Throws ConfigError.
+std::vector<std::filesystem::path> plugin_dirs_of(const TomlDocument& doc);
+
+// Validates the whole document; throws ConfigError listing every problem. `load_failures` (plugin
+// files that failed to load, already formatted) are quoted when a `type` names nothing registered.
+Experiment resolve_experiment(const TomlDocument& doc, const PluginRegistry& registry,
+                              const std::vector<std::string>& load_failures = {});
+
+// "" when `value` satisfies the spec's range, choices and size; otherwise why not.
+std::string check_value(const Value& value, const ParamSpec& spec);
+
+}  // namespace lmrun::host

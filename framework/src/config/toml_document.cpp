@@ -1,0 +1,187 @@
+// Reading experiment files: TOML++ parsing, `base` inheritance, and `--set` overrides.
+#include "config/toml_document.h"
+
+#include <algorithm>
+
+namespace fs = std::filesystem;
+
+namespace lmrun::host {
+
+namespace {
+std::string display(const fs::path& path);
+}  // namespace
+
+std::string location_of(const toml::node& node) {
+  const toml::source_region& source = node.source();
+  if (!source.path) return "";
+  // Files show relative to the working directory; "--set KEY=VALUE" shows as it is.
+  std::string out = source.path->rfind('/', 0) == 0 ? display(*source.path) : *source.path;
+  if (source.begin.line > 0) out += ":" + std::to_string(source.begin.line) + ":" + std::to_string(source.begin.column);
+  return out;
+}
+
+namespace {
+
+[[noreturn]] void fail(std::string location, std::string key, std::string message) {
+  throw ConfigError({Problem{std::move(location), std::move(key), std::move(message)}});
+}
+
+// Shows paths as the user wrote them where possible: relative to the working directory.
+std::string display(const fs::path& path) {
+  std::error_code ec;
+  const fs::path relative = fs::relative(path, fs::current_path(ec), ec);
+  return !ec && !relative.empty() && relative.native().rfind("..", 0) != 0 ? relative.string() : path.string();
+}
+
+toml::table parse_file(const fs::path& file, const std::string& named_at) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) {
+    fail(named_at, "", "experiment file " + display(file) + " does not exist");
+  }
+  try {
+    return toml::parse_file(file.string());
+  } catch (const toml::parse_error& e) {
+    const auto& begin = e.source().begin;
+    fail(display(file) + ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column), "",
+         "TOML syntax error: " + std::string(e.description()));
+  }
+}
+
+// Moves `overlay` into `base`: tables merge recursively, everything else replaces. Moving (not
+// copying) keeps each node's source region.
+void merge_into(toml::table& base, toml::table&& overlay) {
+  for (auto&& [key, node] : overlay) {
+    toml::node* existing = base.get(key);
+    if (existing && existing->is_table() && node.is_table()) {
+      merge_into(*existing->as_table(), std::move(*node.as_table()));
+    } else {
+      base.insert_or_assign(key, std::move(node));
+    }
+  }
+}
+
+toml::table load_with_bases(const fs::path& file, const std::string& named_at, std::vector<fs::path>& chain) {
+  if (std::find(chain.begin(), chain.end(), file) != chain.end()) {
+    std::string cycle;
+    for (const auto& f : chain) cycle += display(f) + " -> ";
+    fail(named_at, "base", "inheritance cycle: " + cycle + display(file));
+  }
+  chain.push_back(file);
+  toml::table table = parse_file(file, named_at);
+
+  toml::table merged;
+  if (toml::node* base = table.get("base")) {
+    std::vector<const toml::node*> names;
+    if (const toml::array* list = base->as_array()) {
+      for (const toml::node& item : *list) names.push_back(&item);
+    } else {
+      names.push_back(base);
+    }
+    for (const toml::node* name : names) {
+      if (!name->is_string()) {
+        fail(location_of(*name), "base", "expected a file name (string) or a list of them");
+      }
+      const fs::path base_file = fs::weakly_canonical(file.parent_path() / name->as_string()->get());
+      merge_into(merged, load_with_bases(base_file, location_of(*name), chain));
+    }
+    table.erase("base");
+  }
+  merge_into(merged, std::move(table));
+  chain.pop_back();
+  return merged;
+}
+
+// ---------------------------------------------------------------------------------------------
+// --set KEY=VALUE
+
+std::vector<std::string> split_key(const std::string& key) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = key.find('.', start);
+    parts.push_back(key.substr(start, dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+bool is_index(const std::string& part) {
+  return !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+void apply_override(TomlDocument& doc, const std::string& assignment) {
+  const std::string where = "--set " + assignment;
+  const std::size_t equals = assignment.find('=');
+  if (equals == std::string::npos || equals == 0) {
+    fail(where, "", "expected KEY=VALUE, e.g. --set train.max_steps=200");
+  }
+  const std::string key = assignment.substr(0, equals);
+  const std::string text = assignment.substr(equals + 1);
+  const std::vector<std::string> parts = split_key(key);
+  if (std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); })) {
+    fail(where, key, "empty key segment");
+  }
+
+  // Walk to the table that holds the last part, making tables as needed; a numeric part picks an
+  // element of an array of tables (callbacks.0.patience).
+  toml::table* table = &doc.root;
+  std::string walked;
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    const std::string& part = parts[i];
+    walked += (walked.empty() ? "" : ".") + part;
+    toml::node* next = table->get(part);
+    if (next == nullptr) {
+      if (i + 2 < parts.size() && is_index(parts[i + 1])) {
+        fail(where, walked, "there is no " + walked + " list to index");
+      }
+      next = &table->insert_or_assign(part, toml::table{}).first->second;
+    }
+    if (toml::array* array = next->as_array()) {
+      const std::string& index_text = parts[++i];
+      if (!is_index(index_text)) fail(where, walked, "is a list: index it with a number, e.g. " + walked + ".0");
+      const std::size_t index = std::stoul(index_text);
+      if (index >= array->size()) {
+        fail(where, walked, "index " + index_text + " is out of range: the list has " + std::to_string(array->size()) +
+                                " entries");
+      }
+      walked += "." + index_text;
+      if (i + 1 >= parts.size()) fail(where, walked, "set a key inside the entry, e.g. " + walked + ".type");
+      next = array->get(index);
+    }
+    if (!next->is_table()) fail(where, walked, "is a value, not a section: cannot set a key inside it");
+    table = next->as_table();
+  }
+
+  // The value: TOML syntax if it parses (3, 1e-3, true, [0.9, 0.95], "quoted"), else the text itself.
+  toml::node* parsed = nullptr;
+  toml::parse_result result;
+  try {
+    result = toml::parse("value = " + text, std::string_view(where));
+    parsed = result.get("value");
+  } catch (const toml::parse_error&) {
+    parsed = nullptr;
+  }
+  if (parsed != nullptr) {
+    table->insert_or_assign(parts.back(), std::move(*parsed));
+  } else {
+    toml::table holder = toml::parse("value = \"\"", std::string_view(where));
+    *holder.get("value")->as_string() = text;
+    table->insert_or_assign(parts.back(), std::move(*holder.get("value")));
+  }
+  doc.raw_overrides[key] = text;
+}
+
+}  // namespace
+
+TomlDocument load_document(const fs::path& file, const std::vector<std::string>& overrides) {
+  TomlDocument doc;
+  std::error_code ec;
+  doc.file = fs::weakly_canonical(fs::absolute(file, ec), ec);
+  std::vector<fs::path> chain;
+  doc.root = load_with_bases(doc.file, "", chain);
+  for (const auto& assignment : overrides) apply_override(doc, assignment);
+  return doc;
+}
+
+}  // namespace lmrun::host

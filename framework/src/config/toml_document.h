@@ -1,0 +1,36 @@
+// An experiment file as a TOML tree: parsed, its `base` chain merged, command-line overrides applied.
+//
+//   TomlDocument doc = load_document("experiments/gpt_tiny.toml", {"train.max_steps=200"});
+//
+// Merging: a file's tables merge key by key over its base's; any other value, arrays of tables
+// included, replaces the base's value whole. `base` is a path (or a list of paths, merged in
+// order) relative to the file that names it. Every node keeps its source (file, line, column) for
+// error messages; values set with --set report "--set KEY=VALUE" as their source.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "config/diagnostics.h"
+
+namespace lmrun::host {
+
+struct TomlDocument {
+  std::filesystem::path file;  // the file named on the command line, absolute
+  toml::table root;            // `base` removed
+  // Override text by dotted key ("model.n_layer", "callbacks.0.patience"), for string parameters
+  // given a value that TOML reads as something else (--set experiment.name=123).
+  std::map<std::string, std::string> raw_overrides;
+};
+
+// Throws ConfigError (syntax errors with line and column, missing or cyclic bases, bad overrides).
+TomlDocument load_document(const std::filesystem::path& file, const std::vector<std::string>& overrides);
+
+// "file:line:column" of a node, or its file alone, or "" when the node has no source.
+std::string location_of(const toml::node& node);
+
+}  // namespace lmrun::host

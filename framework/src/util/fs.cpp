@@ -1,0 +1,70 @@
+// Atomic writes: temp file, fsync, rename, fsync of the folder.
+#include "util/fs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "lmrun/error.h"
+
+namespace fs = std::filesystem;
+
+namespace lmrun::host {
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+void sync_folder(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;  // best effort: some file systems cannot open folders
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
+void write_file_atomic(const fs::path& path, const std::string& content) {
+  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::string temp = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
+  const int fd = ::mkstemp(temp.data());
+  if (fd < 0) throw Error("cannot write " + path.string() + ": " + errno_text());
+  std::size_t written = 0;
+  while (written < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string reason = errno_text();
+      ::close(fd);
+      ::unlink(temp.c_str());
+      throw Error("cannot write " + path.string() + ": " + reason);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  ::fchmod(fd, 0644);
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const std::string reason = errno_text();
+    ::unlink(temp.c_str());
+    throw Error("cannot write " + path.string() + ": " + reason);
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    const std::string reason = errno_text();
+    ::unlink(temp.c_str());
+    throw Error("cannot write " + path.string() + ": " + reason);
+  }
+  sync_folder(dir);
+}
+
+std::string read_text_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read " + path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace lmrun::host

@@ -1,0 +1,15 @@
+// Files lmrun writes: atomically, so that a crash never leaves a half-written file in place.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace lmrun::host {
+
+// Writes `content` to a temporary file beside `path`, flushes it to disk, and renames it over
+// `path`. Throws lmrun::Error naming the file.
+void write_file_atomic(const std::filesystem::path& path, const std::string& content);
+
+std::string read_text_file(const std::filesystem::path& path);
+
+}  // namespace lmrun::host

@@ -1,0 +1,91 @@
+// Test helpers: loading the built plugins once, temp folders, running lmrun as a child process.
+#include "support/test_support.h"
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "lmrun/error.h"
+#include "registry/plugin_loader.h"
+
+namespace lmrun::test {
+
+const host::PluginRegistry& plugin_registry() {
+  static host::PluginRegistry* registry = [] {
+    auto* r = new host::PluginRegistry();  // lives until exit, like the libraries behind it
+    host::PluginLoader loader(*r);
+    loader.load_directory(LMRUN_TEST_PLUGIN_DIR);
+    if (!loader.failures().empty()) throw Error(loader.failures().front().message);
+    return r;
+  }();
+  return *registry;
+}
+
+std::filesystem::path source_dir() { return LMRUN_TEST_SOURCE_DIR; }
+std::filesystem::path fixture_dir() { return LMRUN_TEST_FIXTURE_DIR; }
+
+TempDir::TempDir() {
+  std::random_device device;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto candidate = std::filesystem::temp_directory_path() /
+                     ("lmrun-test-" + std::to_string(device()));
+    if (std::filesystem::create_directory(candidate)) {
+      path_ = candidate;
+      return;
+    }
+  }
+  throw Error("could not create a temporary folder");
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  if (!out) throw Error("cannot write " + path.string());
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read " + path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+namespace {
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+}  // namespace
+
+ProcessResult run_lmrun(const std::vector<std::string>& args, const std::filesystem::path& cwd,
+                        const std::vector<std::string>& env) {
+  std::string command = "cd " + shell_quote(cwd.string()) + " && env";
+  for (const auto& assignment : env) command += " " + shell_quote(assignment);
+  command += " " + shell_quote(LMRUN_TEST_BINARY);
+  for (const auto& arg : args) command += " " + shell_quote(arg);
+  command += " 2>&1";
+  ProcessResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) throw Error("cannot start: " + command);
+  std::array<char, 4096> buffer;
+  std::size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+}  // namespace lmrun::test

@@ -1,0 +1,47 @@
+// Shared test helpers: the built plugins behind a registry, temporary folders, running lmrun.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "registry/plugin_registry.h"
+
+namespace lmrun::test {
+
+// Every plugin in the build's plugin folder, loaded once per test process. Fails the test (throws)
+// if any of them fails to load.
+const host::PluginRegistry& plugin_registry();
+
+// The repository root and the build's fixture plugin folder.
+std::filesystem::path source_dir();
+std::filesystem::path fixture_dir();
+
+// A fresh empty folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void write_file(const std::filesystem::path& path, const std::string& text);
+std::string read_file(const std::filesystem::path& path);
+
+struct ProcessResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs the built lmrun with `args` in `cwd`, with extra environment assignments ("K=V").
+ProcessResult run_lmrun(const std::vector<std::string>& args,
+                        const std::filesystem::path& cwd = std::filesystem::current_path(),
+                        const std::vector<std::string>& env = {});
+
+}  // namespace lmrun::test
