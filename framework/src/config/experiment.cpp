@@ -267,7 +267,8 @@ Params Validator::check_params(const toml::table& table, const std::vector<Param
     for (const auto& spec : specs) known = known || spec.name == name;
     if (!known) {
       const std::string hint = did_you_mean(name, names);
-      diagnostics_.add(where(&node), section + "." + name,
+      const std::string at = location_of(key.source());
+      diagnostics_.add(at.empty() ? where(&node) : at, section + "." + name,
                        "unknown key" + (hint.empty() ? " in " + owner : hint) +
                            (names.empty() ? "; it takes no parameters" : "; " + owner + " takes: " + join(names)));
     }
@@ -350,7 +351,8 @@ Experiment Validator::run() {
       diagnostics_.add(where(&node), name, "a [sweep] section belongs to a sweep file, run with `lmrun sweep`");
       continue;
     }
-    diagnostics_.add(where(&node), name, "unknown section" + did_you_mean(name, kSections) +
+    const std::string at = location_of(key.source());
+    diagnostics_.add(at.empty() ? where(&node) : at, name, "unknown section" + did_you_mean(name, kSections) +
                                              "; sections: " + join(kSections));
   }
 

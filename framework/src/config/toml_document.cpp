@@ -11,14 +11,16 @@ namespace {
 std::string display(const fs::path& path);
 }  // namespace
 
-std::string location_of(const toml::node& node) {
-  const toml::source_region& source = node.source();
+std::string location_of(const toml::source_region& source) {
   if (!source.path) return "";
-  // Files show relative to the working directory; "--set KEY=VALUE" shows as it is.
-  std::string out = source.path->rfind('/', 0) == 0 ? display(*source.path) : *source.path;
+  // A value from --set has no file: its source is "--set KEY=VALUE", shown as it is.
+  if (source.path->rfind('/', 0) != 0) return *source.path;
+  std::string out = display(*source.path);
   if (source.begin.line > 0) out += ":" + std::to_string(source.begin.line) + ":" + std::to_string(source.begin.column);
   return out;
 }
+
+std::string location_of(const toml::node& node) { return location_of(node.source()); }
 
 namespace {
 

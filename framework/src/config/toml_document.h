@@ -32,5 +32,6 @@ TomlDocument load_document(const std::filesystem::path& file, const std::vector<
 
 // "file:line:column" of a node, or its file alone, or "" when the node has no source.
 std::string location_of(const toml::node& node);
+std::string location_of(const toml::source_region& source);
 
 }  // namespace lmrun::host

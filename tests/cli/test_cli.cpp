@@ -1,0 +1,181 @@
+// lmrun as a user runs it: subcommands as processes, with exit codes and output checked.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "support/test_support.h"
+
+namespace fs = std::filesystem;
+using lmrun::test::run_lmrun;
+using lmrun::test::TempDir;
+using testing::HasSubstr;
+using testing::Not;
+
+namespace {
+
+fs::path gpt_tiny() { return lmrun::test::source_dir() / "experiments" / "gpt_tiny.toml"; }
+
+}  // namespace
+
+TEST(Cli, VersionAndHelp) {
+  auto result = run_lmrun({"--version"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_THAT(result.output, HasSubstr("lmrun 0.1.0 (plugin API 1.0)"));
+  result = run_lmrun({"--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_THAT(result.output, HasSubstr("lmrun check FILE.toml"));
+}
+
+TEST(Cli, UsageErrorsExitTwo) {
+  EXPECT_EQ(run_lmrun({}).exit_code, 2);
+  auto result = run_lmrun({"frobnicate"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.output, HasSubstr("unknown command 'frobnicate'"));
+  result = run_lmrun({"check"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.output, HasSubstr("expected: lmrun check FILE.toml"));
+  result = run_lmrun({"--no-such-flag"});
+  EXPECT_EQ(result.exit_code, 2);
+}
+
+TEST(Cli, PluginsListsEveryKindNameVersionAndFile) {
+  const auto result = run_lmrun({"plugins"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  for (const char* line : {"dataset\n", "tokenizer\n", "model\n", "optimizer\n", "scheduler\n", "callback\n",
+                           "sampler\n", "metric\n"}) {
+    EXPECT_THAT(result.output, HasSubstr(line));
+  }
+  EXPECT_THAT(result.output, HasSubstr("transformer"));
+  EXPECT_THAT(result.output, HasSubstr("lmrun-transformer.so"));
+  EXPECT_THAT(result.output, HasSubstr("optimizers 0.1.0"));
+  EXPECT_THAT(result.output, Not(HasSubstr("warning")));
+}
+
+TEST(Cli, ABrokenPluginOnThePathIsAWarningNotAFailure) {
+  TempDir dir;
+  lmrun::test::write_file(dir / "lmrun-broken.so", "not a library");
+  fs::copy_file(lmrun::test::fixture_dir() / "lmrun-fixture_api_major.so", dir / "lmrun-old.so");
+  const auto result = run_lmrun({"plugins"}, fs::current_path(), {"LMRUN_PLUGIN_PATH=" + dir.path().string()});
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("transformer"));
+  EXPECT_THAT(result.output, HasSubstr("warning: plugin " + (dir / "lmrun-broken.so").string() + ": not a shared library"));
+  EXPECT_THAT(result.output, HasSubstr("lmrun-old.so: wrong plugin API version"));
+
+  // ... and the experiment still runs, since it needs neither.
+  const auto check = run_lmrun({"check", gpt_tiny().string()}, lmrun::test::source_dir(),
+                               {"LMRUN_PLUGIN_PATH=" + dir.path().string()});
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+TEST(Cli, PluginDirAddsPlugins) {
+  const auto result = run_lmrun({"plugins", "--plugin-dir", lmrun::test::fixture_dir().string()});
+  // The fixture folder holds broken plugins too: the good one is listed, the others warned about.
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_THAT(result.output, HasSubstr("fixture_constant"));
+  EXPECT_THAT(result.output, HasSubstr("fixture_good 1.2.3"));
+  EXPECT_THAT(result.output, HasSubstr("register function failed"));
+
+  const auto missing = run_lmrun({"plugins", "--plugin-dir", "/nonexistent/plugins"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.output, HasSubstr("--plugin-dir: plugin folder /nonexistent/plugins does not exist"));
+}
+
+TEST(Cli, DescribePrintsParameters) {
+  auto result = run_lmrun({"describe", "transformer"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("model.transformer: "));
+  EXPECT_THAT(result.output, HasSubstr("n_layer"));
+  EXPECT_THAT(result.output, HasSubstr("int"));
+  EXPECT_THAT(result.output, HasSubstr("= 4"));
+  EXPECT_THAT(result.output, HasSubstr(">= 1"));
+
+  result = run_lmrun({"describe", "optimizer.adamw"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("betas"));
+  EXPECT_THAT(result.output, HasSubstr("2 elements"));
+
+  result = run_lmrun({"describe", "train"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("batch_size"));
+  EXPECT_THAT(result.output, HasSubstr("one of: cpu, cuda, auto"));
+}
+
+TEST(Cli, DescribeUnknownSuggests) {
+  auto result = run_lmrun({"describe", "transfomer"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("no plugin named 'transfomer' (did you mean transformer?)"));
+  EXPECT_THAT(result.output, HasSubstr("hint: `lmrun plugins` lists every registered name"));
+  result = run_lmrun({"describe", "modle.transformer"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("unknown plugin kind 'modle' (did you mean model?)"));
+}
+
+TEST(Cli, CheckPrintsTheResolvedConfig) {
+  const auto result = run_lmrun({"check", gpt_tiny().string(), "--set", "model.n_layer=2"}, lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("[model]\ntype = \"transformer\"\nn_layer = 2\n"));
+  EXPECT_THAT(result.output, HasSubstr("is valid"));
+}
+
+TEST(Cli, CheckReportsEveryProblemAndWritesNothing) {
+  TempDir dir;
+  std::string text = lmrun::test::read_file(gpt_tiny());
+  text.replace(text.find("n_layer = 4"), 11, "n_layers = 4");
+  text.replace(text.find("type = \"cosine\""), 15, "type = \"cosin\"");
+  text.replace(text.find("out_dir = \"runs/gpt_tiny\""), 25, "out_dir = \"" + (dir / "run").string() + "\"");
+  lmrun::test::write_file(dir / "bad.toml", text);
+  for (const char* command : {"check", ""}) {
+    std::vector<std::string> args = {(dir / "bad.toml").string()};
+    if (*command) args.insert(args.begin(), command);
+    const auto result = run_lmrun(args, lmrun::test::source_dir());
+    EXPECT_EQ(result.exit_code, 1);
+    EXPECT_THAT(result.output, HasSubstr("invalid experiment (2 problems)"));
+    EXPECT_THAT(result.output, HasSubstr("bad.toml:27:1: model.n_layers: unknown key (did you mean n_layer?)"));
+    EXPECT_THAT(result.output, HasSubstr("scheduler.type: unknown scheduler 'cosin' (did you mean cosine?)"));
+    EXPECT_THAT(result.output, Not(HasSubstr("terminate called")));
+    EXPECT_FALSE(fs::exists(dir / "run"));
+  }
+}
+
+TEST(Cli, RunWritesTheResolvedConfigAndNeverOverwrites) {
+  TempDir dir;
+  const std::string out = "experiment.out_dir=" + (dir / "run").string();
+  auto result = run_lmrun({gpt_tiny().string(), "--set", out}, lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("model      transformer (n_layer=4"));
+  const std::string config = lmrun::test::read_file(dir / "run" / "config.toml");
+  EXPECT_THAT(config, HasSubstr("# lmrun resolved experiment, format 1"));
+  EXPECT_THAT(config, HasSubstr("[[generate.samplers]]\ntype = \"top_k\"\nk = 40\n"));
+
+  lmrun::test::write_file(dir / "run" / "notes.txt", "mine");
+  result = run_lmrun({gpt_tiny().string(), "--set", out}, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("already exists"));
+  EXPECT_THAT(result.output, HasSubstr("--force"));
+  EXPECT_EQ(lmrun::test::read_file(dir / "run" / "notes.txt"), "mine");
+
+  result = run_lmrun({gpt_tiny().string(), "--set", out, "--force"}, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+}
+
+TEST(Cli, ResolvedConfigRunsAsAnExperiment) {
+  TempDir dir;
+  auto result = run_lmrun({gpt_tiny().string(), "--set", "experiment.out_dir=" + (dir / "a").string()},
+                          lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  // From another working directory: the resolved config holds absolute paths.
+  result = run_lmrun({"check", (dir / "a" / "config.toml").string()}, dir.path());
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("path = \"" + (lmrun::test::source_dir() / "data/tinyshakespeare/input.txt").string()));
+}
+
+TEST(Cli, ExperimentFileErrors) {
+  auto result = run_lmrun({"check", "/nonexistent/exp.toml"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("experiment file /nonexistent/exp.toml does not exist"));
+  TempDir dir;
+  lmrun::test::write_file(dir / "syntax.toml", "[model\ntype = 1\n");
+  result = run_lmrun({"check", (dir / "syntax.toml").string()}, dir.path());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("syntax.toml:1:"));
+  EXPECT_THAT(result.output, HasSubstr("TOML syntax error"));
+}
