@@ -3,8 +3,8 @@
 // A plugin does not read TOML. It declares its parameters through a Schema (schema.h), the host
 // validates the experiment against every declaration before any work starts, and the plugin's
 // factory receives a Params holding exactly the declared names, each already converted to the
-// declared type, range-checked, and defaulted. Paths arrive absolute (resolved against the file
-// that named them).
+// declared type, range-checked, and defaulted. Paths arrive absolute (a relative path resolves
+// against the working directory); an empty path stays empty, meaning "not given".
 #pragma once
 
 #include <cmath>

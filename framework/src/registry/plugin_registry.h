@@ -31,6 +31,7 @@ class PluginRegistry final : public Registry {
   // Registrations made from now on are attributed to `origin`.
   void set_origin(PluginOrigin origin) { origin_ = std::move(origin); }
 
+  using Registry::add;  // the typed add<Interface>(...) too
   void add(Registration registration) override;
   const Registration* find(Kind kind, std::string_view name) const override;
 
