@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "config/suggest.h"
+#include "lmrun/suggest.h"
 #include "lmrun/scheduler.h"
 #include "lmrun/schema.h"
 #include "registry/plugin_registry.h"
@@ -215,12 +215,12 @@ TEST(Registry, KindNames) {
 
 TEST(Suggest, NearestIsAPlausibleTypo) {
   const std::vector<std::string> keys = {"n_layer", "n_head", "n_embd", "dropout", "lr", "seed"};
-  EXPECT_EQ(host::nearest("n_layers", keys), "n_layer");
-  EXPECT_EQ(host::nearest("n_emb", keys), "n_embd");
-  EXPECT_EQ(host::nearest("droput", keys), "dropout");
-  EXPECT_EQ(host::nearest("N_HEAD", keys), "n_head");
-  EXPECT_EQ(host::nearest("batch_size", keys), "");
-  EXPECT_EQ(host::nearest("xy", keys), "");
-  EXPECT_EQ(host::did_you_mean("sede", keys), " (did you mean seed?)");
-  EXPECT_EQ(host::edit_distance("ab", "ba"), 1u);
+  EXPECT_EQ(lmrun::nearest("n_layers", keys), "n_layer");
+  EXPECT_EQ(lmrun::nearest("n_emb", keys), "n_embd");
+  EXPECT_EQ(lmrun::nearest("droput", keys), "dropout");
+  EXPECT_EQ(lmrun::nearest("N_HEAD", keys), "n_head");
+  EXPECT_EQ(lmrun::nearest("batch_size", keys), "");
+  EXPECT_EQ(lmrun::nearest("xy", keys), "");
+  EXPECT_EQ(lmrun::did_you_mean("sede", keys), " (did you mean seed?)");
+  EXPECT_EQ(lmrun::edit_distance("ab", "ba"), 1u);
 }

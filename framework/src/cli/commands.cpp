@@ -7,7 +7,7 @@
 
 #include "config/emit.h"
 #include "config/experiment.h"
-#include "config/suggest.h"
+#include "lmrun/suggest.h"
 #include "config/toml_document.h"
 #include "lmrun/version.h"
 #include "registry/plugin_loader.h"

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <set>
 
-#include "config/suggest.h"
+#include "lmrun/suggest.h"
 
 namespace fs = std::filesystem;
 

@@ -1,12 +1,20 @@
-// Typo suggestions: a small edit-distance search over the names that were valid at that spot.
-#include "config/suggest.h"
+// "did you mean n_layer?": the nearest candidate by edit distance, for unknown keys, names and
+// metrics. The host uses it for experiment files; plugins use it for their own lookups.
+//
+//   throw lmrun::Error("no metric '" + name + "'" + lmrun::did_you_mean(name, known));
+#pragma once
 
 #include <algorithm>
 #include <cctype>
+#include <string>
+#include <string_view>
+#include <vector>
 
-namespace lmrun::host {
+namespace lmrun {
 
-std::size_t edit_distance(std::string_view a, std::string_view b) {
+// Optimal-string-alignment distance, case-insensitive: insertions, deletions, substitutions,
+// adjacent swaps.
+inline std::size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
   for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
   for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
@@ -22,7 +30,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return d[a.size()][b.size()];
 }
 
-std::string nearest(std::string_view word, const std::vector<std::string>& candidates) {
+// The closest candidate if it is close enough to be a likely typo, else "".
+inline std::string nearest(std::string_view word, const std::vector<std::string>& candidates) {
   // A third of the word's length, at least 2: "n_layers" -> "n_layer", but not "lr" -> "seed".
   const std::size_t limit = std::max<std::size_t>(2, word.size() / 3);
   std::string best;
@@ -37,12 +46,14 @@ std::string nearest(std::string_view word, const std::vector<std::string>& candi
   return best;
 }
 
-std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
+// " (did you mean X?)" or "".
+inline std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
   const std::string best = nearest(word, candidates);
   return best.empty() ? "" : " (did you mean " + best + "?)";
 }
 
-std::string join(const std::vector<std::string>& items, std::string_view separator) {
+// "a, b, c"
+inline std::string join(const std::vector<std::string>& items, std::string_view separator = ", ") {
   std::string out;
   for (const auto& item : items) {
     if (!out.empty()) out += separator;
@@ -51,4 +62,4 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
   return out;
 }
 
-}  // namespace lmrun::host
+}  // namespace lmrun
