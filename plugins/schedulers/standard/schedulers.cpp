@@ -1,0 +1,178 @@
+// The standard learning-rate schedules (constant, linear, cosine): linear warmup, then a decay to a
+// floor, as nanoGPT's get_lr. Each lr(step) is a pure function of the step, so resuming is exact.
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "lmrun/plugin.h"
+#include "lmrun/scheduler.h"
+#include "lmrun/schema.h"
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+struct ConstantOptions {
+  std::int64_t warmup_steps = 0;  // steps of linear warmup before the base lr
+};
+
+// linear and cosine share their parameters; only the shape of the decay differs.
+struct DecayOptions {
+  std::int64_t warmup_steps = 0;  // steps of linear warmup before the decay starts
+  double min_lr = 0.0;            // the floor the decay ends at, absolute (not a ratio)
+  std::int64_t decay_steps = 0;   // the step where the decay reaches min_lr; 0: the run's max_steps
+};
+
+lmrun::Schema<ConstantOptions> constant_schema() {
+  lmrun::Schema<ConstantOptions> schema;
+  schema
+      .add("warmup_steps", &ConstantOptions::warmup_steps,
+           "steps of linear warmup from 0: lr * (step + 1) / (warmup_steps + 1)")
+      .min(0);
+  return schema;
+}
+
+lmrun::Schema<DecayOptions> decay_schema() {
+  lmrun::Schema<DecayOptions> schema;
+  schema
+      .add("warmup_steps", &DecayOptions::warmup_steps,
+           "steps of linear warmup from 0: lr * (step + 1) / (warmup_steps + 1)")
+      .min(0);
+  schema
+      .add("min_lr", &DecayOptions::min_lr,
+           "learning rate at the end of the decay and after it (absolute, <= the optimizer's lr)")
+      .min(0);
+  schema
+      .add("decay_steps", &DecayOptions::decay_steps,
+           "step at which the decay reaches min_lr; 0 means train.max_steps")
+      .min(0);
+  return schema;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schedule
+
+enum class Decay { kNone, kLinear, kCosine };
+
+constexpr double kPi = 3.14159265358979323846;
+
+// lr(step), after nanoGPT's get_lr (https://github.com/karpathy/nanoGPT/blob/master/train.py):
+//   step <  W:        base * (step + 1) / (W + 1)                    warmup, never exactly 0
+//   W <= step < D:    min + coeff(r) * (base - min),  r = (step - W) / (D - W) in [0, 1)
+//                     cosine: coeff = (1 + cos(pi r)) / 2;  linear: coeff = 1 - r
+//   step >= D:        min
+// constant has no decay: base from W on. D == W is allowed and means no decay phase.
+class WarmupDecaySchedule final : public lmrun::Scheduler {
+ public:
+  WarmupDecaySchedule(Decay decay, double base_lr, double min_lr, std::int64_t warmup_steps,
+                      std::int64_t decay_end)
+      : decay_(decay),
+        base_lr_(base_lr),
+        min_lr_(min_lr),
+        warmup_steps_(warmup_steps),
+        decay_end_(decay_end) {}
+
+  double lr(std::int64_t step) override {
+    if (step < 0) throw lmrun::Error("lr() was asked for step " + std::to_string(step) + " (< 0)");
+    if (step < warmup_steps_) {
+      return base_lr_ * static_cast<double>(step + 1) / static_cast<double>(warmup_steps_ + 1);
+    }
+    if (decay_ == Decay::kNone) return base_lr_;
+    if (step >= decay_end_) return min_lr_;
+    const double ratio =
+        static_cast<double>(step - warmup_steps_) / static_cast<double>(decay_end_ - warmup_steps_);
+    const double coeff =
+        decay_ == Decay::kCosine ? 0.5 * (1.0 + std::cos(kPi * ratio)) : 1.0 - ratio;
+    return min_lr_ + coeff * (base_lr_ - min_lr_);
+  }
+
+ private:
+  Decay decay_;
+  double base_lr_;
+  double min_lr_;
+  std::int64_t warmup_steps_;
+  std::int64_t decay_end_;  // D above; unused by constant
+};
+
+// ---------------------------------------------------------------------------------------------
+// Factories: every check that needs the context (base lr, run length) happens here, at creation.
+
+// TOML spelling, as the experiment file would write it: 0.001, 1e-05, 0.0.
+std::string number(double v) { return lmrun::format_value(v); }
+
+void check_base_lr(const lmrun::SchedulerContext& context) {
+  if (!(context.base_lr > 0.0) || !std::isfinite(context.base_lr)) {
+    throw lmrun::Error("the optimizer's learning rate is " + number(context.base_lr) +
+                       ", a schedule needs a finite lr > 0");
+  }
+}
+
+void check_warmup(std::int64_t warmup_steps) {
+  if (warmup_steps < 0) {
+    throw lmrun::Error("warmup_steps = " + std::to_string(warmup_steps) + " is negative",
+                       "set warmup_steps >= 0");
+  }
+}
+
+std::shared_ptr<lmrun::Scheduler> make_constant(const ConstantOptions& options,
+                                                const lmrun::SchedulerContext& context) {
+  check_base_lr(context);
+  check_warmup(options.warmup_steps);
+  return std::make_shared<WarmupDecaySchedule>(Decay::kNone, context.base_lr, context.base_lr,
+                                               options.warmup_steps, options.warmup_steps);
+}
+
+std::shared_ptr<lmrun::Scheduler> make_decay(Decay decay, const DecayOptions& options,
+                                             const lmrun::SchedulerContext& context) {
+  check_base_lr(context);
+  check_warmup(options.warmup_steps);
+  if (options.min_lr < 0.0) {
+    throw lmrun::Error("min_lr = " + number(options.min_lr) + " is negative", "set min_lr >= 0");
+  }
+  if (options.min_lr > context.base_lr) {
+    throw lmrun::Error("min_lr = " + number(options.min_lr) +
+                           " is above the optimizer's lr = " + number(context.base_lr),
+                       "min_lr is absolute: set it below optimizer.lr (lr / 10 is usual)");
+  }
+  if (options.decay_steps < 0) {
+    throw lmrun::Error("decay_steps = " + std::to_string(options.decay_steps) + " is negative",
+                       "set decay_steps >= 0 (0 means train.max_steps)");
+  }
+  const std::int64_t decay_end = options.decay_steps > 0 ? options.decay_steps : context.max_steps;
+  const std::string decay_source = options.decay_steps > 0
+                                       ? "decay_steps = " + std::to_string(options.decay_steps)
+                                       : "max_steps = " + std::to_string(context.max_steps);
+  if (decay_end <= 0) {
+    throw lmrun::Error("the decay has no length: decay_steps = 0 and max_steps = " +
+                           std::to_string(context.max_steps),
+                       "set decay_steps, or train.max_steps");
+  }
+  if (options.warmup_steps > decay_end) {
+    throw lmrun::Error("warmup_steps = " + std::to_string(options.warmup_steps) +
+                           " is longer than the decay, which ends at " + decay_source,
+                       "shorten warmup_steps or lengthen the decay");
+  }
+  return std::make_shared<WarmupDecaySchedule>(decay, context.base_lr, options.min_lr,
+                                               options.warmup_steps, decay_end);
+}
+
+void register_schedulers(lmrun::Registry& registry) {
+  registry.add<lmrun::Scheduler>("constant", "the optimizer's lr after an optional linear warmup",
+                                 constant_schema(), make_constant);
+  registry.add<lmrun::Scheduler>(
+      "linear", "linear warmup, then linear decay to min_lr at decay_steps", decay_schema(),
+      [](const DecayOptions& options, const lmrun::SchedulerContext& context) {
+        return make_decay(Decay::kLinear, options, context);
+      });
+  registry.add<lmrun::Scheduler>(
+      "cosine", "linear warmup, then cosine decay to min_lr at decay_steps (nanoGPT)",
+      decay_schema(), [](const DecayOptions& options, const lmrun::SchedulerContext& context) {
+        return make_decay(Decay::kCosine, options, context);
+      });
+}
+
+}  // namespace
+
+LMRUN_PLUGIN("schedulers", "0.1.0", register_schedulers)
