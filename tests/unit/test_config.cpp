@@ -6,6 +6,7 @@
 #include "config/emit.h"
 #include "config/experiment.h"
 #include "config/toml_document.h"
+#include "lmrun/optimizer.h"
 #include "support/test_support.h"
 
 namespace fs = std::filesystem;
@@ -35,6 +36,10 @@ struct OptimizerOptions {
 };
 struct SamplerOptions {
   std::int64_t k = 40;
+};
+struct SgdOptions {
+  double momentum = 0.0;
+  bool nesterov = false;
 };
 void add_spec(PluginRegistry& registry, lmrun::Kind kind, const std::string& name, std::vector<lmrun::ParamSpec> specs) {
   lmrun::Registration r;
@@ -72,6 +77,14 @@ const PluginRegistry& registry() {
     add_spec(*reg, lmrun::Kind::kSampler, "top_k", sampler.specs());
     add_spec(*reg, lmrun::Kind::kCallback, "early_stopping", sampler.specs());
     add_spec(*reg, lmrun::Kind::kScheduler, "cosine", {});
+    lmrun::Schema<SgdOptions> sgd;
+    sgd.add("momentum", &SgdOptions::momentum, "momentum").range(0, 1, true);
+    sgd.add("nesterov", &SgdOptions::nesterov, "nesterov");
+    sgd.check([](const SgdOptions& o) {
+      if (o.nesterov && o.momentum == 0) throw lmrun::Error("nesterov needs momentum > 0", "set momentum = 0.9");
+    });
+    reg->add<lmrun::Optimizer>("sgd", "test sgd", sgd,
+                               [](const SgdOptions&, const lmrun::OptimizerContext&) { return nullptr; });
     return reg;
   }();
   return *r;
@@ -261,6 +274,14 @@ TEST(Config, ReportsEveryProblemAtOnce) {
     EXPECT_EQ(e.problems().size(), 4u) << e.what();
     EXPECT_THAT(e.what(), HasSubstr("invalid experiment (4 problems)"));
   }
+}
+
+TEST(Config, CrossParameterChecksRunWhileValidating) {
+  std::string text = kValid;
+  const std::string adamw = "type = \"adamw\"\nlr = 3e-4\nbetas = [0.9, 0.95]";
+  text.replace(text.find(adamw), adamw.size(), "type = \"sgd\"\nnesterov = true");
+  EXPECT_THAT(problems(text), HasSubstr("optimizer: nesterov needs momentum > 0 (hint: set momentum = 0.9)"));
+  EXPECT_EQ(problems(text, {"optimizer.momentum=0.9"}), "");
 }
 
 TEST(Config, SweepSectionPointsToLmrunSweep) {

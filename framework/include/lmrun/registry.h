@@ -70,6 +70,8 @@ struct Registration {
   std::string doc;                 // one line
   std::vector<ParamSpec> params;   // in declaration order
   AnyFactory factory;
+  // Optional: rules across parameters (Schema::check), run while validating; throws lmrun::Error.
+  std::function<void(const Params& params)> check;
 };
 
 class LMRUN_API Registry {
@@ -95,6 +97,9 @@ class LMRUN_API Registry {
       std::shared_ptr<Interface> object = make(schema.parse(params), *static_cast<const Context*>(context));
       return object;
     };
+    if (schema.has_checks()) {
+      registration.check = [schema](const Params& params) { schema.run_checks(schema.parse(params)); };
+    }
     add(std::move(registration));
   }
 

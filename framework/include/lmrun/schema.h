@@ -173,6 +173,18 @@ class Schema {
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
 
+  // A rule across parameters ("nesterov needs momentum > 0"), run by the host while it validates
+  // the experiment, before any work starts. The rule throws lmrun::Error to refuse.
+  //   schema.check([](const SgdOptions& o) { if (o.nesterov && o.momentum == 0) throw ...; });
+  Schema& check(std::function<void(const Options&)> rule) {
+    rules_.push_back(std::move(rule));
+    return *this;
+  }
+  bool has_checks() const { return !rules_.empty(); }
+  void run_checks(const Options& options) const {
+    for (const auto& rule : rules_) rule(options);
+  }
+
   // Fills an Options from validated params; a parameter absent from params keeps its default.
   Options parse(const Params& params) const {
     Options options{};
@@ -202,6 +214,7 @@ class Schema {
   std::vector<ParamSpec> specs_;
   std::vector<std::function<void(Options&, const Value&)>> setters_;
   std::vector<std::function<Value(const Options&)>> getters_;
+  std::vector<std::function<void(const Options&)>> rules_;
 };
 
 }  // namespace lmrun

@@ -321,7 +321,17 @@ std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind
   spec.kind = kind;
   spec.key = key;
   spec.type = type;
+  const std::size_t problems_before = diagnostics_.problems().size();
   spec.params = check_params(table, registration->params, key, kind_word + " '" + type + "'", {"type"});
+  if (registration->check && diagnostics_.problems().size() == problems_before) {
+    try {
+      registration->check(spec.params);
+    } catch (const Error& e) {
+      diagnostics_.add(where(node), key, e.what() + (e.hint().empty() ? "" : std::string(" (hint: ") + e.hint() + ")"));
+    } catch (const std::exception& e) {
+      diagnostics_.add(where(node), key, e.what());
+    }
+  }
   return spec;
 }
 

@@ -74,6 +74,18 @@ lmrun::Schema<AdamOptions> adam_schema() {
   return schema;
 }
 
+// torch::optim::SGD checks this too, but with a TORCH_CHECK backtrace and no hint. Registered as a
+// schema check, so the host reports it while validating the experiment.
+void check_sgd(const SgdOptions& options) {
+  if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0)) {
+    throw lmrun::Error(
+        "nesterov = true needs momentum > 0 and dampening = 0 (momentum = " +
+            lmrun::format_value(options.momentum) +
+            ", dampening = " + lmrun::format_value(options.dampening) + ")",
+        "set momentum (0.9 is usual) and leave dampening at 0, or set nesterov = false");
+  }
+}
+
 lmrun::Schema<SgdOptions> sgd_schema() {
   lmrun::Schema<SgdOptions> schema;
   schema.add("lr", &SgdOptions::lr, "learning rate (schedulers scale from it)").min(0, true);
@@ -86,6 +98,7 @@ lmrun::Schema<SgdOptions> sgd_schema() {
       .min(0);
   schema.add("nesterov", &SgdOptions::nesterov,
              "Nesterov momentum; needs momentum > 0 and dampening = 0");
+  schema.check(check_sgd);
   return schema;
 }
 
@@ -261,14 +274,7 @@ std::shared_ptr<lmrun::Optimizer> make_adam(const AdamOptions& options,
 
 std::shared_ptr<lmrun::Optimizer> make_sgd(const SgdOptions& options,
                                            const lmrun::OptimizerContext& context) {
-  // torch::optim::SGD checks this too, but with a TORCH_CHECK backtrace and no hint.
-  if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0)) {
-    throw lmrun::Error(
-        "nesterov = true needs momentum > 0 and dampening = 0 (momentum = " +
-            lmrun::format_value(options.momentum) +
-            ", dampening = " + lmrun::format_value(options.dampening) + ")",
-        "set momentum (0.9 is usual) and leave dampening at 0, or set nesterov = false");
-  }
+  check_sgd(options);
   ParameterSplit split = split_parameters(context);
   auto torch_options = torch::optim::SGDOptions(options.lr)
                            .momentum(options.momentum)

@@ -1,0 +1,335 @@
+// Generation: nanoGPT's sampling loop over lmrun's Model, Sampler and Tokenizer interfaces, with a
+// KV-cached path and the uncached reference path that must draw the same tokens.
+#include "generate/generate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/multinomial.h>
+#include <c10/core/GradMode.h>
+#include <c10/util/Exception.h>
+#include <torch/nn/module.h>
+
+#include "config/experiment.h"
+#include "lmrun/error.h"
+#include "lmrun/model.h"
+#include "lmrun/registry.h"
+#include "lmrun/sampler.h"
+#include "lmrun/tokenizer.h"
+
+namespace lmrun::host {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+// Eval mode for the guard's life; the module's own training flag comes back afterwards.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(torch::nn::Module& module)
+      : module_(module), was_training_(module.is_training()) {
+    module_.eval();
+  }
+  ~EvalModeGuard() { module_.train(was_training_); }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  torch::nn::Module& module_;
+  bool was_training_;
+};
+
+at::Device device_of(Model& model) {
+  const std::vector<at::Tensor> parameters = model.module().parameters();
+  return parameters.empty() ? at::Device(at::kCPU) : parameters.front().device();
+}
+
+// Index of the first token the model sees: the last `max_context` of `length` (all when 0).
+std::size_t window_start(std::size_t length, std::int64_t max_context) {
+  const auto limit = static_cast<std::size_t>(max_context);
+  return max_context > 0 && length > limit ? length - limit : 0;
+}
+
+// ids[begin, end) as (1, n) int64 on `device`.
+at::Tensor token_tensor(const std::vector<std::int64_t>& ids, std::size_t begin,
+                        const at::Device& device) {
+  const auto n = static_cast<std::int64_t>(ids.size() - begin);
+  at::Tensor tokens = at::empty({1, n}, at::kLong);  // (1, n)
+  std::copy(ids.begin() + static_cast<std::ptrdiff_t>(begin), ids.end(),
+            tokens.data_ptr<std::int64_t>());
+  return tokens.to(device);
+}
+
+std::string shape_of(const at::Tensor& t) {
+  if (!t.defined()) return "undefined";
+  std::string shape = "(";
+  for (std::int64_t d = 0; d < t.dim(); ++d) shape += (d ? ", " : "") + std::to_string(t.size(d));
+  return shape + ")";
+}
+
+void check_request(const GenerationRequest& request) {
+  if (request.prompt.empty()) {
+    throw Error("generate: the prompt is empty; a model needs at least one token to predict from",
+                "start from at least one token, e.g. the id of \"\\n\" (nanoGPT's default prompt)");
+  }
+  if (request.max_new_tokens < 0) {
+    throw Error("generate: max_new_tokens is " + std::to_string(request.max_new_tokens),
+                "set max_new_tokens >= 0");
+  }
+  for (std::size_t i = 0; i < request.prompt.size(); ++i) {
+    if (request.prompt[i] < 0) {
+      throw Error("generate: prompt token " + std::to_string(i) + " has the negative id " +
+                  std::to_string(request.prompt[i]));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logits for the next token, both ways. Each call gets the whole history (prompt and generated
+// ids), which has grown by exactly one token since the previous call.
+
+class NextLogits {
+ public:
+  virtual ~NextLogits() = default;
+  virtual at::Tensor operator()(const std::vector<std::int64_t>& history) = 0;  // (1, V)
+};
+
+// One decode() per token. A bounded model's state holds at most max_context tokens; when it is
+// full, a fresh state prefilled with the last max_context tokens gives exactly the logits of the
+// cropped context (for learned positions the window's positions restart at 0, as in nanoGPT).
+class CachedLogits final : public NextLogits {
+ public:
+  CachedLogits(Model& model, at::Device device) : model_(model), device_(device) {}
+
+  at::Tensor operator()(const std::vector<std::int64_t>& history) override {
+    const std::int64_t limit = model_.max_context();
+    if (!state_ || (limit > 0 && state_->length() >= limit)) {
+      state_ = model_.start_decoding(1);
+      return model_.decode(*state_, token_tensor(history, window_start(history.size(), limit),
+                                                 device_));  // (1, T) -> (1, V)
+    }
+    return model_.decode(*state_, token_tensor(history, history.size() - 1, device_));  // (1, V)
+  }
+
+ private:
+  Model& model_;
+  at::Device device_;
+  std::unique_ptr<DecodeState> state_;
+};
+
+// The reference: forward() on the cropped context every step, as nanoGPT's generate().
+class UncachedLogits final : public NextLogits {
+ public:
+  UncachedLogits(Model& model, at::Device device) : model_(model), device_(device) {}
+
+  at::Tensor operator()(const std::vector<std::int64_t>& history) override {
+    const at::Tensor context =
+        token_tensor(history, window_start(history.size(), model_.max_context()), device_);
+    const at::Tensor logits = model_.forward(context, at::Tensor());  // (1, T, V)
+    return logits.select(1, logits.size(1) - 1);                      // (1, V)
+  }
+
+ private:
+  Model& model_;
+  at::Device device_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Drawing one token
+
+std::int64_t draw(at::Tensor logits, const std::vector<std::shared_ptr<Sampler>>& samplers,
+                  const SamplingState& state, at::Generator& generator) {
+  // On the CPU in float whatever the model's device and dtype: the generator is a CPU one.
+  logits = logits.to(at::kCPU, at::kFloat);  // (1, V)
+  const std::int64_t vocab = logits.size(1);
+  for (std::size_t i = 0; i < samplers.size(); ++i) {
+    logits = samplers[i]->apply(std::move(logits), state);
+    if (!logits.defined() || logits.dim() != 2 || logits.size(0) != 1 ||
+        logits.size(1) != vocab) {
+      throw Error("generate: sampler " + std::to_string(i) + " of the chain returned logits " +
+                  shape_of(logits) + ", expected (1, " + std::to_string(vocab) + ")");
+    }
+  }
+  const at::Tensor probs = logits.softmax(/*dim=*/1);  // (1, V)
+  try {
+    return at::multinomial(probs, /*num_samples=*/1, /*replacement=*/false, generator)
+        .item<std::int64_t>();
+  } catch (const c10::Error& e) {
+    throw Error(std::string("generate: cannot draw from the sampler chain's output: ") +
+                    e.what_without_backtrace(),
+                "the chain must leave at least one finite logit (and no NaN)");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text streaming
+
+// Length of the longest prefix of `text` that does not end inside a UTF-8 sequence. Only an
+// incomplete sequence at the very end is held back; invalid bytes pass through.
+std::size_t complete_utf8_prefix(const std::string& text) {
+  std::size_t lead = text.size();
+  int continuation = 0;
+  while (lead > 0 && continuation < 3 &&
+         (static_cast<unsigned char>(text[lead - 1]) & 0xC0) == 0x80) {
+    --lead;
+    ++continuation;
+  }
+  if (lead == 0) return text.size();
+  const auto byte = static_cast<unsigned char>(text[lead - 1]);
+  const std::size_t needed = (byte & 0xE0) == 0xC0   ? 2
+                             : (byte & 0xF0) == 0xE0 ? 3
+                             : (byte & 0xF8) == 0xF0 ? 4
+                                                     : 1;
+  return text.size() - (lead - 1) < needed ? lead - 1 : text.size();
+}
+
+// Turns ids into text pieces as they come.
+class TextStream {
+ public:
+  TextStream(const Tokenizer& tokenizer, const std::function<void(const std::string&)>& on_text)
+      : tokenizer_(tokenizer), on_text_(on_text) {}
+
+  void push(std::int64_t id) {
+    ids_.push_back(id);
+    const std::string text = tokenizer_.decode(ids_);
+    emit(text, complete_utf8_prefix(text));
+  }
+
+  void finish() {
+    const std::string text = tokenizer_.decode(ids_);
+    emit(text, text.size());
+  }
+
+ private:
+  void emit(const std::string& text, std::size_t end) {
+    if (end <= emitted_) return;
+    on_text_(text.substr(emitted_, end - emitted_));
+    emitted_ = end;
+  }
+
+  const Tokenizer& tokenizer_;
+  const std::function<void(const std::string&)>& on_text_;
+  std::vector<std::int64_t> ids_;
+  std::size_t emitted_ = 0;  // bytes handed out
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+GenerationResult generate(Model& model, const std::vector<std::shared_ptr<Sampler>>& samplers,
+                          const GenerationRequest& request,
+                          const std::function<void(std::int64_t)>& on_token) {
+  check_request(request);
+  EvalModeGuard eval_mode(model.module());
+  c10::NoGradGuard no_grad;
+
+  const auto start = std::chrono::steady_clock::now();
+  GenerationResult result;
+  if (request.max_new_tokens > 0) {
+    at::Generator generator = at::detail::createCPUGenerator(request.seed);
+    std::vector<std::int64_t> history = request.prompt;
+    history.reserve(history.size() + static_cast<std::size_t>(request.max_new_tokens));
+    result.tokens.reserve(static_cast<std::size_t>(request.max_new_tokens));
+    const SamplingState sampling{&history, &generator};
+
+    const at::Device device = device_of(model);
+    std::unique_ptr<NextLogits> next_logits;
+    if (request.use_cache) {
+      next_logits = std::make_unique<CachedLogits>(model, device);
+    } else {
+      next_logits = std::make_unique<UncachedLogits>(model, device);
+    }
+
+    at::Tensor logits;  // (1, V)
+    try {
+      logits = (*next_logits)(history);
+    } catch (const c10::Error& e) {
+      throw Error(std::string("generate: the model failed on the prompt: ") +
+                      e.what_without_backtrace(),
+                  "check that every prompt id is below the model's vocabulary size");
+    }
+    const std::int64_t vocab = logits.size(1);
+    for (std::size_t i = 0; i < request.prompt.size(); ++i) {
+      if (request.prompt[i] >= vocab) {
+        throw Error("generate: prompt token " + std::to_string(i) + " has the id " +
+                    std::to_string(request.prompt[i]) + ", outside the model's vocabulary of " +
+                    std::to_string(vocab));
+      }
+    }
+
+    while (true) {
+      const std::int64_t token = draw(logits, samplers, sampling, generator);
+      history.push_back(token);
+      result.tokens.push_back(token);
+      if (on_token) on_token(token);
+      const bool stop = std::find(request.stop_tokens.begin(), request.stop_tokens.end(),
+                                  token) != request.stop_tokens.end();
+      if (stop || static_cast<std::int64_t>(result.tokens.size()) == request.max_new_tokens) break;
+      logits = (*next_logits)(history);  // no forward after the last token
+    }
+  }
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!result.tokens.empty() && result.seconds > 0) {
+    result.tokens_per_second = static_cast<double>(result.tokens.size()) / result.seconds;
+  }
+  return result;
+}
+
+std::string generate_text(Model& model, const Tokenizer& tokenizer,
+                          const std::vector<std::shared_ptr<Sampler>>& samplers,
+                          const std::string& prompt, std::int64_t max_new_tokens,
+                          std::uint64_t seed,
+                          const std::function<void(const std::string&)>& on_text) {
+  GenerationRequest request;
+  try {
+    request.prompt = tokenizer.encode(prompt);
+  } catch (const Error& e) {
+    throw e.with_context("generate: encoding the prompt");
+  }
+  if (request.prompt.empty()) {
+    throw Error("generate: the prompt \"" + prompt + "\" encodes to no tokens",
+                "give a prompt of at least one character, e.g. \"\\n\"");
+  }
+  request.max_new_tokens = max_new_tokens;
+  request.seed = seed;
+
+  TextStream stream(tokenizer, on_text);
+  std::function<void(std::int64_t)> on_token;
+  if (on_text) on_token = [&stream](std::int64_t id) { stream.push(id); };
+  const GenerationResult result = generate(model, samplers, request, on_token);
+  if (on_text) stream.finish();
+  return tokenizer.decode(result.tokens);
+}
+
+std::vector<std::shared_ptr<Sampler>> make_samplers(const Registry& registry,
+                                                    const std::vector<PluginSpec>& specs,
+                                                    std::int64_t vocab_size) {
+  std::vector<std::shared_ptr<Sampler>> samplers;
+  samplers.reserve(specs.size());
+  for (const PluginSpec& spec : specs) {
+    if (spec.kind != Kind::kSampler) {
+      throw Error(spec.key + ": is a " + kind_name(spec.kind) + " section, not a sampler");
+    }
+    try {
+      samplers.push_back(
+          registry.create<Sampler>(spec.type, spec.params, SamplerContext{vocab_size}));
+    } catch (const Error& e) {
+      throw e.with_context(spec.key);
+    }
+  }
+  return samplers;
+}
+
+}  // namespace lmrun::host
