@@ -1,0 +1,154 @@
+// Recurrent language model: the module of recurrent_lm.h. forward() and forward_cached() share
+// run() and logits(), so decoding token by token reproduces the full-sequence logits.
+#include "recurrent_lm.h"
+
+#include <cmath>
+#include <sstream>
+#include <tuple>
+#include <utility>
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+
+#include "lmrun/error.h"
+
+namespace lmrun::models {
+namespace {
+
+std::string shape(const at::Tensor& t) {
+  std::ostringstream out;
+  out << t.sizes();
+  return out.str();
+}
+
+}  // namespace
+
+// ---- head ---------------------------------------------------------------------------------------
+
+HeadImpl::HeadImpl(std::int64_t in_features, std::int64_t vocab_size, bool own_weight) {
+  at::NoGradGuard no_grad;
+  if (own_weight) {
+    // torch.nn.Linear's default range; the bias starts at zero, so initial logits are near uniform.
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+    weight_ = register_parameter("weight", at::empty({vocab_size, in_features}));
+    torch::nn::init::uniform_(weight_, -bound, bound);
+  }
+  bias_ = register_parameter("bias", at::zeros({vocab_size}));
+}
+
+at::Tensor HeadImpl::forward(const at::Tensor& x, const at::Tensor& tied_weight) {
+  return at::linear(x, weight_.defined() ? weight_ : tied_weight, bias_);
+}
+
+// ---- model --------------------------------------------------------------------------------------
+
+RecurrentLmImpl::RecurrentLmImpl(RecurrentLmConfig config) : config_(std::move(config)) {
+  const RecurrentLmConfig& c = config_;
+  // LibTorch's initialisation: normal(0, 1) embeddings, the scale of char-rnn's one-hot inputs (a
+  // 0.1-scale embedding trains several times slower here), and uniform(+-1/sqrt(H)) recurrent
+  // weights.
+  wte_ = register_module("wte", torch::nn::Embedding(c.vocab_size, c.n_embd));
+  // Dropout between layers only exists with two or more (LibTorch warns otherwise).
+  const double between = c.n_layer > 1 ? c.dropout : 0.0;
+  if (c.cell == CellKind::kLstm) {
+    lstm_ = register_module("rnn", torch::nn::LSTM(torch::nn::LSTMOptions(c.n_embd, c.n_hidden)
+                                                       .num_layers(c.n_layer)
+                                                       .dropout(between)
+                                                       .batch_first(true)));
+  } else {
+    gru_ = register_module("rnn", torch::nn::GRU(torch::nn::GRUOptions(c.n_embd, c.n_hidden)
+                                                     .num_layers(c.n_layer)
+                                                     .dropout(between)
+                                                     .batch_first(true)));
+  }
+  lm_head_ = register_module("lm_head", Head(c.n_hidden, c.vocab_size, !c.tie_weights));
+}
+
+const char* RecurrentLmImpl::name() const {
+  return config_.cell == CellKind::kLstm ? "lstm" : "gru";
+}
+
+void RecurrentLmImpl::check_tokens(const at::Tensor& idx, const char* what) const {
+  if (idx.dim() != 2 || idx.size(0) < 1 || idx.size(1) < 1) {
+    throw Error(std::string(name()) + ": " + what +
+                " must be (batch, time) token ids, got a tensor of shape " + shape(idx));
+  }
+  if (idx.scalar_type() != at::kLong) {
+    throw Error(std::string(name()) + ": " + what + " must be int64 token ids, got " +
+                std::string(c10::toString(idx.scalar_type())));
+  }
+}
+
+at::Tensor RecurrentLmImpl::run(const at::Tensor& idx, at::Tensor& h, at::Tensor& c) {
+  at::Tensor x = wte_->forward(idx);  // (B, T, E)
+  if (lstm_) {
+    c10::optional<std::tuple<at::Tensor, at::Tensor>> hx;
+    if (h.defined()) hx = std::make_tuple(h, c);
+    auto result = lstm_->forward(x, hx);
+    std::tie(h, c) = std::get<1>(result);
+    return std::get<0>(result);  // (B, T, H)
+  }
+  auto result = gru_->forward(x, h);  // undefined h: zeros
+  h = std::get<1>(result);
+  return std::get<0>(result);  // (B, T, H)
+}
+
+at::Tensor RecurrentLmImpl::logits(const at::Tensor& out) {
+  at::Tensor x = config_.dropout > 0.0 && is_training() ? at::dropout(out, config_.dropout, true)
+                                                        : out;
+  return lm_head_->forward(x, wte_->weight);
+}
+
+at::Tensor RecurrentLmImpl::forward(const at::Tensor& idx) {
+  check_tokens(idx, "inputs");
+  at::Tensor h, c;  // zero initial state
+  return logits(run(idx, h, c));  // (B, T, V)
+}
+
+RecurrentState RecurrentLmImpl::make_state(std::int64_t batch_size) const {
+  if (batch_size < 1) {
+    throw Error(std::string(name()) + ": decoding needs a batch size >= 1, got " +
+                std::to_string(batch_size));
+  }
+  RecurrentState state;
+  state.batch_size = batch_size;
+  return state;
+}
+
+at::Tensor RecurrentLmImpl::forward_cached(const at::Tensor& idx, RecurrentState& state) {
+  check_tokens(idx, "tokens");
+  if (idx.size(0) != state.batch_size) {
+    throw Error(std::string(name()) + ": the decoding state holds a batch of " +
+                std::to_string(state.batch_size) + ", but the tokens are " + shape(idx));
+  }
+  at::NoGradGuard no_grad;
+  at::Tensor out = run(idx, state.h, state.c);  // (B, t, H)
+  state.filled += idx.size(1);
+  return logits(out.select(1, idx.size(1) - 1));  // (B, V)
+}
+
+std::int64_t RecurrentLmImpl::num_parameters() const {
+  std::int64_t n = 0;
+  for (const at::Tensor& p : parameters()) n += p.numel();
+  return n;
+}
+
+std::vector<std::string> RecurrentLmImpl::describe() const {
+  const RecurrentLmConfig& c = config_;
+  auto str = [](std::int64_t v) { return std::to_string(v); };
+  std::ostringstream dropout;
+  dropout << c.dropout;
+  return {
+      std::string(name()) + ": recurrent LM, " + str(c.n_layer) + " layers, vocab " +
+          str(c.vocab_size),
+      "  embed:  wte (" + str(c.vocab_size) + ", " + str(c.n_embd) + ")",
+      std::string("  rnn:    ") + (c.cell == CellKind::kLstm ? "LSTM" : "GRU") + " " +
+          str(c.n_embd) + "->" + str(c.n_hidden) + " x" + str(c.n_layer) + ", dropout " +
+          dropout.str() + " between layers and before the head",
+      "  head:   lm_head (" + str(c.n_hidden) + "->" + str(c.vocab_size) + ")" +
+          (c.tie_weights ? " tied to wte" : " untied"),
+      "  parameters: " + str(num_parameters()) + " total",
+  };
+}
+
+}  // namespace lmrun::models
