@@ -8,8 +8,10 @@
 //   };
 //
 // Early stopping and checkpointing are callbacks, not trainer code. Events arrive in this order:
-// train start, (step end, [eval end], [checkpoint])..., train end. Callbacks run in the order the
-// experiment lists them. No LibTorch here.
+// train start, then per step: step end, eval end (on evaluation steps, after step end; the
+// evaluation itself runs before both), checkpoint (for each checkpoint written); finally train
+// end, then checkpoint for any asked for at train end. Callbacks run in the order the experiment
+// lists them. No LibTorch here.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +44,10 @@ class LMRUN_API TrainerControl {
   virtual ~TrainerControl() = default;
   // Ends the run after the current event; `reason` goes to the log and summary.json.
   virtual void request_stop(const std::string& reason) = 0;
-  // Writes a checkpoint now, atomically, to run_dir/checkpoints/<name>; returns its folder.
+  // Asks for a checkpoint of the state after this step in run_dir/checkpoints/<name> (returned).
+  // The trainer writes it, atomically, once every callback has handled this step's events, so
+  // it holds their state after the step and a resume from it misses no event; then it calls
+  // on_checkpoint on every callback. Two requests for one name in one step write it once.
   virtual std::filesystem::path save_checkpoint(const std::string& name) = 0;
 };
 
