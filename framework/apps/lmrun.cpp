@@ -1,4 +1,5 @@
 // lmrun: the command line. Parses arguments, dispatches to a subcommand, prints any error once.
+#include <cstdint>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -16,7 +17,10 @@ namespace {
 
 constexpr const char* kUsage = R"(usage:
   lmrun FILE.toml [--set KEY=VALUE]... [--force]   run an experiment
+  lmrun FILE.toml --resume RUN_DIR|CHECKPOINT      continue a run from its checkpoint
   lmrun check FILE.toml [--set KEY=VALUE]...       validate it and print the resolved config
+  lmrun generate RUN_DIR [--prompt TEXT] ...       sample from a trained run
+  lmrun eval RUN_DIR [--split val|train|test]      loss over a whole split
   lmrun plugins                                    list registered plugins and their files
   lmrun describe NAME | KIND.NAME | SECTION        a plugin's (or host section's) parameters
 
@@ -37,6 +41,13 @@ int run(int argc, char** argv) {
       ("set,s", po::value<std::vector<std::string>>()->composing(), "override a config key: KEY=VALUE")
       ("plugin-dir,p", po::value<std::vector<std::string>>()->composing(), "load plugins from this folder too")
       ("force,f", "reuse an existing run folder")
+      ("resume,r", po::value<std::string>(), "continue from a run folder's (or a checkpoint folder's) checkpoint")
+      ("prompt", po::value<std::string>(), "generate: the text to continue")
+      ("max-new-tokens,n", po::value<std::int64_t>(), "generate: tokens per sample")
+      ("num-samples", po::value<std::int64_t>(), "generate: samples to draw")
+      ("seed", po::value<std::int64_t>(), "generate: sampling seed")
+      ("checkpoint,c", po::value<std::string>(), "generate, eval: checkpoint name (default: last, else the newest)")
+      ("split", po::value<std::string>()->default_value("val"), "eval: train, val or test")
       ("verbose,v", "log each plugin file loaded");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>(), "command and its arguments");
@@ -75,6 +86,15 @@ int run(int argc, char** argv) {
   ExperimentArgs experiment;
   if (vm.count("set")) experiment.overrides = vm["set"].as<std::vector<std::string>>();
   experiment.force = vm.count("force") > 0;
+  if (vm.count("resume")) experiment.resume = vm["resume"].as<std::string>();
+  RunDirArgs run_dir;
+  run_dir.overrides = experiment.overrides;
+  if (vm.count("checkpoint")) run_dir.checkpoint = vm["checkpoint"].as<std::string>();
+  if (vm.count("prompt")) run_dir.prompt = vm["prompt"].as<std::string>();
+  if (vm.count("max-new-tokens")) run_dir.max_new_tokens = vm["max-new-tokens"].as<std::int64_t>();
+  if (vm.count("num-samples")) run_dir.num_samples = vm["num-samples"].as<std::int64_t>();
+  if (vm.count("seed")) run_dir.seed = vm["seed"].as<std::int64_t>();
+  run_dir.split = vm["split"].as<std::string>();
 
   const std::string& command = args[0];
   auto expect_args = [&](std::size_t n, const char* shape) {
@@ -85,6 +105,11 @@ int run(int argc, char** argv) {
       expect_args(2, "check FILE.toml");
       experiment.file = args[1];
       return command_check(common, experiment);
+    }
+    if (command == "generate" || command == "eval") {
+      expect_args(2, (command + " RUN_DIR").c_str());
+      run_dir.run_dir = args[1];
+      return command == "generate" ? command_generate(common, run_dir) : command_eval(common, run_dir);
     }
     if (command == "plugins") {
       expect_args(1, "plugins");
@@ -101,7 +126,7 @@ int run(int argc, char** argv) {
   } catch (const po::error& e) {
     return usage_error(e.what());
   }
-  return usage_error("unknown command '" + command + "': expected FILE.toml, check, plugins or describe");
+  return usage_error("unknown command '" + command + "': expected FILE.toml, check, generate, eval, plugins or describe");
 }
 
 }  // namespace

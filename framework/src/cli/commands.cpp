@@ -1,11 +1,18 @@
 // lmrun's subcommands: run, check, plugins, describe. Thin layers over registry and config.
 #include "cli/commands.h"
 
+#include <ATen/Parallel.h>
+
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
 
 #include "config/emit.h"
+#include "generate/generate.h"
+#include "train/checkpoint.h"
+#include "train/pipeline.h"
+#include "train/trainer.h"
 #include "config/experiment.h"
 #include "lmrun/suggest.h"
 #include "config/toml_document.h"
@@ -114,6 +121,50 @@ int command_check(const CommonArgs& common, const ExperimentArgs& args) {
   return kExitOk;
 }
 
+namespace {
+
+CheckpointProvenance provenance_of(const Resolved& resolved, const std::string& config_toml) {
+  CheckpointProvenance provenance;
+  provenance.config_toml = config_toml;
+  provenance.config_hash = hash_text(config_toml);
+  const Experiment& e = resolved.experiment;
+  std::vector<const PluginSpec*> specs = {&e.data, &e.tokenizer, &e.model, &e.optimizer};
+  if (e.scheduler) specs.push_back(&*e.scheduler);
+  for (const auto& spec : e.callbacks) specs.push_back(&spec);
+  for (const auto& spec : e.samplers) specs.push_back(&spec);
+  for (const PluginSpec* spec : specs) {
+    const RegistryEntry* entry = resolved.plugins->registry.find_entry(spec->kind, spec->type);
+    provenance.plugins.push_back(std::string(kind_name(spec->kind)) + " " + spec->type + " (" +
+                                 (entry ? entry->origin.plugin_name + " " + entry->origin.plugin_version : "?") + ")");
+  }
+  return provenance;
+}
+
+std::string thousands(std::int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// Draws [generate] num_samples samples, streaming them to stdout; returns them joined.
+std::string draw_samples(Pipeline& p, const GenerateOptions& g, std::int64_t experiment_seed) {
+  std::string all;
+  for (std::int64_t i = 0; i < g.num_samples; ++i) {
+    const auto seed = static_cast<std::uint64_t>((g.seed >= 0 ? g.seed : experiment_seed) + i);
+    std::cout << "---- sample " << i + 1 << "/" << g.num_samples << " (seed " << seed << ")\n" << g.prompt << std::flush;
+    const std::string text = generate_text(*p.model, *p.tokenizer, p.samplers, g.prompt, g.max_new_tokens, seed,
+                                           [](const std::string& piece) { std::cout << piece << std::flush; });
+    std::cout << "\n";
+    all += g.prompt + text + "\n";
+  }
+  return all;
+}
+
+}  // namespace
+
 int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   Resolved resolved = resolve(common, args);
   const Experiment& e = resolved.experiment;
@@ -121,26 +172,105 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   const fs::path& run_dir = e.experiment.out_dir;
 
   std::error_code ec;
-  if (fs::exists(run_dir, ec) && !args.force) {
+  fs::path checkpoint;
+  if (!args.resume.empty()) checkpoint = find_checkpoint(args.resume);
+  if (fs::exists(run_dir, ec) && !args.force && checkpoint.empty()) {
     throw Error("run folder " + run_dir.string() + " already exists",
-                "pass --force to reuse it, or choose another with --set experiment.out_dir=...");
+                "pass --force to reuse it, --resume " + run_dir.string() +
+                    " to continue it, or choose another with --set experiment.out_dir=...");
   }
+  configure_threads(e.train.threads);
+  const auto build_start = std::chrono::steady_clock::now();
+  Pipeline p = build_pipeline(e, registry, PipelineOptions{run_dir, checkpoint.empty() ? fs::path() : checkpoint / "tokenizer", true});
+  // Only now, with every plugin built, does the run folder appear.
   fs::create_directories(run_dir, ec);
   if (ec) throw Error("cannot create run folder " + run_dir.string() + ": " + ec.message());
-  write_file_atomic(run_dir / "config.toml", resolved_toml(e, registry));
-
-  std::cout << "lmrun " << kVersion << ": experiment " << e.experiment.name << " (" << e.file.string() << ")\n";
-  std::cout << "  data       " << one_line(e.data, registry) << "\n";
-  std::cout << "  tokenizer  " << one_line(e.tokenizer, registry) << "\n";
-  std::cout << "  model      " << one_line(e.model, registry) << "\n";
-  std::cout << "  optimizer  " << one_line(e.optimizer, registry) << "\n";
+  const std::string config_toml = resolved_toml(e, registry);
+  write_file_atomic(run_dir / "config.toml", config_toml);
+  std::cout << "lmrun " << kVersion << ": " << e.experiment.name << " -> " << run_dir.string() << "\n"
+            << "  data       " << one_line(e.data, registry) << ": " << thousands(p.data->num_examples(Split::kTrain))
+            << " train windows, vocabulary " << p.tokenizer->vocab_size() << "\n"
+            << "  model      " << one_line(e.model, registry) << ": " << thousands(p.parameter_count) << " parameters\n"
+            << "  optimizer  " << one_line(e.optimizer, registry) << "\n";
   if (e.scheduler) std::cout << "  scheduler  " << one_line(*e.scheduler, registry) << "\n";
   for (const auto& callback : e.callbacks) std::cout << "  callback   " << one_line(callback, registry) << "\n";
-  for (const auto& sampler : e.samplers) std::cout << "  sampler    " << one_line(sampler, registry) << "\n";
-  std::cout << "  train      " << e.train.max_steps << " steps of batch " << e.train.batch_size << ", seed "
-            << e.experiment.seed << "\n";
-  std::cout << "wrote " << (run_dir / "config.toml").string() << "\n";
-  std::cerr << "lmrun: this build validates experiments but has no trainer yet; nothing was trained\n";
+  std::cout << "  device     " << p.device.str() << ", " << at::get_num_threads() << " threads; set up in "
+            << static_cast<int>(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - build_start).count())
+            << " ms\n" << std::flush;
+
+  Trainer trainer(e, p, run_dir, provenance_of(resolved, config_toml), std::cout);
+  if (!checkpoint.empty()) trainer.resume(checkpoint);
+  const TrainResult result = trainer.run();
+
+  const fs::path tokenizer_dir = run_dir / "tokenizer";
+  fs::remove_all(tokenizer_dir, ec);
+  fs::create_directories(tokenizer_dir);
+  p.tokenizer->save(tokenizer_dir);
+
+  if (e.generate) write_file_atomic(run_dir / "samples.txt", draw_samples(p, *e.generate, e.experiment.seed));
+  std::cout << "done: " << result.steps << " steps in " << static_cast<int>(result.wall_seconds) << " s";
+  for (const auto& [name, value] : result.final_metrics) std::cout << ", " << name << " " << value;
+  std::cout << "\nrun folder: " << run_dir.string() << "\n";
+  return kExitOk;
+}
+
+namespace {
+
+// A run folder's experiment, re-validated with the current plugins, and its checkpoint.
+struct RunDir {
+  Resolved resolved;
+  fs::path checkpoint;
+};
+
+RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args) {
+  const fs::path config = args.run_dir / "config.toml";
+  if (!fs::is_regular_file(config)) {
+    throw Error(args.run_dir.string() + " is not a run folder: it has no config.toml", "name the out_dir of a run");
+  }
+  ExperimentArgs experiment;
+  experiment.file = config;
+  experiment.overrides = args.overrides;
+  RunDir run;
+  run.resolved = resolve(common, experiment);
+  run.checkpoint = args.checkpoint.empty() ? find_checkpoint(args.run_dir) : args.run_dir / "checkpoints" / args.checkpoint;
+  if (!fs::is_directory(run.checkpoint)) {
+    throw Error("no checkpoint '" + args.checkpoint + "' in " + args.run_dir.string(),
+                "see the folder names in " + (args.run_dir / "checkpoints").string());
+  }
+  return run;
+}
+
+}  // namespace
+
+int command_generate(const CommonArgs& common, const RunDirArgs& args) {
+  RunDir run = open_run_dir(common, args);
+  const Experiment& e = run.resolved.experiment;
+  GenerateOptions g = e.generate.value_or(GenerateOptions{});
+  if (args.prompt) g.prompt = *args.prompt;
+  if (args.max_new_tokens) g.max_new_tokens = *args.max_new_tokens;
+  if (args.num_samples) g.num_samples = *args.num_samples;
+  if (args.seed) g.seed = *args.seed;
+  if (g.max_new_tokens < 0 || g.num_samples < 1) throw Error("--max-new-tokens must be >= 0 and --num-samples >= 1");
+  configure_threads(e.train.threads);
+  Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
+  std::cerr << "lmrun: generating from " << run.checkpoint.string() << "\n";
+  draw_samples(p, g, e.experiment.seed);
+  return kExitOk;
+}
+
+int command_eval(const CommonArgs& common, const RunDirArgs& args) {
+  RunDir run = open_run_dir(common, args);
+  const Experiment& e = run.resolved.experiment;
+  Split split = Split::kVal;
+  if (args.split == "train") split = Split::kTrain;
+  else if (args.split == "test") split = Split::kTest;
+  else if (args.split != "val") throw Error("--split must be train, val or test, not '" + args.split + "'");
+  configure_threads(e.train.threads);
+  Pipeline p = build_pipeline(e, run.resolved.plugins->registry, PipelineOptions{args.run_dir, run.checkpoint / "tokenizer", false});
+  load_model_weights(run.checkpoint, *p.model);
+  const Metrics metrics = evaluate_split(p, split, e.train.batch_size);
+  std::cout << "checkpoint " << run.checkpoint.string() << "\n";
+  for (const auto& [name, value] : metrics) std::cout << "  " << name << " = " << value << "\n";
   return kExitOk;
 }
 

@@ -2,7 +2,9 @@
 // apps/lmrun.cpp parses the command line and holds the one catch that prints errors.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,11 +19,26 @@ struct ExperimentArgs {
   std::filesystem::path file;
   std::vector<std::string> overrides;  // --set KEY=VALUE
   bool force = false;                  // --force: reuse an existing run folder
+  std::filesystem::path resume;        // --resume RUN_DIR or CHECKPOINT_DIR
+};
+
+// lmrun generate RUN_DIR / lmrun eval RUN_DIR
+struct RunDirArgs {
+  std::filesystem::path run_dir;
+  std::vector<std::string> overrides;  // --set on the run's config.toml (generate.samplers.0.value=...)
+  std::string checkpoint;              // --checkpoint NAME; empty: last, else the newest
+  std::optional<std::string> prompt;   // --prompt; default: [generate] prompt
+  std::optional<std::int64_t> max_new_tokens;
+  std::optional<std::int64_t> num_samples;
+  std::optional<std::int64_t> seed;
+  std::string split = "val";           // eval: --split
 };
 
 int command_run(const CommonArgs& common, const ExperimentArgs& args);
 int command_check(const CommonArgs& common, const ExperimentArgs& args);
 int command_plugins(const CommonArgs& common);
+int command_generate(const CommonArgs& common, const RunDirArgs& args);
+int command_eval(const CommonArgs& common, const RunDirArgs& args);
 int command_describe(const CommonArgs& common, const std::string& name);
 
 // Exit codes.

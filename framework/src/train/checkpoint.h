@@ -1,0 +1,69 @@
+// Checkpoints: a folder per checkpoint, written atomically (temporary folder, fsync, rename), so a
+// crash mid-write leaves the previous one intact.
+//
+//   <run>/checkpoints/<name>/
+//     model.pt        parameters and buffers by their flat module names (the model's documented keys)
+//     optimizer.pt    optimizer state (the optimizer plugin's own layout)
+//     rng.pt          generator states: data sampling, evaluation sampling, LibTorch's global one
+//     state.toml      format version, provenance (lmrun and plugin versions, config hash), step,
+//                     tokens seen, elapsed time, scheduler and callback state, latest metrics
+//     tokenizer/      the tokenizer's own files
+//     config.toml     the resolved experiment
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Generator.h>
+
+#include "lmrun/common.h"
+#include "train/pipeline.h"
+
+namespace lmrun::host {
+
+inline constexpr std::int64_t kCheckpointFormat = 1;
+
+// The trainer's progress beyond the plugin objects.
+struct TrainerSnapshot {
+  std::int64_t step = 0;
+  std::int64_t tokens_seen = 0;
+  double elapsed_seconds = 0.0;
+  std::string scheduler_state;
+  std::vector<std::string> callback_states;  // in experiment order
+  Metrics metrics;                           // latest value of each metric
+};
+
+// Named generators whose states a checkpoint saves and restores.
+using NamedGenerators = std::vector<std::pair<std::string, at::Generator*>>;
+
+struct CheckpointProvenance {
+  std::string config_toml;               // the resolved experiment
+  std::string config_hash;               // of config_toml
+  std::vector<std::string> plugins;      // "model transformer (transformer 0.1.0)"
+};
+
+// Writes `dir` (its parent must exist) atomically, replacing an existing checkpoint of that name.
+void write_checkpoint(const std::filesystem::path& dir, Pipeline& pipeline, const TrainerSnapshot& snapshot,
+                      const NamedGenerators& generators, const CheckpointProvenance& provenance);
+
+// Restores model, optimizer (when the pipeline has one) and generators; returns the snapshot.
+// Throws lmrun::Error naming the checkpoint and the file: a missing or corrupt file, a newer
+// format, a parameter whose shape differs from the model's.
+TrainerSnapshot read_checkpoint(const std::filesystem::path& dir, Pipeline& pipeline, const NamedGenerators& generators);
+
+// The ModelContext the checkpoint's model was built for.
+ModelContext read_model_context(const std::filesystem::path& dir);
+
+// Model weights only (generate, eval): the same checks as read_checkpoint.
+void load_model_weights(const std::filesystem::path& dir, Model& model);
+
+// The checkpoint a run folder (or a checkpoint folder itself) designates: `dir` if it holds
+// state.toml; else <dir>/checkpoints/last; else the newest checkpoint by step. Throws if none.
+std::filesystem::path find_checkpoint(const std::filesystem::path& dir);
+
+std::string hash_text(const std::string& text);  // 16 hex digits, FNV-1a 64
+
+}  // namespace lmrun::host

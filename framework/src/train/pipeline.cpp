@@ -1,0 +1,165 @@
+// Building a run's plugin objects from a validated experiment.
+#include "train/pipeline.h"
+
+#include <set>
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <torch/cuda.h>
+#include <torch/utils.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/full_like.h>
+#include <cmath>
+
+#include "train/checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace lmrun::host {
+
+c10::Device resolve_device(const std::string& name) {
+  if (name == "cpu") return c10::Device(c10::kCPU);
+  const bool cuda = torch::cuda::is_available();
+  if (name == "cuda") {
+    if (!cuda) throw Error("train.device = \"cuda\", but no CUDA device is available", "use \"cpu\" or \"auto\"");
+    return c10::Device(c10::kCUDA);
+  }
+  return cuda ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
+}
+
+void configure_threads(std::int64_t threads) {
+  const auto cores = static_cast<std::int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(static_cast<int>(threads > 0 ? threads : cores));
+}
+
+namespace {
+
+// Each tensor once, even when a module registers a shared tensor under two names.
+void collect_parameters(Pipeline& p) {
+  std::set<const void*> seen;
+  for (const auto& item : p.model->module().named_parameters(/*recurse=*/true)) {
+    const at::Tensor& tensor = item.value();
+    if (!tensor.requires_grad() || !seen.insert(tensor.unsafeGetTensorImpl()).second) continue;
+    p.parameters.push_back(NamedParameter{item.key(), tensor});
+    p.parameter_count += tensor.numel();
+  }
+}
+
+std::vector<std::shared_ptr<Sampler>> make_chain(const Experiment& e, const PluginRegistry& registry, std::int64_t vocab) {
+  std::vector<std::shared_ptr<Sampler>> chain;
+  for (const auto& spec : e.samplers) {
+    try {
+      chain.push_back(registry.create<Sampler>(spec.type, spec.params, SamplerContext{vocab}));
+    } catch (const Error& error) {
+      throw error.with_context(spec.key);
+    }
+  }
+  return chain;
+}
+
+}  // namespace
+
+Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry, const PipelineOptions& options) {
+  Pipeline p;
+  p.device = resolve_device(e.train.device);
+
+  p.data = registry.create<Dataset>(e.data.type, e.data.params, DatasetContext{static_cast<std::uint64_t>(e.experiment.seed)});
+  p.tokenizer = registry.create<Tokenizer>(e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
+  if (!options.tokenizer_dir.empty()) {
+    try {
+      p.tokenizer->load(options.tokenizer_dir);
+    } catch (const Error& error) {
+      throw error.with_context("tokenizer '" + e.tokenizer.type + "'");
+    }
+  } else {
+    p.tokenizer->fit(p.data->training_text());
+  }
+  try {
+    p.data->prepare(*p.tokenizer);
+  } catch (const Error& error) {
+    throw error.with_context("dataset '" + e.data.type + "'");
+  }
+
+  torch::manual_seed(static_cast<std::uint64_t>(e.experiment.seed));
+  ModelContext& model_context = p.model_context;
+  model_context.vocab_size = p.tokenizer->vocab_size();
+  model_context.sequence_length = p.data->sequence_length();
+  model_context.num_classes = p.data->num_classes();
+  model_context.pad_id = p.tokenizer->special_id("<pad>");
+  p.model = registry.create<Model>(e.model.type, e.model.params, model_context);
+  p.model->module().to(p.device);
+
+  collect_parameters(p);
+  p.samplers = make_chain(e, registry, p.tokenizer->vocab_size());
+  if (!options.for_training) {
+    p.model->module().eval();
+    return p;
+  }
+
+  p.optimizer = registry.create<Optimizer>(e.optimizer.type, e.optimizer.params, OptimizerContext{p.parameters});
+  if (e.scheduler) {
+    p.scheduler = registry.create<Scheduler>(e.scheduler->type, e.scheduler->params,
+                                             SchedulerContext{p.optimizer->base_lr(), e.train.max_steps});
+  }
+  for (const auto& spec : e.callbacks) {
+    p.callbacks.push_back(registry.create<Callback>(spec.type, spec.params, CallbackContext{options.run_dir}));
+  }
+  return p;
+}
+
+}  // namespace lmrun::host
+
+namespace lmrun::host {
+
+Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& registry, const fs::path& checkpoint) {
+  Pipeline p;
+  p.device = resolve_device(e.train.device);
+  p.tokenizer = registry.create<Tokenizer>(e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
+  try {
+    p.tokenizer->load(checkpoint / "tokenizer");
+  } catch (const Error& error) {
+    throw error.with_context("checkpoint " + checkpoint.string());
+  }
+  p.model_context = read_model_context(checkpoint);
+  p.model = registry.create<Model>(e.model.type, e.model.params, p.model_context);
+  p.model->module().to(p.device);
+  load_model_weights(checkpoint, *p.model);
+  p.model->module().eval();
+  collect_parameters(p);
+  p.samplers = make_chain(e, registry, p.tokenizer->vocab_size());
+  return p;
+}
+
+Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size) {
+  if (!p.data->has_split(split)) throw Error(std::string("the dataset has no ") + split_name(split) + " split");
+  torch::NoGradGuard no_grad;
+  const bool was_training = p.model->module().is_training();
+  p.model->module().eval();
+  const std::int64_t n = p.data->num_examples(split);
+  double loss = 0.0;
+  std::int64_t tokens = 0;
+  for (std::int64_t begin = 0; begin < n; begin += batch_size) {
+    Batch batch = p.data->slice(split, begin, std::min(n, begin + batch_size));
+    at::Tensor targets = batch.targets;
+    if (batch.mask.defined() && targets.dim() == batch.mask.dim()) {
+      targets = at::where(batch.mask, targets, at::full_like(targets, -100));
+    }
+    targets = targets.to(p.device);
+    at::Tensor mask = batch.mask.defined() ? batch.mask.to(p.device) : batch.mask;
+    at::Tensor logits = p.model->forward(batch.inputs.to(p.device), mask);
+    loss += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {}, at::Reduction::Sum)
+                .item<double>();
+    tokens += (targets != -100).sum().item<std::int64_t>();
+  }
+  p.model->module().train(was_training);
+  Metrics metrics;
+  const std::string name = split_name(split);
+  metrics[name + "_loss"] = loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+  metrics[name + "_examples"] = static_cast<double>(n);
+  if (p.data->task() == Task::kLanguageModel) metrics[name + "_perplexity"] = std::exp(metrics[name + "_loss"]);
+  return metrics;
+}
+
+}  // namespace lmrun::host

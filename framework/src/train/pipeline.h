@@ -1,0 +1,65 @@
+// A run's objects, built from a validated experiment in DESIGN.md's order: dataset, tokenizer
+// (fitted on the training text, or loaded), the dataset's token streams, model, optimizer,
+// scheduler, callbacks, samplers.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "config/experiment.h"
+#include "lmrun/callback.h"
+#include "lmrun/dataset.h"
+#include "lmrun/model.h"
+#include "lmrun/optimizer.h"
+#include "lmrun/sampler.h"
+#include "lmrun/scheduler.h"
+#include "lmrun/tokenizer.h"
+#include "registry/plugin_registry.h"
+
+namespace lmrun::host {
+
+struct Pipeline {
+  std::shared_ptr<Dataset> data;
+  std::shared_ptr<Tokenizer> tokenizer;
+  std::shared_ptr<Model> model;
+  std::shared_ptr<Optimizer> optimizer;        // null when built for inference only
+  std::shared_ptr<Scheduler> scheduler;        // null: the optimizer's lr throughout
+  std::vector<std::shared_ptr<Callback>> callbacks;
+  std::vector<std::shared_ptr<Sampler>> samplers;
+  std::vector<NamedParameter> parameters;      // trainable, each tensor once
+  c10::Device device = c10::Device(c10::kCPU);
+  ModelContext model_context;                  // what the model was built for (saved in checkpoints)
+  std::int64_t parameter_count = 0;
+};
+
+struct PipelineOptions {
+  std::filesystem::path run_dir;
+  std::filesystem::path tokenizer_dir;  // load the tokenizer from here instead of fitting it
+  bool for_training = true;             // false: no optimizer, scheduler or callbacks
+};
+
+// Seeds LibTorch's global generator with the experiment's seed before the model is built, so
+// initial weights are a function of the seed. Throws lmrun::Error naming the section at fault.
+Pipeline build_pipeline(const Experiment& experiment, const PluginRegistry& registry, const PipelineOptions& options);
+
+// For generation: the tokenizer loaded from <checkpoint>/tokenizer and the model built for the
+// checkpoint's saved ModelContext, its weights loaded, in eval mode, with the experiment's
+// samplers. Needs no dataset. Throws lmrun::Error naming the checkpoint.
+Pipeline build_inference_pipeline(const Experiment& experiment, const PluginRegistry& registry,
+                                  const std::filesystem::path& checkpoint);
+
+// Loss over every example of a split, in order (num_examples / slice), in eval mode without
+// gradients: "<split>_loss", and "<split>_perplexity" for language models.
+Metrics evaluate_split(Pipeline& pipeline, Split split, std::int64_t batch_size);
+
+// "cpu", "cuda", "auto" -> a device; throws when cuda is asked for and absent.
+c10::Device resolve_device(const std::string& name);
+
+// Applies [train] threads (0: the machine's cores) to LibTorch's intra-op pool.
+void configure_threads(std::int64_t threads);
+
+}  // namespace lmrun::host

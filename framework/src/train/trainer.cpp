@@ -1,0 +1,323 @@
+// The training loop (see trainer.h for the contract).
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/where.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/utils.h>
+
+#include "lmrun/version.h"
+#include "util/fs.h"
+#include "util/json.h"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace lmrun::host {
+namespace {
+
+constexpr int kIgnoreIndex = -100;  // cross_entropy_loss's default ignore_index
+
+std::vector<std::string> csv_columns() {
+  return {"loss", "lr", "tokens_per_second", "train_loss", "val_loss", "val_perplexity"};
+}
+
+// Targets with padded positions set to the ignored index: the loss then covers real tokens only.
+at::Tensor masked_targets(const Batch& batch) {
+  if (!batch.mask.defined() || batch.targets.dim() != batch.mask.dim()) return batch.targets;
+  return at::where(batch.mask, batch.targets, at::full_like(batch.targets, kIgnoreIndex));
+}
+
+std::int64_t count_targets(const at::Tensor& targets) { return (targets != kIgnoreIndex).sum().item<std::int64_t>(); }
+
+// Sum of the cross-entropy over a batch's real targets. logits (B, T, V) or (B, C).
+at::Tensor summed_loss(const at::Tensor& logits, const at::Tensor& targets) {
+  const std::int64_t classes = logits.size(-1);
+  return at::cross_entropy_loss(logits.reshape({-1, classes}), targets.reshape({-1}), {}, at::Reduction::Sum, kIgnoreIndex);
+}
+
+std::string format_duration(double seconds) {
+  char buffer[32];
+  const auto s = static_cast<long long>(std::max(0.0, seconds));
+  if (s >= 3600) {
+    std::snprintf(buffer, sizeof buffer, "%lldh%02lldm", s / 3600, (s / 60) % 60);
+  } else {
+    std::snprintf(buffer, sizeof buffer, "%lldm%02llds", s / 60, s % 60);
+  }
+  return buffer;
+}
+
+}  // namespace
+
+Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_dir, CheckpointProvenance provenance,
+                 std::ostream& log)
+    : experiment_(experiment),
+      p_(pipeline),
+      run_dir_(std::move(run_dir)),
+      provenance_(std::move(provenance)),
+      log_(log),
+      metrics_(run_dir_, csv_columns(), log),
+      data_generator_(at::detail::createCPUGenerator(static_cast<std::uint64_t>(experiment.experiment.seed))),
+      eval_generator_(at::detail::createCPUGenerator(static_cast<std::uint64_t>(experiment.experiment.seed) + 1)) {
+  state_.max_steps = experiment.train.max_steps;
+  state_.run_dir = run_dir_;
+  state_.lr = p_.optimizer->base_lr();
+  for (Split split : {Split::kTrain, Split::kVal, Split::kTest}) {
+    if (p_.data->has_split(split)) state_.eval_metrics.push_back(std::string(split_name(split)) + "_loss");
+  }
+  if (p_.data->has_split(Split::kVal)) state_.eval_metrics.push_back("val_perplexity");
+}
+
+// -----------------------------------------------------------------------------------------------
+// Steps and evaluation
+
+double Trainer::train_step(double lr) {
+  p_.optimizer->set_lr(lr);
+  p_.optimizer->zero_grad();
+  p_.model->module().train();
+
+  // Draw the step's micro-batches first: the loss is normalised by the real tokens of all of them.
+  std::vector<Batch> batches;
+  std::vector<at::Tensor> targets;
+  std::int64_t tokens = 0;
+  for (std::int64_t i = 0; i < experiment_.train.grad_accum_steps; ++i) {
+    batches.push_back(p_.data->sample(Split::kTrain, experiment_.train.batch_size, data_generator_));
+    targets.push_back(masked_targets(batches.back()).to(p_.device));
+    tokens += count_targets(targets.back());
+  }
+  double loss_sum = 0.0;
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    const Batch& batch = batches[i];
+    at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
+    at::Tensor logits = p_.model->forward(batch.inputs.to(p_.device), mask);
+    at::Tensor loss = summed_loss(logits, targets[i]) / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+    loss.backward();
+    loss_sum += loss.item<double>();
+  }
+  if (experiment_.train.grad_clip > 0) {
+    std::vector<at::Tensor> parameters;
+    for (const auto& named : p_.parameters) parameters.push_back(named.tensor);
+    torch::nn::utils::clip_grad_norm_(parameters, experiment_.train.grad_clip);
+  }
+  p_.optimizer->step();
+  tokens_seen_ += batches.size() * static_cast<std::int64_t>(batches.front().inputs.numel());
+  return loss_sum;
+}
+
+Metrics Trainer::evaluate() {
+  torch::NoGradGuard no_grad;
+  p_.model->module().eval();
+  Metrics metrics;
+  for (Split split : {Split::kTrain, Split::kVal, Split::kTest}) {
+    if (!p_.data->has_split(split)) continue;
+    double loss = 0.0;
+    std::int64_t tokens = 0;
+    for (std::int64_t i = 0; i < experiment_.train.eval_batches; ++i) {
+      Batch batch = p_.data->sample(split, experiment_.train.batch_size, eval_generator_);
+      at::Tensor targets = masked_targets(batch).to(p_.device);
+      at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
+      loss += summed_loss(p_.model->forward(batch.inputs.to(p_.device), mask), targets).item<double>();
+      tokens += count_targets(targets);
+    }
+    metrics[std::string(split_name(split)) + "_loss"] = loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+  }
+  if (metrics.count("val_loss")) metrics["val_perplexity"] = std::exp(metrics["val_loss"]);
+  p_.model->module().train();
+  return metrics;
+}
+
+// -----------------------------------------------------------------------------------------------
+// The loop
+
+TrainResult Trainer::run() {
+  started_ = last_log_ = Clock::now();
+  tokens_at_last_log_ = tokens_seen_;
+  steps_at_last_log_ = state_.step;
+  for (auto& callback : p_.callbacks) callback->on_train_start(state_, *this);
+
+  const TrainOptions& train = experiment_.train;
+  Metrics last_eval;
+  while (state_.step < train.max_steps && stop_reason_.empty()) {
+    const double lr = p_.scheduler ? p_.scheduler->lr(state_.step) : p_.optimizer->base_lr();
+    const double loss = train_step(lr);
+    ++state_.step;
+    state_.lr = lr;
+    state_.metrics["loss"] = loss;
+    state_.metrics["lr"] = lr;
+    if (!std::isfinite(loss) && !stop_reason_.empty()) break;
+    if (state_.step % train.log_interval == 0 || state_.step == train.max_steps) log_step(loss, lr);
+
+    const bool evaluate_now = (train.eval_interval > 0 && state_.step % train.eval_interval == 0) ||
+                              state_.step == train.max_steps;
+    Metrics eval;
+    if (evaluate_now) {
+      eval = evaluate();
+      last_eval = eval;
+      for (const auto& [name, value] : eval) state_.metrics[name] = value;
+      std::string line = "eval step " + std::to_string(state_.step);
+      for (const auto& name : state_.eval_metrics) {
+        char buffer[64];
+        std::snprintf(buffer, sizeof buffer, " | %s %.4f", name.c_str(), eval[name]);
+        line += buffer;
+      }
+      metrics_.print(line, false);
+      metrics_.record(state_.step, eval);
+    }
+    end_of_step(evaluate_now, eval);
+    if (!std::isfinite(loss) && stop_reason_.empty()) {
+      stop_reason_ = "the training loss is not finite (" + format_value(loss) + ") at step " + std::to_string(state_.step);
+    }
+  }
+  if (stop_reason_.empty()) stop_reason_ = "max_steps";
+  if (last_eval.empty() || state_.metrics.count("val_loss") == 0) {
+    last_eval = evaluate();  // a stop between evaluations: report the model as it ends
+    for (const auto& [name, value] : last_eval) state_.metrics[name] = value;
+  }
+  metrics_.finish_line();
+
+  checkpoint_at_last_step_ = false;
+  for (auto& callback : p_.callbacks) callback->on_train_end(state_, *this);
+  if (pending_checkpoints_.empty() && !checkpoint_at_last_step_) pending_checkpoints_.push_back("last");
+  write_pending_checkpoints();
+
+  TrainResult result;
+  result.steps = state_.step;
+  result.stop_reason = stop_reason_;
+  result.final_metrics = last_eval;
+  result.wall_seconds = elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
+  result.tokens_per_second = tokens_per_second_;
+  metrics_.print("stopped at step " + std::to_string(state_.step) + ": " + stop_reason_, false);
+  write_summary(result);
+  return result;
+}
+
+void Trainer::end_of_step(bool evaluated, const Metrics& eval) {
+  checkpoint_at_last_step_ = false;
+  for (auto& callback : p_.callbacks) callback->on_step_end(state_, *this);
+  if (evaluated) {
+    if (p_.scheduler) p_.scheduler->on_evaluation(state_.step, eval);
+    for (auto& callback : p_.callbacks) callback->on_eval_end(state_, eval, *this);
+  }
+  write_pending_checkpoints();
+}
+
+void Trainer::log_step(double loss, double lr) {
+  const auto now = Clock::now();
+  const double seconds = std::chrono::duration<double>(now - last_log_).count();
+  const std::int64_t steps = state_.step - steps_at_last_log_;
+  tokens_per_second_ = seconds > 0 ? static_cast<double>(tokens_seen_ - tokens_at_last_log_) / seconds : 0.0;
+  const double ms_per_step = steps > 0 ? 1000.0 * seconds / static_cast<double>(steps) : 0.0;
+  const double eta = ms_per_step * static_cast<double>(state_.max_steps - state_.step) / 1000.0;
+  last_log_ = now;
+  tokens_at_last_log_ = tokens_seen_;
+  steps_at_last_log_ = state_.step;
+
+  char line[192];
+  std::snprintf(line, sizeof line, "step %6lld/%lld | loss %.4f | lr %.3e | %8.0f tok/s | %7.1f ms/step | eta %s",
+                static_cast<long long>(state_.step), static_cast<long long>(state_.max_steps), loss, lr,
+                tokens_per_second_, ms_per_step, format_duration(eta).c_str());
+  metrics_.print(line, true);
+  metrics_.record(state_.step, {{"loss", loss}, {"lr", lr}, {"tokens_per_second", tokens_per_second_}});
+}
+
+// -----------------------------------------------------------------------------------------------
+// TrainerControl, checkpoints, resume
+
+void Trainer::request_stop(const std::string& reason) {
+  if (stop_reason_.empty()) stop_reason_ = reason.empty() ? "a callback asked to stop" : reason;
+}
+
+fs::path Trainer::save_checkpoint(const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
+    throw Error("checkpoint name '" + name + "' is not a plain folder name");
+  }
+  if (std::find(pending_checkpoints_.begin(), pending_checkpoints_.end(), name) == pending_checkpoints_.end()) {
+    pending_checkpoints_.push_back(name);
+  }
+  return run_dir_ / "checkpoints" / name;
+}
+
+void Trainer::write_pending_checkpoints() {
+  std::vector<std::string> names;
+  names.swap(pending_checkpoints_);
+  for (const auto& name : names) write_checkpoint_now(name);
+}
+
+TrainerSnapshot Trainer::snapshot() const {
+  TrainerSnapshot s;
+  s.step = state_.step;
+  s.tokens_seen = tokens_seen_;
+  s.elapsed_seconds = elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
+  if (p_.scheduler) s.scheduler_state = p_.scheduler->save_state();
+  for (const auto& callback : p_.callbacks) s.callback_states.push_back(callback->save_state());
+  s.metrics = state_.metrics;
+  return s;
+}
+
+void Trainer::write_checkpoint_now(const std::string& name) {
+  const fs::path dir = run_dir_ / "checkpoints" / name;
+  fs::create_directories(dir.parent_path());
+  at::Generator global = at::detail::getDefaultCPUGenerator();
+  write_checkpoint(dir, p_, snapshot(), {{"data", &data_generator_}, {"eval", &eval_generator_}, {"global", &global}},
+                   provenance_);
+  checkpoint_at_last_step_ = true;
+  for (auto& callback : p_.callbacks) callback->on_checkpoint(state_, dir);
+}
+
+void Trainer::resume(const fs::path& checkpoint) {
+  at::Generator global = at::detail::getDefaultCPUGenerator();
+  TrainerSnapshot s =
+      read_checkpoint(checkpoint, p_, {{"data", &data_generator_}, {"eval", &eval_generator_}, {"global", &global}});
+  if (s.callback_states.size() != p_.callbacks.size()) {
+    throw Error("checkpoint " + checkpoint.string() + " holds the state of " + std::to_string(s.callback_states.size()) +
+                    " callbacks, this experiment has " + std::to_string(p_.callbacks.size()),
+                "resume with the experiment the checkpoint was made by");
+  }
+  for (std::size_t i = 0; i < p_.callbacks.size(); ++i) {
+    try {
+      p_.callbacks[i]->load_state(s.callback_states[i]);
+    } catch (const Error& e) {
+      throw e.with_context("checkpoint " + checkpoint.string() + ": callbacks." + std::to_string(i));
+    }
+  }
+  if (p_.scheduler) p_.scheduler->load_state(s.scheduler_state);
+  state_.step = s.step;
+  state_.metrics = s.metrics;
+  tokens_seen_ = s.tokens_seen;
+  elapsed_before_ = s.elapsed_seconds;
+  metrics_.truncate_after(s.step);
+  metrics_.print("resumed from " + checkpoint.string() + " at step " + std::to_string(s.step), false);
+}
+
+// -----------------------------------------------------------------------------------------------
+// summary.json
+
+void Trainer::write_summary(const TrainResult& result) const {
+  JsonObject summary;
+  summary.add("format", std::int64_t{1});
+  summary.add("lmrun_version", kVersion);
+  summary.add("experiment", experiment_.experiment.name);
+  summary.add("config_hash", provenance_.config_hash);
+  summary.add("steps", result.steps);
+  summary.add("stop_reason", result.stop_reason);
+  summary.add("wall_seconds", result.wall_seconds);
+  summary.add("tokens_seen", tokens_seen_);
+  summary.add("tokens_per_second", result.tokens_per_second);
+  summary.add("parameters", p_.parameter_count);
+  JsonObject final_metrics;
+  for (const auto& [name, value] : result.final_metrics) final_metrics.add(name, value);
+  if (result.final_metrics.count("val_loss")) {
+    // Nats per token -> bits per token; per character when the tokenizer has one token per character.
+    final_metrics.add("val_bits_per_token", result.final_metrics.at("val_loss") / std::log(2.0));
+  }
+  summary.add("final", final_metrics);
+  summary.add("plugins", provenance_.plugins);
+  write_file_atomic(run_dir_ / "summary.json", summary.str(2) + "\n");
+}
+
+}  // namespace lmrun::host

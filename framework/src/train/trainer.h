@@ -1,0 +1,90 @@
+// The training loop: steps, evaluation, callbacks, checkpoints, logs, summary.
+//
+//   Pipeline pipeline = build_pipeline(experiment, registry, {run_dir});
+//   Trainer trainer(experiment, pipeline, run_dir, provenance, std::cout);
+//   if (resuming) trainer.resume(find_checkpoint(dir));
+//   TrainResult result = trainer.run();
+//
+// One step: draw grad_accum_steps micro-batches from the data generator, forward, cross-entropy
+// summed over the step's real tokens and divided by their count (so accumulation is exact with
+// padding too), backward, clip, optimizer step at the scheduler's lr. Evaluation (every
+// eval_interval steps and at the end) estimates each split's loss over eval_batches batches drawn
+// from a separate generator, in eval mode without gradients. The trainer is the callbacks'
+// TrainerControl: it stops when asked and writes the checkpoints they request once every callback
+// has handled the step.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Generator.h>
+
+#include "config/experiment.h"
+#include "train/checkpoint.h"
+#include "train/metrics_log.h"
+#include "train/pipeline.h"
+
+namespace lmrun::host {
+
+struct TrainResult {
+  std::int64_t steps = 0;
+  std::string stop_reason;  // "max_steps", or what a callback said
+  Metrics final_metrics;    // the last evaluation's
+  double wall_seconds = 0.0;
+  double tokens_per_second = 0.0;
+};
+
+class Trainer final : public TrainerControl {
+ public:
+  Trainer(const Experiment& experiment, Pipeline& pipeline, std::filesystem::path run_dir,
+          CheckpointProvenance provenance, std::ostream& log);
+
+  // Continues from a checkpoint: weights, optimizer, generators, scheduler and callback state,
+  // and the metrics files cut back to its step.
+  void resume(const std::filesystem::path& checkpoint);
+
+  TrainResult run();
+
+  // Losses over eval_batches batches per split, in eval mode without gradients.
+  Metrics evaluate();
+
+  // TrainerControl
+  void request_stop(const std::string& reason) override;
+  std::filesystem::path save_checkpoint(const std::string& name) override;
+
+ private:
+  double train_step(double lr);
+  void end_of_step(bool evaluated, const Metrics& eval);
+  void write_pending_checkpoints();
+  void write_checkpoint_now(const std::string& name);
+  TrainerSnapshot snapshot() const;
+  void log_step(double loss, double lr);
+  void write_summary(const TrainResult& result) const;
+
+  const Experiment& experiment_;
+  Pipeline& p_;
+  std::filesystem::path run_dir_;
+  CheckpointProvenance provenance_;
+  std::ostream& log_;
+  MetricsLog metrics_;
+
+  at::Generator data_generator_;
+  at::Generator eval_generator_;
+  TrainState state_;
+  std::int64_t tokens_seen_ = 0;
+  double elapsed_before_ = 0.0;  // seconds of earlier runs of this training (resume)
+  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point last_log_;
+  std::int64_t tokens_at_last_log_ = 0;
+  std::int64_t steps_at_last_log_ = 0;
+  double tokens_per_second_ = 0.0;
+
+  std::string stop_reason_;
+  std::vector<std::string> pending_checkpoints_;
+  bool checkpoint_at_last_step_ = false;
+};
+
+}  // namespace lmrun::host

@@ -1,0 +1,497 @@
+// The host's generation loop with real plugins: the KV-cached path draws exactly the tokens of the
+// uncached reference (nanoGPT's loop) for transformer, lstm and gru, past the context limit too;
+// seeds, stop tokens, prompts, errors, the char tokenizer round trip and the sampler chain builder.
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include "config/experiment.h"
+#include "generate/generate.h"
+#include "lmrun/model.h"
+#include "lmrun/sampler.h"
+#include "lmrun/tokenizer.h"
+#include "lmrun/utf8.h"
+#include "support/test_support.h"
+
+namespace {
+
+using lmrun::Model;
+using lmrun::Sampler;
+using lmrun::host::GenerationRequest;
+using lmrun::host::GenerationResult;
+using Overrides = std::initializer_list<std::pair<const char*, lmrun::Value>>;
+using Chain = std::vector<std::shared_ptr<Sampler>>;
+
+constexpr std::int64_t kVocab = 20;
+constexpr std::int64_t kBlock = 16;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+// Every declared default, as the host fills them, then the test's overrides.
+lmrun::Params params_for(lmrun::Kind kind, const std::string& name, Overrides overrides) {
+  const lmrun::Registration* registration = lmrun::test::plugin_registry().find(kind, name);
+  if (registration == nullptr) {
+    throw lmrun::Error(std::string(lmrun::kind_name(kind)) + " '" + name + "' is not registered");
+  }
+  lmrun::Params params;
+  for (const lmrun::ParamSpec& spec : registration->params) {
+    if (spec.default_value) params.set(spec.name, *spec.default_value);
+  }
+  for (const auto& [key, value] : overrides) params.set(key, value);
+  return params;
+}
+
+std::shared_ptr<Model> make_model(const std::string& name, Overrides overrides,
+                                  std::int64_t vocab = kVocab) {
+  at::manual_seed(1337);
+  return lmrun::test::plugin_registry().create<Model>(
+      name, params_for(lmrun::Kind::kModel, name, overrides),
+      lmrun::ModelContext{vocab, kBlock, 0, -1});
+}
+
+std::shared_ptr<Model> small_transformer(std::int64_t vocab = kVocab) {
+  return make_model("transformer",
+                    {{"n_layer", std::int64_t{2}}, {"n_head", std::int64_t{2}},
+                     {"n_embd", std::int64_t{32}}},
+                    vocab);
+}
+
+// Every matrix redrawn from normal(0, std). The default initialisations give near-uniform logits on
+// which greedy decoding repeats one token forever (with tied weights, the last one), so it would
+// not notice a wrong context; larger weights make the next token depend on the whole window.
+void liven(Model& model, double std) {
+  at::NoGradGuard no_grad;
+  at::manual_seed(7);
+  for (at::Tensor& parameter : model.module().parameters()) {
+    if (parameter.dim() == 2) parameter.normal_(0, std);
+  }
+}
+
+std::shared_ptr<Model> lively_transformer() {
+  auto model = make_model("transformer", {{"n_layer", std::int64_t{2}},
+                                          {"n_head", std::int64_t{2}},
+                                          {"n_embd", std::int64_t{32}},
+                                          {"tie_weights", false}});
+  liven(*model, 0.5);
+  return model;
+}
+
+std::shared_ptr<Model> lively_rnn(const std::string& cell) {
+  auto model = make_model(cell, {{"n_layer", std::int64_t{2}},
+                                 {"n_embd", std::int64_t{16}},
+                                 {"n_hidden", std::int64_t{32}}});
+  liven(*model, 0.5);
+  return model;
+}
+
+std::shared_ptr<Sampler> make_sampler(const std::string& name, Overrides overrides = {}) {
+  return lmrun::test::plugin_registry().create<Sampler>(
+      name, params_for(lmrun::Kind::kSampler, name, overrides), lmrun::SamplerContext{kVocab});
+}
+
+Chain greedy() { return {make_sampler("greedy")}; }
+
+Chain greedy_for(std::int64_t vocab) {
+  return {lmrun::test::plugin_registry().create<Sampler>(
+      "greedy", params_for(lmrun::Kind::kSampler, "greedy", {}), lmrun::SamplerContext{vocab})};
+}
+
+Chain temperature_top_k() {
+  return {make_sampler("temperature", {{"value", 1.0}}),
+          make_sampler("top_k", {{"k", std::int64_t{5}}})};
+}
+
+GenerationRequest request_of(std::vector<std::int64_t> prompt, std::int64_t max_new_tokens,
+                             std::uint64_t seed = 0, bool use_cache = true) {
+  GenerationRequest request;
+  request.prompt = std::move(prompt);
+  request.max_new_tokens = max_new_tokens;
+  request.seed = seed;
+  request.use_cache = use_cache;
+  return request;
+}
+
+std::vector<std::int64_t> run(Model& model, const Chain& chain, GenerationRequest request) {
+  return lmrun::host::generate(model, chain, request).tokens;
+}
+
+// The same request through both paths; they must agree token for token. Returns the tokens.
+std::vector<std::int64_t> expect_cached_matches_uncached(Model& model, const Chain& chain,
+                                    std::vector<std::int64_t> prompt, std::int64_t max_new_tokens,
+                                    std::uint64_t seed) {
+  const auto cached = run(model, chain, request_of(prompt, max_new_tokens, seed, true));
+  const auto uncached = run(model, chain, request_of(prompt, max_new_tokens, seed, false));
+  EXPECT_EQ(cached.size(), static_cast<std::size_t>(max_new_tokens));
+  EXPECT_EQ(cached, uncached);
+  for (std::int64_t id : cached) {
+    EXPECT_GE(id, 0);
+    EXPECT_LT(id, kVocab);
+  }
+  return cached;
+}
+
+std::size_t distinct(const std::vector<std::int64_t>& ids, std::size_t from) {
+  return std::set<std::int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(from), ids.end()).size();
+}
+
+template <class F>
+lmrun::Error error_of(F&& f) {
+  try {
+    f();
+  } catch (const lmrun::Error& e) {
+    return e;
+  }
+  return lmrun::Error("(no lmrun::Error thrown)");
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cached against uncached
+
+TEST(Generate, TransformerGreedyCachedMatchesUncachedFarPastTheContext) {
+  auto model = lively_transformer();
+  // 5 prompt tokens + 250 new: 239 tokens past the 16-token context; every new token after the
+  // twelfth comes from a freshly prefilled window.
+  const auto tokens = expect_cached_matches_uncached(*model, greedy(), {1, 2, 3, 4, 5}, 250, 0);
+  EXPECT_GE(distinct(tokens, 200), 4u) << "greedy settled on a short cycle; the test proves little";
+}
+
+TEST(Generate, TransformerSamplingCachedMatchesUncachedPastTheContext) {
+  auto model = lively_transformer();
+  expect_cached_matches_uncached(*model, temperature_top_k(), {1, 2, 3, 4, 5}, 16 + 50, 42);
+}
+
+// The reference path is nanoGPT's loop: argmax of forward() on the last block_size tokens.
+TEST(Generate, TransformerGreedyIsNanoGptsLoop) {
+  auto model = lively_transformer();
+  std::vector<std::int64_t> expected_history = {3, 1, 4, 1, 5};
+  {
+    at::NoGradGuard no_grad;
+    model->module().eval();
+    for (int step = 0; step < 40; ++step) {
+      const auto n = static_cast<std::int64_t>(expected_history.size());
+      const std::int64_t start = std::max<std::int64_t>(0, n - kBlock);
+      at::Tensor context = at::tensor(expected_history, at::kLong).slice(0, start).unsqueeze(0);
+      at::Tensor logits = model->forward(context, {}).select(1, context.size(1) - 1);  // (1, V)
+      expected_history.push_back(logits.argmax(1).item<std::int64_t>());
+    }
+  }
+  const std::vector<std::int64_t> expected(expected_history.begin() + 5, expected_history.end());
+  EXPECT_EQ(run(*model, greedy(), request_of({3, 1, 4, 1, 5}, 40)), expected);
+}
+
+TEST(Generate, LstmCachedMatchesUncached) {
+  auto model = lively_rnn("lstm");
+  EXPECT_EQ(model->max_context(), 0);
+  EXPECT_GE(distinct(expect_cached_matches_uncached(*model, greedy(), {1, 2, 3}, 80, 0), 0), 4u);
+  expect_cached_matches_uncached(*model, temperature_top_k(), {1, 2, 3}, 80, 7);
+}
+
+TEST(Generate, GruCachedMatchesUncached) {
+  auto model = lively_rnn("gru");
+  EXPECT_GE(distinct(expect_cached_matches_uncached(*model, greedy(), {1, 2, 3}, 80, 0), 0), 4u);
+  expect_cached_matches_uncached(*model, temperature_top_k(), {1, 2, 3}, 80, 7);
+}
+
+TEST(Generate, PromptLongerThanTheContextIsCropped) {
+  auto model = lively_transformer();
+  std::vector<std::int64_t> prompt;
+  for (std::int64_t i = 0; i < 3 * kBlock + 5; ++i) prompt.push_back(i % kVocab);
+  expect_cached_matches_uncached(*model, greedy(), prompt, 30, 0);
+  expect_cached_matches_uncached(*model, temperature_top_k(), prompt, 30, 3);
+  // Only the last block_size tokens count.
+  std::vector<std::int64_t> tail(prompt.end() - kBlock, prompt.end());
+  EXPECT_EQ(run(*model, temperature_top_k(), request_of(prompt, 30, 3)),
+            run(*model, temperature_top_k(), request_of(tail, 30, 3)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeds, limits, stop tokens, streaming, the training flag
+
+TEST(Generate, SameSeedSameTokensOtherSeedOtherTokens) {
+  auto model = small_transformer();
+  const Chain chain = {make_sampler("temperature", {{"value", 1.0}})};
+  const auto first = run(*model, chain, request_of({1, 2, 3}, 40, 123));
+  EXPECT_EQ(run(*model, chain, request_of({1, 2, 3}, 40, 123)), first);
+  EXPECT_NE(run(*model, chain, request_of({1, 2, 3}, 40, 124)), first);
+}
+
+TEST(Generate, ZeroNewTokensGivesNothing) {
+  auto model = small_transformer();
+  int calls = 0;
+  const GenerationResult result = lmrun::host::generate(
+      *model, greedy(), request_of({1}, 0), [&calls](std::int64_t) { ++calls; });
+  EXPECT_TRUE(result.tokens.empty());
+  EXPECT_EQ(result.tokens_per_second, 0.0);
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(Generate, StopTokenEndsGenerationAfterEmittingIt) {
+  auto model = small_transformer();
+  const Chain chain = temperature_top_k();
+  const auto full = run(*model, chain, request_of({1, 2, 3}, 60, 9));
+  const std::int64_t stop = full[10];
+  const auto first = std::find(full.begin(), full.end(), stop);
+  const std::vector<std::int64_t> expected(full.begin(), first + 1);
+
+  GenerationRequest request = request_of({1, 2, 3}, 60, 9);
+  request.stop_tokens = {kVocab + 5, stop};  // an id that never comes, then the real one
+  EXPECT_EQ(run(*model, chain, request), expected);
+  request.use_cache = false;
+  EXPECT_EQ(run(*model, chain, request), expected);
+}
+
+TEST(Generate, StreamsEachTokenAndReportsTiming) {
+  auto model = small_transformer();
+  std::vector<std::int64_t> streamed;
+  const GenerationResult result =
+      lmrun::host::generate(*model, temperature_top_k(), request_of({1, 2}, 25, 5),
+                            [&streamed](std::int64_t id) { streamed.push_back(id); });
+  EXPECT_EQ(streamed, result.tokens);
+  EXPECT_GT(result.seconds, 0.0);
+  EXPECT_GT(result.tokens_per_second, 0.0);
+}
+
+TEST(Generate, RestoresTheTrainingFlag) {
+  auto model = small_transformer();
+  model->module().train();
+  run(*model, greedy(), request_of({1}, 3));
+  EXPECT_TRUE(model->module().is_training());
+  model->module().eval();
+  run(*model, greedy(), request_of({1}, 3));
+  EXPECT_FALSE(model->module().is_training());
+  // Also when generation fails.
+  model->module().train();
+  EXPECT_THROW(run(*model, greedy(), request_of({kVocab + 1}, 3)), lmrun::Error);
+  EXPECT_TRUE(model->module().is_training());
+}
+
+// Dropout would make the two paths disagree; eval mode turns it off.
+TEST(Generate, DropoutIsOffWhileGenerating) {
+  auto model = make_model("transformer", {{"n_layer", std::int64_t{2}},
+                                          {"n_head", std::int64_t{2}},
+                                          {"n_embd", std::int64_t{32}},
+                                          {"dropout", 0.5}});
+  model->module().train();
+  expect_cached_matches_uncached(*model, temperature_top_k(), {1, 2, 3}, 30, 11);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+TEST(Generate, EmptyPromptIsAnErrorWithAHint) {
+  auto model = small_transformer();
+  const lmrun::Error e = error_of([&] { run(*model, greedy(), request_of({}, 10)); });
+  EXPECT_TRUE(contains(e.what(), "the prompt is empty")) << e.what();
+  EXPECT_FALSE(e.hint().empty());
+}
+
+TEST(Generate, BadRequestsAreErrors) {
+  auto model = small_transformer();
+  EXPECT_TRUE(contains(error_of([&] { run(*model, greedy(), request_of({1}, -1)); }).what(),
+                       "max_new_tokens is -1"));
+  EXPECT_TRUE(contains(error_of([&] { run(*model, greedy(), request_of({1, -3}, 5)); }).what(),
+                       "prompt token 1 has the negative id -3"));
+  const lmrun::Error too_big = error_of([&] { run(*model, greedy(), request_of({2, 25}, 5)); });
+  EXPECT_TRUE(contains(too_big.what(), "generate:")) << too_big.what();
+  EXPECT_FALSE(too_big.hint().empty());
+}
+
+class MaskEverything final : public Sampler {
+ public:
+  at::Tensor apply(at::Tensor logits, const lmrun::SamplingState&) override {
+    return logits.fill_(-std::numeric_limits<float>::infinity());
+  }
+};
+
+TEST(Generate, ChainThatLeavesNoTokenIsAnError) {
+  auto model = small_transformer();
+  const Chain chain = {std::make_shared<MaskEverything>()};
+  const lmrun::Error e = error_of([&] { run(*model, chain, request_of({1}, 5)); });
+  EXPECT_TRUE(contains(e.what(), "cannot draw")) << e.what();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text and the sampler chain from the experiment
+
+TEST(Generate, TextRoundTripThroughTheCharTokenizer) {
+  const std::string corpus = "First Citizen:\nBefore we proceed any further, hear me speak.\n";
+  auto tokenizer = lmrun::test::plugin_registry().create<lmrun::Tokenizer>(
+      "char", params_for(lmrun::Kind::kTokenizer, "char", {}), lmrun::TokenizerContext{});
+  tokenizer->fit(corpus);
+  auto model = small_transformer(tokenizer->vocab_size());
+  const Chain chain = {make_sampler("temperature", {{"value", 1.0}})};
+
+  std::string streamed;
+  const std::string text = lmrun::host::generate_text(
+      *model, *tokenizer, chain, "First", 40, 17,
+      [&streamed](const std::string& piece) { streamed += piece; });
+  EXPECT_EQ(text.size(), 40u);  // ASCII: one byte per token
+  EXPECT_EQ(streamed, text);
+  const std::set<char> alphabet(corpus.begin(), corpus.end());
+  for (char c : text) EXPECT_TRUE(alphabet.count(c)) << "'" << c << "'";
+  // Without a callback, the same text.
+  EXPECT_EQ(lmrun::host::generate_text(*model, *tokenizer, chain, "First", 40, 17), text);
+}
+
+TEST(Generate, TextStreamingNeverSplitsACharacter) {
+  const std::string corpus = "héllo wörld ✓\n";
+  auto tokenizer = lmrun::test::plugin_registry().create<lmrun::Tokenizer>(
+      "char", params_for(lmrun::Kind::kTokenizer, "char", {}), lmrun::TokenizerContext{});
+  tokenizer->fit(corpus);
+  auto model = small_transformer(tokenizer->vocab_size());
+  const Chain chain = {make_sampler("temperature", {{"value", 1.0}})};
+  std::vector<std::string> pieces;
+  const std::string text = lmrun::host::generate_text(
+      *model, *tokenizer, chain, "hé", 30, 2,
+      [&pieces](const std::string& piece) { pieces.push_back(piece); });
+  std::string joined;
+  for (const auto& piece : pieces) {
+    EXPECT_EQ(lmrun::utf8::find_invalid(piece), std::string::npos) << piece;
+    joined += piece;
+  }
+  EXPECT_EQ(pieces.size(), 30u);  // one character per token
+  EXPECT_EQ(joined, text);
+  const lmrun::Error e = error_of(
+      [&] { lmrun::host::generate_text(*model, *tokenizer, chain, "", 5, 0); });
+  EXPECT_TRUE(contains(e.what(), "encodes to no tokens")) << e.what();
+}
+
+// A model that plays a script: the logits after n tokens single out script[n]; it records whether
+// it ran in eval mode without autograd. Unbounded, like a recurrent model.
+class ScriptedModel final : public Model {
+ public:
+  ScriptedModel(std::vector<std::int64_t> script, std::int64_t vocab)
+      : script_(std::move(script)), vocab_(vocab) {}
+
+  struct State final : lmrun::DecodeState {
+    std::int64_t length() const override { return filled; }
+    std::int64_t filled = 0;
+  };
+
+  torch::nn::Module& module() override { return module_; }
+  at::Tensor forward(const at::Tensor& inputs, const at::Tensor&) override {
+    std::vector<at::Tensor> rows;
+    for (std::int64_t t = 1; t <= inputs.size(1); ++t) rows.push_back(logits_after(t));
+    return at::stack(rows, 1);  // (1, T, V)
+  }
+  std::unique_ptr<lmrun::DecodeState> start_decoding(std::int64_t) override {
+    return std::make_unique<State>();
+  }
+  at::Tensor decode(lmrun::DecodeState& state, const at::Tensor& tokens) override {
+    auto& s = dynamic_cast<State&>(state);
+    s.filled += tokens.size(1);
+    return logits_after(s.filled);  // (1, V)
+  }
+  std::int64_t max_context() const override { return 0; }
+  std::string summary() const override { return "scripted"; }
+
+  bool ran_in_training_mode = false;
+  bool ran_with_grad = false;
+
+ private:
+  at::Tensor logits_after(std::int64_t length) {
+    ran_in_training_mode |= module_.is_training();
+    ran_with_grad |= at::GradMode::is_enabled();
+    at::Tensor logits = at::zeros({1, vocab_});
+    const std::size_t index = static_cast<std::size_t>(length) % script_.size();
+    logits[0][script_[index]] = 10.0;
+    return logits;  // (1, V)
+  }
+
+  torch::nn::Module module_;
+  std::vector<std::int64_t> script_;
+  std::int64_t vocab_;
+};
+
+// Ids are byte strings, so one character may take several tokens (as in byte-level BPE).
+class ByteTokenizer final : public lmrun::Tokenizer {
+ public:
+  explicit ByteTokenizer(std::vector<std::string> pieces) : pieces_(std::move(pieces)) {}
+  void fit(std::string_view) override {}
+  std::vector<std::int64_t> encode(std::string_view text) const override {
+    std::vector<std::int64_t> ids;
+    for (char c : text) {
+      const auto it = std::find(pieces_.begin(), pieces_.end(), std::string(1, c));
+      if (it == pieces_.end()) throw lmrun::Error("no token for '" + std::string(1, c) + "'");
+      ids.push_back(it - pieces_.begin());
+    }
+    return ids;
+  }
+  std::string decode(const std::vector<std::int64_t>& ids) const override {
+    std::string text;
+    for (std::int64_t id : ids) text += pieces_.at(static_cast<std::size_t>(id));
+    return text;
+  }
+  std::int64_t vocab_size() const override { return static_cast<std::int64_t>(pieces_.size()); }
+  void save(const std::filesystem::path&) const override {}
+  void load(const std::filesystem::path&) override {}
+
+ private:
+  std::vector<std::string> pieces_;
+};
+
+TEST(Generate, TextStreamingHoldsBackSplitCharacters) {
+  // "é" is C3 A9 and "✓" is E2 9C 93, one byte per token.
+  const ByteTokenizer tokenizer({"a", "\xC3", "\xA9", "\xE2", "\x9C", "\x93"});
+  // After the prompt "a" (1 token): a é ✓ a, then a lone lead byte at the very end.
+  ScriptedModel model({0, 0, 1, 2, 3, 4, 5, 0, 1}, 6);
+  model.module().train();
+  std::vector<std::string> pieces;
+  const std::string text = lmrun::host::generate_text(
+      model, tokenizer, greedy_for(6), "a", 8, 0,
+      [&pieces](const std::string& piece) { pieces.push_back(piece); });
+  EXPECT_EQ(text, "a\xC3\xA9\xE2\x9C\x93" "a\xC3");
+  // The incomplete last character is flushed at the end, so the pieces always add up to the text.
+  EXPECT_EQ(pieces, (std::vector<std::string>{"a", "\xC3\xA9", "\xE2\x9C\x93", "a", "\xC3"}));
+  EXPECT_FALSE(model.ran_in_training_mode);
+  EXPECT_FALSE(model.ran_with_grad);
+  EXPECT_TRUE(model.module().is_training());
+}
+
+lmrun::host::PluginSpec sampler_spec(int index, const std::string& type, Overrides overrides) {
+  lmrun::host::PluginSpec spec;
+  spec.kind = lmrun::Kind::kSampler;
+  spec.key = "generate.samplers." + std::to_string(index);
+  spec.type = type;
+  spec.params = params_for(lmrun::Kind::kSampler, type, overrides);
+  return spec;
+}
+
+TEST(Generate, MakeSamplersBuildsTheChainInOrder) {
+  const auto& registry = lmrun::test::plugin_registry();
+  const Chain chain = lmrun::host::make_samplers(
+      registry,
+      {sampler_spec(0, "temperature", {{"value", 1.0}}),
+       sampler_spec(1, "top_k", {{"k", std::int64_t{5}}})},
+      kVocab);
+  ASSERT_EQ(chain.size(), 2u);
+  auto model = small_transformer();
+  EXPECT_EQ(run(*model, chain, request_of({1, 2}, 30, 8)),
+            run(*model, temperature_top_k(), request_of({1, 2}, 30, 8)));
+
+  lmrun::host::PluginSpec bad = sampler_spec(1, "top_k", {});
+  bad.params.set("k", std::int64_t{0});  // past the schema's bounds: the factory refuses it
+  const lmrun::Error e = error_of([&] {
+    lmrun::host::make_samplers(registry, {sampler_spec(0, "greedy", {}), bad}, kVocab);
+  });
+  EXPECT_TRUE(contains(e.what(), "generate.samplers.1: sampler 'top_k'")) << e.what();
+}
+
+}  // namespace
