@@ -183,6 +183,7 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   const auto build_start = std::chrono::steady_clock::now();
   Pipeline p = build_pipeline(e, registry, PipelineOptions{run_dir, checkpoint.empty() ? fs::path() : checkpoint / "tokenizer", true});
   // Only now, with every plugin built, does the run folder appear.
+  const bool created = !fs::exists(run_dir, ec);
   fs::create_directories(run_dir, ec);
   if (ec) throw Error("cannot create run folder " + run_dir.string() + ": " + ec.message());
   const std::string config_toml = resolved_toml(e, registry);
@@ -199,8 +200,15 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
             << " ms\n" << std::flush;
 
   Trainer trainer(e, p, run_dir, provenance_of(resolved, config_toml), std::cout);
-  if (!checkpoint.empty()) trainer.resume(checkpoint);
-  const TrainResult result = trainer.run();
+  TrainResult result;
+  try {
+    if (!checkpoint.empty()) trainer.resume(checkpoint);
+    result = trainer.run();
+  } catch (...) {
+    // Refused before any step (a callback's check at train start): leave no half-made folder.
+    if (created && !trainer.trained()) fs::remove_all(run_dir, ec);
+    throw;
+  }
 
   const fs::path tokenizer_dir = run_dir / "tokenizer";
   fs::remove_all(tokenizer_dir, ec);

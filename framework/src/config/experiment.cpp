@@ -35,7 +35,7 @@ const Schema<TrainOptions>& train_schema() {
     s.add("grad_clip", &TrainOptions::grad_clip, "max global gradient norm; 0 disables clipping").min(0);
     s.add("log_interval", &TrainOptions::log_interval, "steps between log lines").min(1);
     s.add("device", &TrainOptions::device, "where to train").choices({"cpu", "cuda", "auto"});
-    s.add("threads", &TrainOptions::threads, "intra-op threads; 0: the machine's cores").min(0);
+    s.add("threads", &TrainOptions::threads, "intra-op (OpenMP) threads; 0: auto (1: BLAS brings its own threads)").min(0);
     return s;
   }();
   return schema;

@@ -42,7 +42,7 @@ struct TrainOptions {
   double grad_clip = 1.0;             // max global gradient norm; 0 disables clipping
   std::int64_t log_interval = 10;     // steps between log lines
   std::string device = "auto";        // cpu, cuda, auto
-  std::int64_t threads = 0;           // intra-op threads; 0: the machine's cores
+  std::int64_t threads = 0;           // intra-op threads; 0: auto (one: OpenBLAS has its own)
 };
 
 // [generate] (the section is optional: without it a run draws no samples)

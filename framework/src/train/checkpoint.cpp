@@ -48,6 +48,8 @@ torch::serialize::InputArchive open_archive(const fs::path& dir, const std::stri
     archive.load_from(path.string());
   } catch (const c10::Error& e) {
     throw checkpoint_error(dir, file + " is corrupt or truncated: " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {  // the TorchScript parser's ErrorReport is not a c10::Error
+    throw checkpoint_error(dir, file + " is corrupt or truncated: " + first_line(e.what()));
   }
   return archive;
 }

@@ -36,7 +36,8 @@ struct TrainerSnapshot {
   Metrics metrics;                           // latest value of each metric
 };
 
-// Named generators whose states a checkpoint saves and restores.
+// Named generators whose states a checkpoint saves and restores. Names must be valid TorchScript
+// identifiers (the archive is a TorchScript module): "global" is not.
 using NamedGenerators = std::vector<std::pair<std::string, at::Generator*>>;
 
 struct CheckpointProvenance {

@@ -59,7 +59,7 @@ Metrics evaluate_split(Pipeline& pipeline, Split split, std::int64_t batch_size)
 // "cpu", "cuda", "auto" -> a device; throws when cuda is asked for and absent.
 c10::Device resolve_device(const std::string& name);
 
-// Applies [train] threads (0: the machine's cores) to LibTorch's intra-op pool.
+// Applies [train] threads (0: auto, one thread, since OpenBLAS brings its own) to LibTorch.
 void configure_threads(std::int64_t threads);
 
 }  // namespace lmrun::host

@@ -146,6 +146,7 @@ TrainResult Trainer::run() {
     const double lr = p_.scheduler ? p_.scheduler->lr(state_.step) : p_.optimizer->base_lr();
     const double loss = train_step(lr);
     ++state_.step;
+    trained_ = true;
     state_.lr = lr;
     state_.metrics["loss"] = loss;
     state_.metrics["lr"] = lr;
@@ -263,7 +264,7 @@ void Trainer::write_checkpoint_now(const std::string& name) {
   const fs::path dir = run_dir_ / "checkpoints" / name;
   fs::create_directories(dir.parent_path());
   at::Generator global = at::detail::getDefaultCPUGenerator();
-  write_checkpoint(dir, p_, snapshot(), {{"data", &data_generator_}, {"eval", &eval_generator_}, {"global", &global}},
+  write_checkpoint(dir, p_, snapshot(), {{"data_rng", &data_generator_}, {"eval_rng", &eval_generator_}, {"torch_rng", &global}},
                    provenance_);
   checkpoint_at_last_step_ = true;
   for (auto& callback : p_.callbacks) callback->on_checkpoint(state_, dir);
@@ -272,7 +273,7 @@ void Trainer::write_checkpoint_now(const std::string& name) {
 void Trainer::resume(const fs::path& checkpoint) {
   at::Generator global = at::detail::getDefaultCPUGenerator();
   TrainerSnapshot s =
-      read_checkpoint(checkpoint, p_, {{"data", &data_generator_}, {"eval", &eval_generator_}, {"global", &global}});
+      read_checkpoint(checkpoint, p_, {{"data_rng", &data_generator_}, {"eval_rng", &eval_generator_}, {"torch_rng", &global}});
   if (s.callback_states.size() != p_.callbacks.size()) {
     throw Error("checkpoint " + checkpoint.string() + " holds the state of " + std::to_string(s.callback_states.size()) +
                     " callbacks, this experiment has " + std::to_string(p_.callbacks.size()),

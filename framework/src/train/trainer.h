@@ -48,6 +48,9 @@ class Trainer final : public TrainerControl {
 
   TrainResult run();
 
+  // Whether run() completed at least one optimizer step.
+  bool trained() const { return trained_; }
+
   // Losses over eval_batches batches per split, in eval mode without gradients.
   Metrics evaluate();
 
@@ -85,6 +88,7 @@ class Trainer final : public TrainerControl {
   std::string stop_reason_;
   std::vector<std::string> pending_checkpoints_;
   bool checkpoint_at_last_step_ = false;
+  bool trained_ = false;
 };
 
 }  // namespace lmrun::host
