@@ -215,6 +215,10 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   fs::create_directories(tokenizer_dir);
   p.tokenizer->save(tokenizer_dir);
 
+  if (result.diverged) {
+    throw Error("training diverged: " + result.stop_reason + "; summary.json and the checkpoints are in " + run_dir.string(),
+                "lower optimizer.lr, raise scheduler.warmup_steps, or set train.grad_clip");
+  }
   if (e.generate) write_file_atomic(run_dir / "samples.txt", draw_samples(p, *e.generate, e.experiment.seed));
   std::cout << "done: " << result.steps << " steps in " << static_cast<int>(result.wall_seconds) << " s";
   for (const auto& [name, value] : result.final_metrics) std::cout << ", " << name << " " << value;

@@ -150,7 +150,6 @@ TrainResult Trainer::run() {
     state_.lr = lr;
     state_.metrics["loss"] = loss;
     state_.metrics["lr"] = lr;
-    if (!std::isfinite(loss) && !stop_reason_.empty()) break;
     if (state_.step % train.log_interval == 0 || state_.step == train.max_steps) log_step(loss, lr);
 
     const bool evaluate_now = (train.eval_interval > 0 && state_.step % train.eval_interval == 0) ||
@@ -170,8 +169,11 @@ TrainResult Trainer::run() {
       metrics_.record(state_.step, eval);
     }
     end_of_step(evaluate_now, eval);
-    if (!std::isfinite(loss) && stop_reason_.empty()) {
-      stop_reason_ = "the training loss is not finite (" + format_value(loss) + ") at step " + std::to_string(state_.step);
+    if (!std::isfinite(loss)) {
+      diverged_ = true;
+      if (stop_reason_.empty()) {
+        stop_reason_ = "the training loss is not finite (" + format_value(loss) + ") at step " + std::to_string(state_.step);
+      }
     }
   }
   if (stop_reason_.empty()) stop_reason_ = "max_steps";
@@ -192,6 +194,7 @@ TrainResult Trainer::run() {
   result.final_metrics = last_eval;
   result.wall_seconds = elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
   result.tokens_per_second = tokens_per_second_;
+  result.diverged = diverged_;
   metrics_.print("stopped at step " + std::to_string(state_.step) + ": " + stop_reason_, false);
   write_summary(result);
   return result;

@@ -35,6 +35,7 @@ struct TrainResult {
   Metrics final_metrics;    // the last evaluation's
   double wall_seconds = 0.0;
   double tokens_per_second = 0.0;
+  bool diverged = false;    // the training loss became NaN or infinite
 };
 
 class Trainer final : public TrainerControl {
@@ -89,6 +90,7 @@ class Trainer final : public TrainerControl {
   std::vector<std::string> pending_checkpoints_;
   bool checkpoint_at_last_step_ = false;
   bool trained_ = false;
+  bool diverged_ = false;
 };
 
 }  // namespace lmrun::host

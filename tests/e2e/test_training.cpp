@@ -1,0 +1,212 @@
+// Real experiments, kept small: every shipped experiment for a few steps, exact resume, generation
+// and evaluation from a run folder, and the ways a run can fail.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "support/test_support.h"
+
+namespace fs = std::filesystem;
+using lmrun::test::read_file;
+using lmrun::test::run_lmrun;
+using lmrun::test::TempDir;
+using testing::HasSubstr;
+using testing::Not;
+
+namespace {
+
+fs::path experiment(const std::string& name) { return lmrun::test::source_dir() / "experiments" / (name + ".toml"); }
+
+// Settings that make any shipped experiment a few-second run.
+std::vector<std::string> short_run(const fs::path& file, const fs::path& out_dir, std::int64_t steps) {
+  std::vector<std::string> args = {file.string(),
+                                   "--set", "train.max_steps=" + std::to_string(steps),
+                                   "--set", "train.eval_interval=2",
+                                   "--set", "train.eval_batches=2",
+                                   "--set", "train.log_interval=1",
+                                   "--set", "experiment.out_dir=" + out_dir.string()};
+  const toml::table doc = toml::parse_file(file.string());
+  if (doc.contains("scheduler")) args.insert(args.end(), {"--set", "scheduler.warmup_steps=1"});
+  if (doc.contains("generate")) args.insert(args.end(), {"--set", "generate.max_new_tokens=16"});
+  return args;
+}
+
+// metrics.jsonl lines of the training log steps, by step, without the throughput (which varies).
+std::map<int, std::string> loss_lines(const fs::path& run_dir) {
+  std::map<int, std::string> out;
+  std::istringstream in(read_file(run_dir / "metrics.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto at = line.find(", \"tokens_per_second\"");
+    if (line.find("\"loss\"") == std::string::npos || at == std::string::npos) continue;
+    out[std::stoi(line.substr(line.find(':') + 1))] = line.substr(0, at);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Experiments, EveryShippedExperimentRunsAFewSteps) {
+  std::vector<fs::path> files;
+  for (const auto& item : fs::directory_iterator(lmrun::test::source_dir() / "experiments")) {
+    if (item.path().extension() != ".toml") continue;
+    if (toml::parse_file(item.path().string()).contains("sweep")) continue;  // run by lmrun sweep
+    files.push_back(item.path());
+  }
+  ASSERT_FALSE(files.empty());
+  for (const fs::path& file : files) {
+    SCOPED_TRACE(file.string());
+    TempDir dir;
+    const auto result = run_lmrun(short_run(file, dir / "run", 4), lmrun::test::source_dir());
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    EXPECT_THAT(result.output, HasSubstr("stopped at step 4: max_steps"));
+    const std::string summary = read_file(dir / "run" / "summary.json");
+    EXPECT_THAT(summary, HasSubstr("\"steps\": 4"));
+    EXPECT_THAT(summary, HasSubstr("\"val_loss\": "));
+    EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "last" / "model.pt"));
+    EXPECT_TRUE(fs::exists(dir / "run" / "config.toml"));
+    EXPECT_EQ(loss_lines(dir / "run").size(), 4u);
+  }
+}
+
+TEST(Training, ResumeContinuesExactlyAsAnUninterruptedRun) {
+  TempDir dir;
+  // Dropout on, so the global generator's state matters too; a checkpoint every 4 steps.
+  auto args = short_run(experiment("gpt_tiny"), dir / "full", 8);
+  args.insert(args.end(), {"--set", "model.dropout=0.1", "--set", "callbacks.1.every_steps=4"});
+  auto result = run_lmrun(args, lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  ASSERT_TRUE(fs::exists(dir / "full" / "checkpoints" / "step-000004"));
+
+  auto resumed_args = args;
+  resumed_args[std::find(args.begin(), args.end(), "experiment.out_dir=" + (dir / "full").string()) - args.begin()] =
+      "experiment.out_dir=" + (dir / "resumed").string();
+  resumed_args.insert(resumed_args.end(), {"--resume", (dir / "full" / "checkpoints" / "step-000004").string()});
+  result = run_lmrun(resumed_args, lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("at step 4"));
+
+  const auto full = loss_lines(dir / "full");
+  const auto resumed = loss_lines(dir / "resumed");
+  ASSERT_EQ(resumed.size(), 4u);  // steps 5..8
+  for (const auto& [step, line] : resumed) {
+    ASSERT_TRUE(full.count(step)) << step;
+    EXPECT_EQ(line, full.at(step)) << "step " << step;
+  }
+  // Evaluations after the resume match too.
+  EXPECT_THAT(read_file(dir / "resumed" / "summary.json"),
+              HasSubstr(read_file(dir / "full" / "summary.json").substr(
+                  read_file(dir / "full" / "summary.json").find("\"val_loss\""), 40)));
+}
+
+TEST(Training, ResumeIntoTheSameRunFolderCutsItsMetricsBack) {
+  TempDir dir;
+  auto args = short_run(experiment("gpt_tiny"), dir / "run", 6);
+  args.insert(args.end(), {"--set", "callbacks.1.every_steps=3"});
+  ASSERT_EQ(run_lmrun(args, lmrun::test::source_dir()).exit_code, 0);
+  const auto before = loss_lines(dir / "run");
+  args.insert(args.end(), {"--resume", (dir / "run" / "checkpoints" / "step-000003").string()});
+  const auto result = run_lmrun(args, lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(loss_lines(dir / "run"), before);  // steps 4..6 rewritten, once each, identically
+}
+
+TEST(Training, GenerateAndEvalFromARunFolder) {
+  TempDir dir;
+  ASSERT_EQ(run_lmrun(short_run(experiment("gpt_tiny"), dir / "run", 4), lmrun::test::source_dir()).exit_code, 0);
+  const std::string run = (dir / "run").string();
+  auto first = run_lmrun({"generate", run, "--prompt", "JULIET:", "-n", "24", "--seed", "5"}, dir.path());
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_THAT(first.output, HasSubstr("JULIET:"));
+  auto second = run_lmrun({"generate", run, "--prompt", "JULIET:", "-n", "24", "--seed", "5"}, dir.path());
+  EXPECT_EQ(first.output, second.output);
+  auto greedy = run_lmrun({"generate", run, "--prompt", "A", "-n", "10", "--set", "generate.samplers.0.value=0"}, dir.path());
+  EXPECT_EQ(greedy.exit_code, 0) << greedy.output;
+
+  const auto eval = run_lmrun({"eval", run}, dir.path());
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_THAT(eval.output, HasSubstr("val_loss = "));
+  EXPECT_THAT(eval.output, HasSubstr("val_perplexity = "));
+  EXPECT_EQ(run_lmrun({"eval", run, "--split", "test"}, dir.path()).exit_code, 1);  // text_file has no test split
+
+  const auto missing = run_lmrun({"generate", (dir / "nothing").string()}, dir.path());
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.output, HasSubstr("is not a run folder"));
+}
+
+TEST(Failures, CorruptOrMismatchedCheckpoints) {
+  TempDir dir;
+  auto args = short_run(experiment("gpt_tiny"), dir / "run", 2);
+  ASSERT_EQ(run_lmrun(args, lmrun::test::source_dir()).exit_code, 0);
+  const fs::path last = dir / "run" / "checkpoints" / "last";
+
+  // Another model shape.
+  auto other = short_run(experiment("gpt_tiny"), dir / "other", 4);
+  other.insert(other.end(), {"--set", "model.n_embd=64", "--resume", last.string()});
+  auto result = run_lmrun(other, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("has shape [65, 128], this model's is [65, 64]"));
+  EXPECT_THAT(result.output, HasSubstr("hint: the checkpoint comes from a model of another shape"));
+  EXPECT_FALSE(fs::exists(dir / "other"));
+
+  // A truncated weights file.
+  const std::string bytes = read_file(last / "model.pt");
+  lmrun::test::write_file(last / "model.pt", bytes.substr(0, bytes.size() / 3));
+  auto resume = short_run(experiment("gpt_tiny"), dir / "again", 4);
+  resume.insert(resume.end(), {"--resume", last.string()});
+  result = run_lmrun(resume, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("model.pt is corrupt or truncated"));
+  EXPECT_THAT(result.output, Not(HasSubstr("terminate called")));
+
+  // A newer format.
+  std::string state = read_file(last / "state.toml");
+  state.replace(state.find("format = 1"), 10, "format = 9");
+  lmrun::test::write_file(last / "state.toml", state);
+  result = run_lmrun(resume, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("checkpoint format 9"));
+  EXPECT_THAT(result.output, HasSubstr("use a newer lmrun"));
+
+  result = run_lmrun({experiment("gpt_tiny").string(), "--resume", (dir / "nowhere").string()}, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("no checkpoint in"));
+}
+
+TEST(Failures, MonitorNamingNoMetricRefusesTheRunAndWritesNothing) {
+  TempDir dir;
+  auto args = short_run(experiment("gpt_tiny"), dir / "run", 4);
+  args.insert(args.end(), {"--set", "callbacks.0.monitor=val_acc"});
+  const auto result = run_lmrun(args, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("monitor 'val_acc' is not a metric this run reports"));
+  EXPECT_THAT(result.output, HasSubstr("train_loss, val_loss"));
+  EXPECT_FALSE(fs::exists(dir / "run"));
+}
+
+TEST(Failures, NonFiniteLossStopsWithAReason) {
+  TempDir dir;
+  auto args = short_run(experiment("gpt_tiny"), dir / "run", 20);
+  args.insert(args.end(), {"--set", "optimizer.lr=1e30", "--set", "callbacks.0.check_finite=false"});
+  const auto result = run_lmrun(args, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("training diverged: the training loss is not finite"));
+  EXPECT_THAT(read_file(dir / "run" / "summary.json"), HasSubstr("\"stop_reason\": \"the training loss is not finite"));
+}
+
+TEST(Failures, EarlyStoppingEndsTheRunWithItsReason) {
+  TempDir dir;
+  auto args = short_run(experiment("gpt_tiny"), dir / "run", 40);
+  // Any val_loss is above 0.5 after a few steps: "diverging" by this threshold, at the first evaluation.
+  args.insert(args.end(), {"--set", "callbacks.0.stop_above=0.5"});
+  const auto result = run_lmrun(args, lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("stopped at step 2: early_stopping"));
+  EXPECT_THAT(read_file(dir / "run" / "summary.json"), HasSubstr("\"stop_reason\": \"early_stopping"));
+  EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "last"));
+}
