@@ -55,12 +55,15 @@ class Trainer final : public TrainerControl {
   // Losses over eval_batches batches per split, in eval mode without gradients.
   Metrics evaluate();
 
+  // One optimizer step at `lr` (micro-batches, backward, clip, step); returns the step's loss.
+  // run() calls it; benchmarks time it alone. Advances the data generator, not the step count.
+  double train_step(double lr);
+
   // TrainerControl
   void request_stop(const std::string& reason) override;
   std::filesystem::path save_checkpoint(const std::string& name) override;
 
  private:
-  double train_step(double lr);
   void end_of_step(bool evaluated, const Metrics& eval);
   void write_pending_checkpoints();
   void write_checkpoint_now(const std::string& name);
