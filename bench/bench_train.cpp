@@ -47,15 +47,18 @@ GptTiny& gpt_tiny() {
     loader.load_directory(builtin_plugin_dir());
     const fs::path source = LMRUN_SOURCE_DIR;
     fs::current_path(source);  // the experiment's data path is relative to the repository root
-    t->experiment = resolve_experiment(load_document(source / "experiments" / "gpt_tiny.toml", {}), t->registry);
+    t->experiment = resolve_experiment(load_document(source / "experiments" / "gpt_tiny.toml", {}),
+                                       t->registry);
     t->experiment.callbacks.clear();  // no checkpoints or early stopping inside a benchmark
     configure_threads(t->experiment.train.threads);
     t->run_dir = fs::temp_directory_path() / ("lmrun-bench-" + std::to_string(::getpid()));
     fs::create_directories(t->run_dir);
     t->pipeline = build_pipeline(t->experiment, t->registry, PipelineOptions{t->run_dir, {}, true});
     std::ostringstream quiet;
-    t->trainer = std::make_unique<Trainer>(t->experiment, t->pipeline, t->run_dir, CheckpointProvenance{}, quiet);
-    const double n = static_cast<double>(t->pipeline.parameter_count - 64 * 128);  // without the position table
+    t->trainer = std::make_unique<Trainer>(t->experiment, t->pipeline, t->run_dir,
+                                           CheckpointProvenance{}, quiet);
+    const double n =
+        static_cast<double>(t->pipeline.parameter_count - 64 * 128);  // without the position table
     const double layers = 4, context = 64, width = 128;
     t->flops_per_token = 6 * n + 12 * layers * context * width;
     return t;
@@ -69,8 +72,8 @@ bool validated() {
   static const bool ok = [] {
     const double loss = gpt_tiny().trainer->train_step(1e-3);
     const bool good = std::fabs(loss - std::log(65.0)) < 0.3;
-    std::fprintf(stderr, "check: first gpt_tiny loss %.4f (expected about ln 65 = %.4f): %s\n", loss, std::log(65.0),
-                 good ? "ok" : "WRONG");
+    std::fprintf(stderr, "check: first gpt_tiny loss %.4f (expected about ln 65 = %.4f): %s\n",
+                 loss, std::log(65.0), good ? "ok" : "WRONG");
     return good;
   }();
   return ok;
@@ -78,7 +81,8 @@ bool validated() {
 
 }  // namespace
 
-// fp32 matrix product at the model's scale: the ceiling a training step's FLOPs are measured against.
+// fp32 matrix product at the model's scale: the ceiling a training step's FLOPs are measured
+// against.
 static void BM_MatmulPeak(benchmark::State& state) {
   const int64_t n = state.range(0);
   at::Tensor a = at::randn({n, n});
@@ -90,11 +94,17 @@ static void BM_MatmulPeak(benchmark::State& state) {
     return;
   }
   for (auto _ : state) benchmark::DoNotOptimize(at::matmul(a, b));
-  const double flops = 2.0 * static_cast<double>(n * n * n) * static_cast<double>(state.iterations());
+  const double flops =
+      2.0 * static_cast<double>(n * n * n) * static_cast<double>(state.iterations());
   state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsRate);
   benchmark::DoNotOptimize(reference);
 }
-BENCHMARK(BM_MatmulPeak)->Arg(512)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_MatmulPeak)
+    ->Arg(512)
+    ->Arg(1024)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(1.0);
 
 static void BM_TrainStep(benchmark::State& state) {
   if (!validated()) {
@@ -103,13 +113,16 @@ static void BM_TrainStep(benchmark::State& state) {
   }
   GptTiny& g = gpt_tiny();
   const auto& train = g.experiment.train;
-  const double tokens_per_step = static_cast<double>(train.batch_size * train.grad_accum_steps * 64);
+  const double tokens_per_step =
+      static_cast<double>(train.batch_size * train.grad_accum_steps * 64);
   for (auto _ : state) benchmark::DoNotOptimize(g.trainer->train_step(1e-3));
-  state.SetItemsProcessed(static_cast<int64_t>(tokens_per_step * static_cast<double>(state.iterations())));
-  state.counters["tokens/s"] = benchmark::Counter(tokens_per_step * static_cast<double>(state.iterations()),
-                                                  benchmark::Counter::kIsRate);
+  state.SetItemsProcessed(
+      static_cast<int64_t>(tokens_per_step * static_cast<double>(state.iterations())));
+  state.counters["tokens/s"] = benchmark::Counter(
+      tokens_per_step * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["model GFLOP/s"] = benchmark::Counter(
-      g.flops_per_token * tokens_per_step * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+      g.flops_per_token * tokens_per_step * static_cast<double>(state.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_TrainStep)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
 
@@ -123,11 +136,14 @@ class RatioReporter : public benchmark::ConsoleReporter {
         auto it = run.counters.find(name);
         return it == run.counters.end() ? 0.0 : static_cast<double>(it->second);
       };
-      if (run.benchmark_name().rfind("BM_MatmulPeak", 0) == 0) peak_ = std::max(peak_, counter("GFLOP/s"));
+      if (run.benchmark_name().rfind("BM_MatmulPeak", 0) == 0)
+        peak_ = std::max(peak_, counter("GFLOP/s"));
       if (run.benchmark_name().rfind("BM_TrainStep", 0) == 0 && peak_ > 0) {
-        std::printf("ratio: gpt_tiny training step runs at %.1f model GFLOP/s = %.0f%% of the %.1f GFLOP/s "
-                    "matrix-product peak measured in this run (%.0f tokens/s)\n",
-                    counter("model GFLOP/s"), 100.0 * counter("model GFLOP/s") / peak_, peak_, counter("tokens/s"));
+        std::printf(
+            "ratio: gpt_tiny training step runs at %.1f model GFLOP/s = %.0f%% of the %.1f GFLOP/s "
+            "matrix-product peak measured in this run (%.0f tokens/s)\n",
+            counter("model GFLOP/s"), 100.0 * counter("model GFLOP/s") / peak_, peak_,
+            counter("tokens/s"));
       }
     }
   }

@@ -23,11 +23,14 @@ struct InverseSqrtOptions {
 
 lmrun::Schema<InverseSqrtOptions> inverse_sqrt_schema() {
   lmrun::Schema<InverseSqrtOptions> schema;
-  schema.add("warmup_steps", &InverseSqrtOptions::warmup_steps,
-             "steps of linear warmup to the optimizer's lr, which is reached at step warmup_steps - 1")
+  schema
+      .add(
+          "warmup_steps", &InverseSqrtOptions::warmup_steps,
+          "steps of linear warmup to the optimizer's lr, which is reached at step warmup_steps - 1")
       .min(1);
-  schema.add("min_lr", &InverseSqrtOptions::min_lr,
-             "floor of the 1/sqrt(step) decay (absolute, <= the optimizer's lr); 0: none")
+  schema
+      .add("min_lr", &InverseSqrtOptions::min_lr,
+           "floor of the 1/sqrt(step) decay (absolute, <= the optimizer's lr); 0: none")
       .min(0);
   return schema;
 }
@@ -75,16 +78,18 @@ std::shared_ptr<lmrun::Scheduler> make_inverse_sqrt(const InverseSqrtOptions& op
                        "set warmup_steps >= 1 (1: no warmup, decay from the first step)");
   }
   if (options.min_lr < 0.0 || options.min_lr > context.base_lr) {
-    throw lmrun::Error("min_lr = " + number(options.min_lr) + " is outside [0, the optimizer's lr = " +
-                           number(context.base_lr) + "]",
+    throw lmrun::Error("min_lr = " + number(options.min_lr) +
+                           " is outside [0, the optimizer's lr = " + number(context.base_lr) + "]",
                        "min_lr is absolute: set it below optimizer.lr, or 0 for no floor");
   }
-  return std::make_shared<InverseSqrtSchedule>(context.base_lr, options.warmup_steps, options.min_lr);
+  return std::make_shared<InverseSqrtSchedule>(context.base_lr, options.warmup_steps,
+                                               options.min_lr);
 }
 
 void register_inverse_sqrt(lmrun::Registry& registry) {
   registry.add<lmrun::Scheduler>(
-      "inverse_sqrt", "linear warmup, then lr * sqrt(warmup_steps / (step + 1)) (Transformer paper)",
+      "inverse_sqrt",
+      "linear warmup, then lr * sqrt(warmup_steps / (step + 1)) (Transformer paper)",
       inverse_sqrt_schema(), make_inverse_sqrt);
 }
 

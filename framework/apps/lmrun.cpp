@@ -35,20 +35,21 @@ int usage_error(const std::string& message) {
 
 int run(int argc, char** argv) {
   po::options_description options("options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("version", "print the version")
-      ("set,s", po::value<std::vector<std::string>>()->composing(), "override a config key: KEY=VALUE")
-      ("plugin-dir,p", po::value<std::vector<std::string>>()->composing(), "load plugins from this folder too")
-      ("force,f", "reuse an existing run folder")
-      ("resume,r", po::value<std::string>(), "continue from a run folder's (or a checkpoint folder's) checkpoint")
-      ("prompt", po::value<std::string>(), "generate: the text to continue")
-      ("max-new-tokens,n", po::value<std::int64_t>(), "generate: tokens per sample")
-      ("num-samples", po::value<std::int64_t>(), "generate: samples to draw")
-      ("seed", po::value<std::int64_t>(), "generate: sampling seed")
-      ("checkpoint,c", po::value<std::string>(), "generate, eval: checkpoint name (default: last, else the newest)")
-      ("split", po::value<std::string>()->default_value("val"), "eval: train, val or test")
-      ("verbose,v", "log each plugin file loaded");
+  options.add_options()("help,h", "show this help")("version", "print the version")(
+      "set,s", po::value<std::vector<std::string>>()->composing(),
+      "override a config key: KEY=VALUE")(
+      "plugin-dir,p", po::value<std::vector<std::string>>()->composing(),
+      "load plugins from this folder too")("force,f", "reuse an existing run folder")(
+      "resume,r", po::value<std::string>(),
+      "continue from a run folder's (or a checkpoint folder's) checkpoint")(
+      "prompt", po::value<std::string>(), "generate: the text to continue")(
+      "max-new-tokens,n", po::value<std::int64_t>(), "generate: tokens per sample")(
+      "num-samples", po::value<std::int64_t>(), "generate: samples to draw")(
+      "seed", po::value<std::int64_t>(), "generate: sampling seed")(
+      "checkpoint,c", po::value<std::string>(),
+      "generate, eval: checkpoint name (default: last, else the newest)")(
+      "split", po::value<std::string>()->default_value("val"), "eval: train, val or test")(
+      "verbose,v", "log each plugin file loaded");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>(), "command and its arguments");
   po::options_description all;
@@ -73,14 +74,16 @@ int run(int argc, char** argv) {
     return kExitOk;
   }
 
-  std::vector<std::string> args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  std::vector<std::string> args =
+      vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   if (args.empty()) {
     std::cerr << kUsage;
     return kExitUsage;
   }
   CommonArgs common;
   if (vm.count("plugin-dir")) {
-    for (const auto& dir : vm["plugin-dir"].as<std::vector<std::string>>()) common.plugin_dirs.emplace_back(dir);
+    for (const auto& dir : vm["plugin-dir"].as<std::vector<std::string>>())
+      common.plugin_dirs.emplace_back(dir);
   }
   common.verbose = vm.count("verbose") > 0;
   ExperimentArgs experiment;
@@ -109,7 +112,8 @@ int run(int argc, char** argv) {
     if (command == "generate" || command == "eval") {
       expect_args(2, (command + " RUN_DIR").c_str());
       run_dir.run_dir = args[1];
-      return command == "generate" ? command_generate(common, run_dir) : command_eval(common, run_dir);
+      return command == "generate" ? command_generate(common, run_dir)
+                                   : command_eval(common, run_dir);
     }
     if (command == "plugins") {
       expect_args(1, "plugins");
@@ -126,7 +130,8 @@ int run(int argc, char** argv) {
   } catch (const po::error& e) {
     return usage_error(e.what());
   }
-  return usage_error("unknown command '" + command + "': expected FILE.toml, check, generate, eval, plugins or describe");
+  return usage_error("unknown command '" + command +
+                     "': expected FILE.toml, check, generate, eval, plugins or describe");
 }
 
 }  // namespace

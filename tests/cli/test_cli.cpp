@@ -14,6 +14,15 @@ namespace {
 
 fs::path gpt_tiny() { return lmrun::test::source_dir() / "experiments" / "gpt_tiny.toml"; }
 
+// gpt_tiny as a two-step run into `out_dir`, plus `extra` arguments.
+std::vector<std::string> short_run(const fs::path& out_dir, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {gpt_tiny().string(), "--set", "experiment.out_dir=" + out_dir.string(),
+                                   "--set", "train.max_steps=2", "--set", "scheduler.warmup_steps=1",
+                                   "--set", "train.eval_batches=1", "--set", "generate.max_new_tokens=4"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 }  // namespace
 
 TEST(Cli, VersionAndHelp) {
@@ -40,8 +49,8 @@ TEST(Cli, UsageErrorsExitTwo) {
 TEST(Cli, PluginsListsEveryKindNameVersionAndFile) {
   const auto result = run_lmrun({"plugins"});
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  for (const char* line : {"dataset\n", "tokenizer\n", "model\n", "optimizer\n", "scheduler\n", "callback\n",
-                           "sampler\n", "metric\n"}) {
+  for (const char* line : {"dataset\n", "tokenizer\n", "model\n", "optimizer\n", "scheduler\n",
+                           "callback\n", "sampler\n", "metric\n"}) {
     EXPECT_THAT(result.output, HasSubstr(line));
   }
   EXPECT_THAT(result.output, HasSubstr("transformer"));
@@ -54,10 +63,12 @@ TEST(Cli, ABrokenPluginOnThePathIsAWarningNotAFailure) {
   TempDir dir;
   lmrun::test::write_file(dir / "lmrun-broken.so", "not a library");
   fs::copy_file(lmrun::test::fixture_dir() / "lmrun-fixture_api_major.so", dir / "lmrun-old.so");
-  const auto result = run_lmrun({"plugins"}, fs::current_path(), {"LMRUN_PLUGIN_PATH=" + dir.path().string()});
+  const auto result =
+      run_lmrun({"plugins"}, fs::current_path(), {"LMRUN_PLUGIN_PATH=" + dir.path().string()});
   EXPECT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output, HasSubstr("transformer"));
-  EXPECT_THAT(result.output, HasSubstr("warning: plugin " + (dir / "lmrun-broken.so").string() + ": not a shared library"));
+  EXPECT_THAT(result.output, HasSubstr("warning: plugin " + (dir / "lmrun-broken.so").string() +
+                                       ": not a shared library"));
   EXPECT_THAT(result.output, HasSubstr("lmrun-old.so: wrong plugin API version"));
 
   // ... and the experiment still runs, since it needs neither.
@@ -76,7 +87,8 @@ TEST(Cli, PluginDirAddsPlugins) {
 
   const auto missing = run_lmrun({"plugins", "--plugin-dir", "/nonexistent/plugins"});
   EXPECT_EQ(missing.exit_code, 1);
-  EXPECT_THAT(missing.output, HasSubstr("--plugin-dir: plugin folder /nonexistent/plugins does not exist"));
+  EXPECT_THAT(missing.output,
+              HasSubstr("--plugin-dir: plugin folder /nonexistent/plugins does not exist"));
 }
 
 TEST(Cli, DescribePrintsParameters) {
@@ -110,7 +122,8 @@ TEST(Cli, DescribeUnknownSuggests) {
 }
 
 TEST(Cli, CheckPrintsTheResolvedConfig) {
-  const auto result = run_lmrun({"check", gpt_tiny().string(), "--set", "model.n_layer=2"}, lmrun::test::source_dir());
+  const auto result = run_lmrun({"check", gpt_tiny().string(), "--set", "model.n_layer=2"},
+                                lmrun::test::source_dir());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output, HasSubstr("[model]\ntype = \"transformer\"\nn_layer = 2\n"));
   EXPECT_THAT(result.output, HasSubstr("is valid"));
@@ -121,7 +134,8 @@ TEST(Cli, CheckReportsEveryProblemAndWritesNothing) {
   std::string text = lmrun::test::read_file(gpt_tiny());
   text.replace(text.find("n_layer = 4"), 11, "n_layers = 4");
   text.replace(text.find("type = \"cosine\""), 15, "type = \"cosin\"");
-  text.replace(text.find("out_dir = \"runs/gpt_tiny\""), 25, "out_dir = \"" + (dir / "run").string() + "\"");
+  text.replace(text.find("out_dir = \"runs/gpt_tiny\""), 25,
+               "out_dir = \"" + (dir / "run").string() + "\"");
   lmrun::test::write_file(dir / "bad.toml", text);
   for (const char* command : {"check", ""}) {
     std::vector<std::string> args = {(dir / "bad.toml").string()};
@@ -129,8 +143,10 @@ TEST(Cli, CheckReportsEveryProblemAndWritesNothing) {
     const auto result = run_lmrun(args, lmrun::test::source_dir());
     EXPECT_EQ(result.exit_code, 1);
     EXPECT_THAT(result.output, HasSubstr("invalid experiment (2 problems)"));
-    EXPECT_THAT(result.output, HasSubstr("bad.toml:27:1: model.n_layers: unknown key (did you mean n_layer?)"));
-    EXPECT_THAT(result.output, HasSubstr("scheduler.type: unknown scheduler 'cosin' (did you mean cosine?)"));
+    EXPECT_THAT(result.output,
+                HasSubstr("bad.toml:27:1: model.n_layers: unknown key (did you mean n_layer?)"));
+    EXPECT_THAT(result.output,
+                HasSubstr("scheduler.type: unknown scheduler 'cosin' (did you mean cosine?)"));
     EXPECT_THAT(result.output, Not(HasSubstr("terminate called")));
     EXPECT_FALSE(fs::exists(dir / "run"));
   }
@@ -138,8 +154,7 @@ TEST(Cli, CheckReportsEveryProblemAndWritesNothing) {
 
 TEST(Cli, RunWritesTheResolvedConfigAndNeverOverwrites) {
   TempDir dir;
-  const std::string out = "experiment.out_dir=" + (dir / "run").string();
-  auto result = run_lmrun({gpt_tiny().string(), "--set", out}, lmrun::test::source_dir());
+  auto result = run_lmrun(short_run(dir / "run"), lmrun::test::source_dir());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output, HasSubstr("model      transformer (n_layer=4"));
   const std::string config = lmrun::test::read_file(dir / "run" / "config.toml");
@@ -147,25 +162,26 @@ TEST(Cli, RunWritesTheResolvedConfigAndNeverOverwrites) {
   EXPECT_THAT(config, HasSubstr("[[generate.samplers]]\ntype = \"top_k\"\nk = 40\n"));
 
   lmrun::test::write_file(dir / "run" / "notes.txt", "mine");
-  result = run_lmrun({gpt_tiny().string(), "--set", out}, lmrun::test::source_dir());
+  result = run_lmrun(short_run(dir / "run"), lmrun::test::source_dir());
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.output, HasSubstr("already exists"));
   EXPECT_THAT(result.output, HasSubstr("--force"));
   EXPECT_EQ(lmrun::test::read_file(dir / "run" / "notes.txt"), "mine");
 
-  result = run_lmrun({gpt_tiny().string(), "--set", out, "--force"}, lmrun::test::source_dir());
+  result = run_lmrun(short_run(dir / "run", {"--force"}), lmrun::test::source_dir());
   EXPECT_EQ(result.exit_code, 0) << result.output;
 }
 
 TEST(Cli, ResolvedConfigRunsAsAnExperiment) {
   TempDir dir;
-  auto result = run_lmrun({gpt_tiny().string(), "--set", "experiment.out_dir=" + (dir / "a").string()},
-                          lmrun::test::source_dir());
+  auto result = run_lmrun(short_run(dir / "a"), lmrun::test::source_dir());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   // From another working directory: the resolved config holds absolute paths.
   result = run_lmrun({"check", (dir / "a" / "config.toml").string()}, dir.path());
   EXPECT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output, HasSubstr("path = \"" + (lmrun::test::source_dir() / "data/tinyshakespeare/input.txt").string()));
+  EXPECT_THAT(result.output,
+              HasSubstr("path = \"" +
+                        (lmrun::test::source_dir() / "data/tinyshakespeare/input.txt").string()));
 }
 
 TEST(Cli, ExperimentFileErrors) {

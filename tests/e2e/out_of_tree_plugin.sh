@@ -104,7 +104,9 @@ grep -Eq "^ +min_lr +float += 0\.0\$" "$TMP/describe.out" ||
 # ---------------------------------------------------------------------------------------------
 step "run $EXAMPLE with LMRUN_PLUGIN_PATH=$BUILD"
 status=0
-(cd "$SRC" && LMRUN_PLUGIN_PATH=$BUILD "$LMRUN" "$EXAMPLE" --set experiment.out_dir="$TMP/run") \
+# A short run: the plugin's schedule drives real optimizer steps.
+SHORT=(--set train.max_steps=3 --set train.eval_batches=1 --set generate.max_new_tokens=8)
+(cd "$SRC" && LMRUN_PLUGIN_PATH=$BUILD "$LMRUN" "$EXAMPLE" --set experiment.out_dir="$TMP/run" "${SHORT[@]}") \
   >"$TMP/run.out" 2>&1 || status=$?
 [[ $status -eq 0 ]] || fail "running $EXAMPLE with the plugin exited $status, expected 0" "$TMP/run.out"
 [[ -f $TMP/run/config.toml ]] || fail "the run wrote no $TMP/run/config.toml" "$TMP/run.out"
@@ -112,11 +114,13 @@ grep -q "^type = \"$NAME\"" "$TMP/run/config.toml" ||
   fail "$TMP/run/config.toml does not hold type = \"$NAME\"" "$TMP/run/config.toml"
 grep -q "^warmup_steps = 100" "$TMP/run/config.toml" ||
   fail "$TMP/run/config.toml does not hold the experiment's warmup_steps = 100" "$TMP/run/config.toml"
+grep -q '"steps": 3' "$TMP/run/summary.json" ||
+  fail "the run did not train 3 steps with the plugin's schedule" "$TMP/run.out"
 
 # ---------------------------------------------------------------------------------------------
 step "run $EXAMPLE without the plugin folder"
 status=0
-(cd "$SRC" && "$LMRUN" "$EXAMPLE" --set experiment.out_dir="$TMP/run-without") \
+(cd "$SRC" && "$LMRUN" "$EXAMPLE" --set experiment.out_dir="$TMP/run-without" "${SHORT[@]}") \
   >"$TMP/without.out" 2>&1 || status=$?
 [[ $status -eq 1 ]] || fail "without the plugin folder the run exited $status, expected 1" "$TMP/without.out"
 grep -q "unknown scheduler '$NAME'" "$TMP/without.out" ||

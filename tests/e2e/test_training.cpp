@@ -20,16 +20,24 @@ using testing::Not;
 
 namespace {
 
-fs::path experiment(const std::string& name) { return lmrun::test::source_dir() / "experiments" / (name + ".toml"); }
+fs::path experiment(const std::string& name) {
+  return lmrun::test::source_dir() / "experiments" / (name + ".toml");
+}
 
 // Settings that make any shipped experiment a few-second run.
-std::vector<std::string> short_run(const fs::path& file, const fs::path& out_dir, std::int64_t steps) {
+std::vector<std::string> short_run(const fs::path& file, const fs::path& out_dir,
+                                   std::int64_t steps) {
   std::vector<std::string> args = {file.string(),
-                                   "--set", "train.max_steps=" + std::to_string(steps),
-                                   "--set", "train.eval_interval=2",
-                                   "--set", "train.eval_batches=2",
-                                   "--set", "train.log_interval=1",
-                                   "--set", "experiment.out_dir=" + out_dir.string()};
+                                   "--set",
+                                   "train.max_steps=" + std::to_string(steps),
+                                   "--set",
+                                   "train.eval_interval=2",
+                                   "--set",
+                                   "train.eval_batches=2",
+                                   "--set",
+                                   "train.log_interval=1",
+                                   "--set",
+                                   "experiment.out_dir=" + out_dir.string()};
   const toml::table doc = toml::parse_file(file.string());
   if (doc.contains("scheduler")) args.insert(args.end(), {"--set", "scheduler.warmup_steps=1"});
   if (doc.contains("generate")) args.insert(args.end(), {"--set", "generate.max_new_tokens=16"});
@@ -84,9 +92,11 @@ TEST(Training, ResumeContinuesExactlyAsAnUninterruptedRun) {
   ASSERT_TRUE(fs::exists(dir / "full" / "checkpoints" / "step-000004"));
 
   auto resumed_args = args;
-  resumed_args[std::find(args.begin(), args.end(), "experiment.out_dir=" + (dir / "full").string()) - args.begin()] =
-      "experiment.out_dir=" + (dir / "resumed").string();
-  resumed_args.insert(resumed_args.end(), {"--resume", (dir / "full" / "checkpoints" / "step-000004").string()});
+  resumed_args[std::find(args.begin(), args.end(),
+                         "experiment.out_dir=" + (dir / "full").string()) -
+               args.begin()] = "experiment.out_dir=" + (dir / "resumed").string();
+  resumed_args.insert(resumed_args.end(),
+                      {"--resume", (dir / "full" / "checkpoints" / "step-000004").string()});
   result = run_lmrun(resumed_args, lmrun::test::source_dir());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output, HasSubstr("at step 4"));
@@ -99,9 +109,10 @@ TEST(Training, ResumeContinuesExactlyAsAnUninterruptedRun) {
     EXPECT_EQ(line, full.at(step)) << "step " << step;
   }
   // Evaluations after the resume match too.
-  EXPECT_THAT(read_file(dir / "resumed" / "summary.json"),
-              HasSubstr(read_file(dir / "full" / "summary.json").substr(
-                  read_file(dir / "full" / "summary.json").find("\"val_loss\""), 40)));
+  EXPECT_THAT(
+      read_file(dir / "resumed" / "summary.json"),
+      HasSubstr(read_file(dir / "full" / "summary.json")
+                    .substr(read_file(dir / "full" / "summary.json").find("\"val_loss\""), 40)));
 }
 
 TEST(Training, ResumeIntoTheSameRunFolderCutsItsMetricsBack) {
@@ -118,21 +129,28 @@ TEST(Training, ResumeIntoTheSameRunFolderCutsItsMetricsBack) {
 
 TEST(Training, GenerateAndEvalFromARunFolder) {
   TempDir dir;
-  ASSERT_EQ(run_lmrun(short_run(experiment("gpt_tiny"), dir / "run", 4), lmrun::test::source_dir()).exit_code, 0);
+  ASSERT_EQ(run_lmrun(short_run(experiment("gpt_tiny"), dir / "run", 4), lmrun::test::source_dir())
+                .exit_code,
+            0);
   const std::string run = (dir / "run").string();
-  auto first = run_lmrun({"generate", run, "--prompt", "JULIET:", "-n", "24", "--seed", "5"}, dir.path());
+  auto first =
+      run_lmrun({"generate", run, "--prompt", "JULIET:", "-n", "24", "--seed", "5"}, dir.path());
   ASSERT_EQ(first.exit_code, 0) << first.output;
   EXPECT_THAT(first.output, HasSubstr("JULIET:"));
-  auto second = run_lmrun({"generate", run, "--prompt", "JULIET:", "-n", "24", "--seed", "5"}, dir.path());
+  auto second =
+      run_lmrun({"generate", run, "--prompt", "JULIET:", "-n", "24", "--seed", "5"}, dir.path());
   EXPECT_EQ(first.output, second.output);
-  auto greedy = run_lmrun({"generate", run, "--prompt", "A", "-n", "10", "--set", "generate.samplers.0.value=0"}, dir.path());
+  auto greedy = run_lmrun(
+      {"generate", run, "--prompt", "A", "-n", "10", "--set", "generate.samplers.0.value=0"},
+      dir.path());
   EXPECT_EQ(greedy.exit_code, 0) << greedy.output;
 
   const auto eval = run_lmrun({"eval", run}, dir.path());
   ASSERT_EQ(eval.exit_code, 0) << eval.output;
   EXPECT_THAT(eval.output, HasSubstr("val_loss = "));
   EXPECT_THAT(eval.output, HasSubstr("val_perplexity = "));
-  EXPECT_EQ(run_lmrun({"eval", run, "--split", "test"}, dir.path()).exit_code, 1);  // text_file has no test split
+  EXPECT_EQ(run_lmrun({"eval", run, "--split", "test"}, dir.path()).exit_code,
+            1);  // text_file has no test split
 
   const auto missing = run_lmrun({"generate", (dir / "nothing").string()}, dir.path());
   EXPECT_EQ(missing.exit_code, 1);
@@ -173,7 +191,8 @@ TEST(Failures, CorruptOrMismatchedCheckpoints) {
   EXPECT_THAT(result.output, HasSubstr("checkpoint format 9"));
   EXPECT_THAT(result.output, HasSubstr("use a newer lmrun"));
 
-  result = run_lmrun({experiment("gpt_tiny").string(), "--resume", (dir / "nowhere").string()}, lmrun::test::source_dir());
+  result = run_lmrun({experiment("gpt_tiny").string(), "--resume", (dir / "nowhere").string()},
+                     lmrun::test::source_dir());
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.output, HasSubstr("no checkpoint in"));
 }
@@ -192,21 +211,25 @@ TEST(Failures, MonitorNamingNoMetricRefusesTheRunAndWritesNothing) {
 TEST(Failures, NonFiniteLossStopsWithAReason) {
   TempDir dir;
   auto args = short_run(experiment("gpt_tiny"), dir / "run", 20);
-  args.insert(args.end(), {"--set", "optimizer.lr=1e30", "--set", "callbacks.0.check_finite=false"});
+  args.insert(args.end(),
+              {"--set", "optimizer.lr=1e30", "--set", "callbacks.0.check_finite=false"});
   const auto result = run_lmrun(args, lmrun::test::source_dir());
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.output, HasSubstr("training diverged: the training loss is not finite"));
-  EXPECT_THAT(read_file(dir / "run" / "summary.json"), HasSubstr("\"stop_reason\": \"the training loss is not finite"));
+  EXPECT_THAT(read_file(dir / "run" / "summary.json"),
+              HasSubstr("\"stop_reason\": \"the training loss is not finite"));
 }
 
 TEST(Failures, EarlyStoppingEndsTheRunWithItsReason) {
   TempDir dir;
   auto args = short_run(experiment("gpt_tiny"), dir / "run", 40);
-  // Any val_loss is above 0.5 after a few steps: "diverging" by this threshold, at the first evaluation.
+  // Any val_loss is above 0.5 after a few steps: "diverging" by this threshold, at the first
+  // evaluation.
   args.insert(args.end(), {"--set", "callbacks.0.stop_above=0.5"});
   const auto result = run_lmrun(args, lmrun::test::source_dir());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output, HasSubstr("stopped at step 2: early_stopping"));
-  EXPECT_THAT(read_file(dir / "run" / "summary.json"), HasSubstr("\"stop_reason\": \"early_stopping"));
+  EXPECT_THAT(read_file(dir / "run" / "summary.json"),
+              HasSubstr("\"stop_reason\": \"early_stopping"));
   EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "last"));
 }

@@ -114,7 +114,8 @@ int feed(Callback& callback, FakeControl& control, const std::vector<double>& va
          const fs::path& run_dir = {}) {
   const std::size_t stops_before = control.stops.size();
   for (std::size_t i = 0; i < values.size(); ++i) {
-    const lmrun::TrainState state = state_at(first_step + 100 * static_cast<std::int64_t>(i), run_dir);
+    const lmrun::TrainState state =
+        state_at(first_step + 100 * static_cast<std::int64_t>(i), run_dir);
     callback.on_eval_end(state, {{"train_loss", 9.0}, {metric, values[i]}}, control);
     if (control.stops.size() > stops_before) return static_cast<int>(i);
   }
@@ -192,8 +193,7 @@ TEST(EarlyStopping, PatienceZeroStopsAtTheFirstEvaluationWithoutImprovement) {
 }
 
 TEST(EarlyStopping, MinDeltaDoesNotCountTinyImprovements) {
-  auto callback =
-      early_stopping(with({{"patience", std::int64_t{2}}, {"min_delta", 0.5}}));
+  auto callback = early_stopping(with({{"patience", std::int64_t{2}}, {"min_delta", 0.5}}));
   FakeControl control({});
   // 1.5 is exactly min_delta below 2.0: not *more* than min_delta, so no improvement; 1.25 is.
   // Then 0.9 and 0.8 improve on 1.25 by less than 0.5.
@@ -204,9 +204,9 @@ TEST(EarlyStopping, MinDeltaDoesNotCountTinyImprovements) {
 }
 
 TEST(EarlyStopping, ModeMaxWantsHigherValues) {
-  auto callback = early_stopping(
-      with({{"monitor", std::string("val_accuracy")}, {"mode", std::string("max")},
-            {"patience", std::int64_t{2}}}));
+  auto callback = early_stopping(with({{"monitor", std::string("val_accuracy")},
+                                       {"mode", std::string("max")},
+                                       {"patience", std::int64_t{2}}}));
   FakeControl control({});
   EXPECT_EQ(feed(*callback, control, {0.5, 0.6, 0.55, 0.6, 0.9}, 100, "val_accuracy"), 3);
   EXPECT_EQ(control.stops.at(0),
@@ -266,8 +266,9 @@ TEST(EarlyStopping, AMonitorTheRunDoesNotReportIsAnErrorListingWhatItReports) {
   auto callback = make("early_stopping", with({{"monitor", std::string("val_los")}}));
   FakeControl control({});
   const std::string message = error_of([&] { callback->on_train_start(state_at(0), control); });
-  EXPECT_THAT(message, HasSubstr("early_stopping: monitor 'val_los' is not a metric this run "
-                                 "reports; it reports: train_loss, val_loss (did you mean val_loss?)"));
+  EXPECT_THAT(message,
+              HasSubstr("early_stopping: monitor 'val_los' is not a metric this run "
+                        "reports; it reports: train_loss, val_loss (did you mean val_loss?)"));
   EXPECT_THAT(error_of([&] { callback->on_train_start(state_at(0, {}, {}), control); }),
               HasSubstr("its evaluations report no metrics"));
   auto far = make("early_stopping", with({{"monitor", std::string("perplexity")}}));
@@ -278,7 +279,9 @@ TEST(EarlyStopping, AMonitorTheRunDoesNotReportIsAnErrorListingWhatItReports) {
 TEST(EarlyStopping, AnEvaluationWithoutTheMetricIsAnError) {
   auto callback = early_stopping();
   FakeControl control({});
-  EXPECT_THAT(error_of([&] { callback->on_eval_end(state_at(300), {{"train_loss", 1.0}}, control); }),
+  EXPECT_THAT(error_of([&] {
+                callback->on_eval_end(state_at(300), {{"train_loss", 1.0}}, control);
+              }),
               HasSubstr("the evaluation at step 300 has no 'val_loss'; it has: train_loss"));
 }
 
@@ -328,7 +331,8 @@ TEST(EarlyStopping, CorruptStateIsAnErrorNamingTheProblem) {
   auto load = [&](const std::string& text) {
     return error_of([&] { early_stopping()->load_state(text); });
   };
-  EXPECT_THAT(load(""), HasSubstr("early_stopping: cannot read the saved callback state: it is empty"));
+  EXPECT_THAT(load(""),
+              HasSubstr("early_stopping: cannot read the saved callback state: it is empty"));
   EXPECT_THAT(load("garbage"), HasSubstr("line 1 is not key=value: 'garbage'"));
   EXPECT_THAT(load(replaced("callback=early_stopping", "callback=checkpoint")),
               HasSubstr("it is the state of 'checkpoint', not of 'early_stopping'"));
@@ -345,13 +349,21 @@ TEST(EarlyStopping, CorruptStateIsAnErrorNamingTheProblem) {
 }
 
 TEST(EarlyStopping, TheFactoryRefusesContradictoryOptions) {
-  EXPECT_THAT(error_of([] { make("early_stopping", with({{"stop_below", 2.0}, {"stop_above", 1.0}})); }),
+  EXPECT_THAT(error_of([] {
+                make("early_stopping", with({{"stop_below", 2.0}, {"stop_above", 1.0}}));
+              }),
               HasSubstr("callback 'early_stopping': stop_below = 2 is not below stop_above = 1"));
-  EXPECT_THAT(error_of([] { make("early_stopping", with({{"mode", std::string("median")}})); }),
+  EXPECT_THAT(error_of([] {
+                make("early_stopping", with({{"mode", std::string("median")}}));
+              }),
               HasSubstr("callback 'early_stopping': mode = \"median\" is not one of: min, max"));
-  EXPECT_THAT(error_of([] { make("early_stopping", with({{"patience", std::int64_t{-1}}})); }),
+  EXPECT_THAT(error_of([] {
+                make("early_stopping", with({{"patience", std::int64_t{-1}}}));
+              }),
               HasSubstr("patience = -1 is negative"));
-  EXPECT_THAT(error_of([] { make("early_stopping", with({{"stop_above", kNan}})); }),
+  EXPECT_THAT(error_of([] {
+                make("early_stopping", with({{"stop_above", kNan}}));
+              }),
               HasSubstr("not nan"));
 }
 
@@ -368,7 +380,8 @@ std::shared_ptr<Callback> checkpoint(const fs::path& run_dir, const lmrun::Param
 
 void steps(Callback& callback, FakeControl& control, const fs::path& run_dir, std::int64_t from,
            std::int64_t to) {
-  for (std::int64_t step = from; step <= to; ++step) callback.on_step_end(state_at(step, run_dir), control);
+  for (std::int64_t step = from; step <= to; ++step)
+    callback.on_step_end(state_at(step, run_dir), control);
 }
 
 TEST(Checkpoint, RegistersWithItsParametersAndDefaults) {
@@ -388,7 +401,8 @@ TEST(Checkpoint, SavesPeriodicallyWithZeroPaddedStepNames) {
   FakeControl control(run.path());
   steps(*callback, control, run.path(), 1, 350);
   EXPECT_THAT(control.saves, ElementsAre("step-000100", "step-000200", "step-000300"));
-  EXPECT_EQ(folders(run.path()), (std::set<std::string>{"step-000100", "step-000200", "step-000300"}));
+  EXPECT_EQ(folders(run.path()),
+            (std::set<std::string>{"step-000100", "step-000200", "step-000300"}));
 }
 
 TEST(Checkpoint, ByDefaultSavesOnlyLastAtTheEnd) {
@@ -419,24 +433,23 @@ TEST(Checkpoint, KeepLastPeriodicDeletesTheOldest) {
 
 TEST(Checkpoint, KeepsTheBestKAndDeletesTheOnesThatFallOut) {
   lmrun::test::TempDir run;
-  auto callback = checkpoint(run.path(), with({{"monitor", std::string("val_loss")},
-                                               {"keep_best", std::int64_t{2}}}));
+  auto callback = checkpoint(
+      run.path(), with({{"monitor", std::string("val_loss")}, {"keep_best", std::int64_t{2}}}));
   FakeControl control(run.path());
   feed(*callback, control, {3.0, 2.0, 2.5, 1.0, 2.2, 2.0}, 100, "val_loss", run.path());
   // 2.2 is not among the best two (1, 2); 2.0 ties the second best and does not get in.
-  EXPECT_THAT(control.saves, ElementsAre("best-step-000100-val_loss-3.0000",
-                                         "best-step-000200-val_loss-2.0000",
-                                         "best-step-000300-val_loss-2.5000",
-                                         "best-step-000400-val_loss-1.0000"));
+  EXPECT_THAT(control.saves,
+              ElementsAre("best-step-000100-val_loss-3.0000", "best-step-000200-val_loss-2.0000",
+                          "best-step-000300-val_loss-2.5000", "best-step-000400-val_loss-1.0000"));
   EXPECT_EQ(folders(run.path()), (std::set<std::string>{"best-step-000200-val_loss-2.0000",
-                                                       "best-step-000400-val_loss-1.0000"}));
+                                                        "best-step-000400-val_loss-1.0000"}));
 }
 
 TEST(Checkpoint, ModeMaxKeepsTheHighest) {
   lmrun::test::TempDir run;
-  auto callback = make("checkpoint", with({{"monitor", std::string("val_accuracy")},
-                                           {"mode", std::string("max")}}),
-                       run.path());
+  auto callback = make(
+      "checkpoint", with({{"monitor", std::string("val_accuracy")}, {"mode", std::string("max")}}),
+      run.path());
   FakeControl control(run.path());
   callback->on_train_start(state_at(0, run.path(), {"val_accuracy"}), control);
   feed(*callback, control, {0.5, 0.7, 0.6}, 100, "val_accuracy", run.path());
@@ -448,15 +461,15 @@ TEST(Checkpoint, RanksByFullPrecisionNotByTheRoundedName) {
   auto callback = checkpoint(run.path(), with({{"monitor", std::string("val_loss")}}));
   FakeControl control(run.path());
   feed(*callback, control, {1.00004, 1.00001, 1.00003}, 100, "val_loss", run.path());
-  EXPECT_THAT(control.saves, ElementsAre("best-step-000100-val_loss-1.0000",
-                                         "best-step-000200-val_loss-1.0000"));
+  EXPECT_THAT(control.saves,
+              ElementsAre("best-step-000100-val_loss-1.0000", "best-step-000200-val_loss-1.0000"));
   EXPECT_EQ(folders(run.path()), (std::set<std::string>{"best-step-000200-val_loss-1.0000"}));
 }
 
 TEST(Checkpoint, KeepBestZeroKeepsEveryEvaluation) {
   lmrun::test::TempDir run;
-  auto callback = checkpoint(run.path(), with({{"monitor", std::string("val_loss")},
-                                               {"keep_best", std::int64_t{0}}}));
+  auto callback = checkpoint(
+      run.path(), with({{"monitor", std::string("val_loss")}, {"keep_best", std::int64_t{0}}}));
   FakeControl control(run.path());
   feed(*callback, control, {1.0, 2.0, 3.0}, 100, "val_loss", run.path());
   EXPECT_EQ(folders(run.path()).size(), 3u);
@@ -546,9 +559,9 @@ TEST(Checkpoint, ResumingFromACheckpointsStateEndsLikeAnUninterruptedRun) {
   run_steps(*second, control, dir.path(), 301, 600, false);
 
   EXPECT_EQ(folders(dir.path()), folders(whole_dir.path()));
-  EXPECT_EQ(folders(dir.path()), (std::set<std::string>{"step-000500", "step-000600",
-                                                       "best-step-000400-val_loss-0.2500",
-                                                       "best-step-000600-val_loss-0.2000", "last"}));
+  EXPECT_EQ(folders(dir.path()),
+            (std::set<std::string>{"step-000500", "step-000600", "best-step-000400-val_loss-0.2500",
+                                   "best-step-000600-val_loss-0.2000", "last"}));
   EXPECT_EQ(second->save_state(), whole->save_state());
 }
 
@@ -586,7 +599,9 @@ TEST(Checkpoint, AMonitorTheRunDoesNotReportIsAnError) {
 }
 
 TEST(Checkpoint, TheFactoryRefusesNegativeCounts) {
-  EXPECT_THAT(error_of([] { make("checkpoint", with({{"keep_best", std::int64_t{-2}}})); }),
+  EXPECT_THAT(error_of([] {
+                make("checkpoint", with({{"keep_best", std::int64_t{-2}}}));
+              }),
               HasSubstr("callback 'checkpoint': keep_best = -2 is negative"));
 }
 

@@ -63,10 +63,10 @@ std::shared_ptr<Model> make_model(const std::string& name, Overrides overrides,
 }
 
 std::shared_ptr<Model> small_transformer(std::int64_t vocab = kVocab) {
-  return make_model("transformer",
-                    {{"n_layer", std::int64_t{2}}, {"n_head", std::int64_t{2}},
-                     {"n_embd", std::int64_t{32}}},
-                    vocab);
+  return make_model(
+      "transformer",
+      {{"n_layer", std::int64_t{2}}, {"n_head", std::int64_t{2}}, {"n_embd", std::int64_t{32}}},
+      vocab);
 }
 
 // Every matrix redrawn from normal(0, std). The default initialisations give near-uniform logits on
@@ -90,9 +90,9 @@ std::shared_ptr<Model> lively_transformer() {
 }
 
 std::shared_ptr<Model> lively_rnn(const std::string& cell) {
-  auto model = make_model(cell, {{"n_layer", std::int64_t{2}},
-                                 {"n_embd", std::int64_t{16}},
-                                 {"n_hidden", std::int64_t{32}}});
+  auto model = make_model(
+      cell,
+      {{"n_layer", std::int64_t{2}}, {"n_embd", std::int64_t{16}}, {"n_hidden", std::int64_t{32}}});
   liven(*model, 0.5);
   return model;
 }
@@ -130,8 +130,9 @@ std::vector<std::int64_t> run(Model& model, const Chain& chain, GenerationReques
 
 // The same request through both paths; they must agree token for token. Returns the tokens.
 std::vector<std::int64_t> expect_cached_matches_uncached(Model& model, const Chain& chain,
-                                    std::vector<std::int64_t> prompt, std::int64_t max_new_tokens,
-                                    std::uint64_t seed) {
+                                                         std::vector<std::int64_t> prompt,
+                                                         std::int64_t max_new_tokens,
+                                                         std::uint64_t seed) {
   const auto cached = run(model, chain, request_of(prompt, max_new_tokens, seed, true));
   const auto uncached = run(model, chain, request_of(prompt, max_new_tokens, seed, false));
   EXPECT_EQ(cached.size(), static_cast<std::size_t>(max_new_tokens));
@@ -235,8 +236,8 @@ TEST(Generate, SameSeedSameTokensOtherSeedOtherTokens) {
 TEST(Generate, ZeroNewTokensGivesNothing) {
   auto model = small_transformer();
   int calls = 0;
-  const GenerationResult result = lmrun::host::generate(
-      *model, greedy(), request_of({1}, 0), [&calls](std::int64_t) { ++calls; });
+  const GenerationResult result = lmrun::host::generate(*model, greedy(), request_of({1}, 0),
+                                                        [&calls](std::int64_t) { ++calls; });
   EXPECT_TRUE(result.tokens.empty());
   EXPECT_EQ(result.tokens_per_second, 0.0);
   EXPECT_EQ(calls, 0);
@@ -306,7 +307,9 @@ TEST(Generate, BadRequestsAreErrors) {
   auto model = small_transformer();
   EXPECT_TRUE(contains(error_of([&] { run(*model, greedy(), request_of({1}, -1)); }).what(),
                        "max_new_tokens is -1"));
-  EXPECT_TRUE(contains(error_of([&] { run(*model, greedy(), request_of({1, -3}, 5)); }).what(),
+  EXPECT_TRUE(contains(error_of([&] {
+                         run(*model, greedy(), request_of({1, -3}, 5));
+                       }).what(),
                        "prompt token 1 has the negative id -3"));
   const lmrun::Error too_big = error_of([&] { run(*model, greedy(), request_of({2, 25}, 5)); });
   EXPECT_TRUE(contains(too_big.what(), "generate:")) << too_big.what();
@@ -339,9 +342,9 @@ TEST(Generate, TextRoundTripThroughTheCharTokenizer) {
   const Chain chain = {make_sampler("temperature", {{"value", 1.0}})};
 
   std::string streamed;
-  const std::string text = lmrun::host::generate_text(
-      *model, *tokenizer, chain, "First", 40, 17,
-      [&streamed](const std::string& piece) { streamed += piece; });
+  const std::string text =
+      lmrun::host::generate_text(*model, *tokenizer, chain, "First", 40, 17,
+                                 [&streamed](const std::string& piece) { streamed += piece; });
   EXPECT_EQ(text.size(), 40u);  // ASCII: one byte per token
   EXPECT_EQ(streamed, text);
   const std::set<char> alphabet(corpus.begin(), corpus.end());
@@ -358,9 +361,9 @@ TEST(Generate, TextStreamingNeverSplitsACharacter) {
   auto model = small_transformer(tokenizer->vocab_size());
   const Chain chain = {make_sampler("temperature", {{"value", 1.0}})};
   std::vector<std::string> pieces;
-  const std::string text = lmrun::host::generate_text(
-      *model, *tokenizer, chain, "hé", 30, 2,
-      [&pieces](const std::string& piece) { pieces.push_back(piece); });
+  const std::string text =
+      lmrun::host::generate_text(*model, *tokenizer, chain, "hé", 30, 2,
+                                 [&pieces](const std::string& piece) { pieces.push_back(piece); });
   std::string joined;
   for (const auto& piece : pieces) {
     EXPECT_EQ(lmrun::utf8::find_invalid(piece), std::string::npos) << piece;
@@ -368,8 +371,8 @@ TEST(Generate, TextStreamingNeverSplitsACharacter) {
   }
   EXPECT_EQ(pieces.size(), 30u);  // one character per token
   EXPECT_EQ(joined, text);
-  const lmrun::Error e = error_of(
-      [&] { lmrun::host::generate_text(*model, *tokenizer, chain, "", 5, 0); });
+  const lmrun::Error e =
+      error_of([&] { lmrun::host::generate_text(*model, *tokenizer, chain, "", 5, 0); });
   EXPECT_TRUE(contains(e.what(), "encodes to no tokens")) << e.what();
 }
 
@@ -454,10 +457,12 @@ TEST(Generate, TextStreamingHoldsBackSplitCharacters) {
   ScriptedModel model({0, 0, 1, 2, 3, 4, 5, 0, 1}, 6);
   model.module().train();
   std::vector<std::string> pieces;
-  const std::string text = lmrun::host::generate_text(
-      model, tokenizer, greedy_for(6), "a", 8, 0,
-      [&pieces](const std::string& piece) { pieces.push_back(piece); });
-  EXPECT_EQ(text, "a\xC3\xA9\xE2\x9C\x93" "a\xC3");
+  const std::string text =
+      lmrun::host::generate_text(model, tokenizer, greedy_for(6), "a", 8, 0,
+                                 [&pieces](const std::string& piece) { pieces.push_back(piece); });
+  EXPECT_EQ(text,
+            "a\xC3\xA9\xE2\x9C\x93"
+            "a\xC3");
   // The incomplete last character is flushed at the end, so the pieces always add up to the text.
   EXPECT_EQ(pieces, (std::vector<std::string>{"a", "\xC3\xA9", "\xE2\x9C\x93", "a", "\xC3"}));
   EXPECT_FALSE(model.ran_in_training_mode);
@@ -476,11 +481,11 @@ lmrun::host::PluginSpec sampler_spec(int index, const std::string& type, Overrid
 
 TEST(Generate, MakeSamplersBuildsTheChainInOrder) {
   const auto& registry = lmrun::test::plugin_registry();
-  const Chain chain = lmrun::host::make_samplers(
-      registry,
-      {sampler_spec(0, "temperature", {{"value", 1.0}}),
-       sampler_spec(1, "top_k", {{"k", std::int64_t{5}}})},
-      kVocab);
+  const Chain chain =
+      lmrun::host::make_samplers(registry,
+                                 {sampler_spec(0, "temperature", {{"value", 1.0}}),
+                                  sampler_spec(1, "top_k", {{"k", std::int64_t{5}}})},
+                                 kVocab);
   ASSERT_EQ(chain.size(), 2u);
   auto model = small_transformer();
   EXPECT_EQ(run(*model, chain, request_of({1, 2}, 30, 8)),

@@ -18,7 +18,9 @@ using testing::HasSubstr;
 
 namespace {
 
-fs::path fixture(const std::string& name) { return lmrun::test::fixture_dir() / ("lmrun-" + name + ".so"); }
+fs::path fixture(const std::string& name) {
+  return lmrun::test::fixture_dir() / ("lmrun-" + name + ".so");
+}
 
 // The message of the lmrun::Error that loading `file` throws, or "" if it loads.
 std::string load_error(const fs::path& file, PluginRegistry& registry) {
@@ -113,7 +115,8 @@ TEST(Loader, NewerApiMinorVersion) {
 TEST(Loader, OtherLibTorchVersion) {
   const std::string message = load_error(fixture("fixture_torch"));
   EXPECT_THAT(message, HasSubstr("lmrun-fixture_torch.so"));
-  EXPECT_THAT(message, HasSubstr("built against another LibTorch: plugin 0.4.1, lmrun " TORCH_VERSION));
+  EXPECT_THAT(message,
+              HasSubstr("built against another LibTorch: plugin 0.4.1, lmrun " TORCH_VERSION));
 }
 
 TEST(Loader, OtherCxxAbi) {
@@ -124,7 +127,10 @@ TEST(Loader, OtherCxxAbi) {
 TEST(Loader, RegisterFunctionThrows) {
   const std::string message = load_error(fixture("fixture_throws"));
   EXPECT_THAT(message, HasSubstr("lmrun-fixture_throws.so"));
-  EXPECT_THAT(message, HasSubstr("register function failed: fixture refuses to register: its vocabulary file is missing"));
+  EXPECT_THAT(
+      message,
+      HasSubstr(
+          "register function failed: fixture refuses to register: its vocabulary file is missing"));
 }
 
 TEST(Loader, RegistersNothing) {
@@ -139,7 +145,8 @@ TEST(Loader, DuplicateNameNamesBothFiles) {
   EXPECT_THAT(message, HasSubstr("lmrun-fixture_good.so"));
   EXPECT_THAT(message, HasSubstr("lmrun-fixture_duplicate.so"));
   // The first registration stays; nothing of the second got in.
-  EXPECT_EQ(registry.find_entry(lmrun::Kind::kScheduler, "fixture_constant")->origin.plugin_name, "fixture_good");
+  EXPECT_EQ(registry.find_entry(lmrun::Kind::kScheduler, "fixture_constant")->origin.plugin_name,
+            "fixture_good");
 }
 
 TEST(Loader, ABadFileInAFolderDoesNotStopTheGoodOnes) {

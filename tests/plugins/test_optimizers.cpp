@@ -105,18 +105,17 @@ TEST(Optimizers, RegistersAdamwAdamSgdWithTheirParameters) {
 TEST(Optimizers, AdamwTwoStepsMatchTheHandComputedUpdate) {
   // Step 1: decay by (1 - 1e-4); the bias-corrected update is lr * g / (|g| + eps) ~ lr * sign(g).
   // Step 2: m = 0.09 g1 + 0.1 g2, v = 0.0099 g1^2 + 0.01 g2^2, corrections 0.19 and 0.0199.
-  const std::array<double, 4> expected = {0.99929340822925, -1.99833342063781,
-                                          0.49792890730701, 2.99740013039998};
+  const std::array<double, 4> expected = {0.99929340822925, -1.99833342063781, 0.49792890730701,
+                                          2.99740013039998};
   // float32 as models train: a few roundings of values up to 3, whose ulp is 2.4e-7.
   for (const auto& [dtype, tolerance] :
        {std::pair<at::ScalarType, double>{at::kDouble, 1e-12}, {at::kFloat, 1e-6}}) {
     SCOPED_TRACE(c10::toString(dtype));
     at::Tensor w = parameter({1.0, -2.0, 0.5, 3.0}, {2, 2}, dtype);
-    auto optimizer = make("adamw",
-                          with({{"lr", 1e-3},
-                                {"betas", std::vector<double>{0.9, 0.99}},
-                                {"weight_decay", 0.1}}),
-                          {{"w", w}});
+    auto optimizer =
+        make("adamw",
+             with({{"lr", 1e-3}, {"betas", std::vector<double>{0.9, 0.99}}, {"weight_decay", 0.1}}),
+             {{"w", w}});
     set_grad(w, {0.1, -0.2, 0.3, 0.05});
     optimizer->step();
     set_grad(w, {-0.3, 0.1, 0.2, 0.05});

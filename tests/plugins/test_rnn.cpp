@@ -111,8 +111,8 @@ TEST(Rnn, OnePluginRegistersLstmAndGruWithTheSameParameters) {
     ASSERT_NE(registration, nullptr) << name;
     std::vector<std::string> names;
     for (const auto& spec : registration->params) names.push_back(spec.name);
-    EXPECT_EQ(names, (std::vector<std::string>{"n_layer", "n_embd", "n_hidden", "dropout",
-                                               "tie_weights"}))
+    EXPECT_EQ(names,
+              (std::vector<std::string>{"n_layer", "n_embd", "n_hidden", "dropout", "tie_weights"}))
         << name;
     EXPECT_EQ(registry.find_entry(lmrun::Kind::kModel, name)->origin.plugin_name, "rnn");
   }
@@ -160,8 +160,8 @@ TEST_P(Recurrent, StateRoundTripsThroughAnArchive) {
 TEST_P(Recurrent, ParameterCountMatchesTheFormula) {
   auto model = make(GetParam());  // defaults: 2 layers, n_embd 128, n_hidden 256, untied
   const std::int64_t gates = std::string(GetParam()) == "lstm" ? 4 : 3;
-  const std::int64_t expected = kVocab * 128 + recurrent_parameters(gates, 2, 128, 256) +
-                                kVocab * 256 + kVocab;
+  const std::int64_t expected =
+      kVocab * 128 + recurrent_parameters(gates, 2, 128, 256) + kVocab * 256 + kVocab;
   std::int64_t counted = 0;
   for (const at::Tensor& p : model->module().parameters()) counted += p.numel();
   EXPECT_EQ(counted, expected);
@@ -246,8 +246,9 @@ TEST_P(Recurrent, TyingNeedsEqualWidths) {
                            {"tie_weights", true}}));
   });
   EXPECT_TRUE(contains(message, "model '" + std::string(GetParam()) + "'")) << message;
-  EXPECT_TRUE(contains(message, "tie_weights needs n_embd == n_hidden, got n_embd 64 and "
-                                "n_hidden 128"))
+  EXPECT_TRUE(contains(message,
+                       "tie_weights needs n_embd == n_hidden, got n_embd 64 and "
+                       "n_hidden 128"))
       << message;
 
   // The same rule runs while the host validates an experiment, before anything is built.
@@ -258,8 +259,8 @@ TEST_P(Recurrent, TyingNeedsEqualWidths) {
                          registration->check(params_for(GetParam(), with({{"tie_weights", true}})));
                        }),
                        "tie_weights needs n_embd == n_hidden"));
-  registration->check(params_for(GetParam(), with({{"tie_weights", true},
-                                                   {"n_embd", std::int64_t{256}}})));
+  registration->check(
+      params_for(GetParam(), with({{"tie_weights", true}, {"n_embd", std::int64_t{256}}})));
 }
 
 TEST_P(Recurrent, DropoutIsActiveOnlyInTraining) {

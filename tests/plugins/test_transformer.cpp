@@ -55,9 +55,8 @@ std::shared_ptr<Model> make(const lmrun::Params& overrides = {}, std::int64_t vo
 
 // A small, fast configuration for tests that do not need gpt_tiny's size.
 lmrun::Params small(std::initializer_list<std::pair<const char*, lmrun::Value>> extra = {}) {
-  lmrun::Params params = with({{"n_layer", std::int64_t{2}},
-                               {"n_head", std::int64_t{4}},
-                               {"n_embd", std::int64_t{32}}});
+  lmrun::Params params = with(
+      {{"n_layer", std::int64_t{2}}, {"n_head", std::int64_t{4}}, {"n_embd", std::int64_t{32}}});
   for (const auto& [key, value] : extra) params.set(key, value);
   return params;
 }

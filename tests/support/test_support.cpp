@@ -32,8 +32,8 @@ std::filesystem::path fixture_dir() { return LMRUN_TEST_FIXTURE_DIR; }
 TempDir::TempDir() {
   std::random_device device;
   for (int attempt = 0; attempt < 100; ++attempt) {
-    auto candidate = std::filesystem::temp_directory_path() /
-                     ("lmrun-test-" + std::to_string(device()));
+    auto candidate =
+        std::filesystem::temp_directory_path() / ("lmrun-test-" + std::to_string(device()));
     if (std::filesystem::create_directory(candidate)) {
       path_ = candidate;
       return;
@@ -82,7 +82,8 @@ ProcessResult run_lmrun(const std::vector<std::string>& args, const std::filesys
   if (pipe == nullptr) throw Error("cannot start: " + command);
   std::array<char, 4096> buffer;
   std::size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    result.output.append(buffer.data(), n);
   int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;

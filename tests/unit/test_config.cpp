@@ -41,7 +41,8 @@ struct SgdOptions {
   double momentum = 0.0;
   bool nesterov = false;
 };
-void add_spec(PluginRegistry& registry, lmrun::Kind kind, const std::string& name, std::vector<lmrun::ParamSpec> specs) {
+void add_spec(PluginRegistry& registry, lmrun::Kind kind, const std::string& name,
+              std::vector<lmrun::ParamSpec> specs) {
   lmrun::Registration r;
   r.kind = kind;
   r.name = name;
@@ -81,10 +82,12 @@ const PluginRegistry& registry() {
     sgd.add("momentum", &SgdOptions::momentum, "momentum").range(0, 1, true);
     sgd.add("nesterov", &SgdOptions::nesterov, "nesterov");
     sgd.check([](const SgdOptions& o) {
-      if (o.nesterov && o.momentum == 0) throw lmrun::Error("nesterov needs momentum > 0", "set momentum = 0.9");
+      if (o.nesterov && o.momentum == 0)
+        throw lmrun::Error("nesterov needs momentum > 0", "set momentum = 0.9");
     });
-    reg->add<lmrun::Optimizer>("sgd", "test sgd", sgd,
-                               [](const SgdOptions&, const lmrun::OptimizerContext&) { return nullptr; });
+    reg->add<lmrun::Optimizer>(
+        "sgd", "test sgd", sgd,
+        [](const SgdOptions&, const lmrun::OptimizerContext&) { return nullptr; });
     return reg;
   }();
   return *r;
@@ -188,7 +191,8 @@ TEST(Config, UnknownTypeListsRegisteredNames) {
   std::string text = kValid;
   text.replace(text.find("type = \"transformer\""), 20, "type = \"transfomer\"");
   const std::string out = problems(text);
-  EXPECT_THAT(out, HasSubstr("model.type: unknown model 'transfomer' (did you mean transformer?); registered models: lstm, transformer"));
+  EXPECT_THAT(out, HasSubstr("model.type: unknown model 'transfomer' (did you mean transformer?); "
+                             "registered models: lstm, transformer"));
 }
 
 TEST(Config, UnknownTypeQuotesPluginsThatFailedToLoad) {
@@ -197,15 +201,18 @@ TEST(Config, UnknownTypeQuotesPluginsThatFailedToLoad) {
   TempDir dir;
   write_file(dir / "exp.toml", text);
   try {
-    resolve_experiment(load_document(dir / "exp.toml", {}), registry(), {"plugin /p/lmrun-mamba.so: truncated"});
+    resolve_experiment(load_document(dir / "exp.toml", {}), registry(),
+                       {"plugin /p/lmrun-mamba.so: truncated"});
     FAIL() << "expected an error";
   } catch (const ConfigError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("1 plugin file(s) failed to load: plugin /p/lmrun-mamba.so: truncated"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("1 plugin file(s) failed to load: plugin /p/lmrun-mamba.so: truncated"));
   }
 }
 
 TEST(Config, WrongTypes) {
-  const std::string out = problems(with("[train]\nbatch_size = \"twelve\"\ngrad_clip = true\ndevice = 3\n"));
+  const std::string out =
+      problems(with("[train]\nbatch_size = \"twelve\"\ngrad_clip = true\ndevice = 3\n"));
   EXPECT_THAT(out, HasSubstr("train.batch_size: expected an integer, got the string \"twelve\""));
   EXPECT_THAT(out, HasSubstr("train.grad_clip: expected a number, got true"));
   EXPECT_THAT(out, HasSubstr("train.device: expected a string, got the integer 3"));
@@ -213,7 +220,8 @@ TEST(Config, WrongTypes) {
 
 TEST(Config, IntegerIsAcceptedForAFloatButNotTheReverse) {
   EXPECT_EQ(problems(with("[train]\ngrad_clip = 1\n")), "");
-  EXPECT_THAT(problems(with("[train]\nbatch_size = 12.5\n")), HasSubstr("expected an integer, got the float 12.5"));
+  EXPECT_THAT(problems(with("[train]\nbatch_size = 12.5\n")),
+              HasSubstr("expected an integer, got the float 12.5"));
 }
 
 TEST(Config, OutOfRangeAndChoices) {
@@ -222,7 +230,9 @@ TEST(Config, OutOfRangeAndChoices) {
   const std::string out = problems(text);
   EXPECT_THAT(out, HasSubstr("model.n_layer: 0.0 is out of range: expected >= 1"));
   EXPECT_THAT(out, HasSubstr("model.dropout: 1.0 is out of range: expected in [0, 1)"));
-  EXPECT_THAT(out, HasSubstr("model.norm: \"batchnorm\" is not allowed: expected one of layernorm, rmsnorm"));
+  EXPECT_THAT(
+      out,
+      HasSubstr("model.norm: \"batchnorm\" is not allowed: expected one of layernorm, rmsnorm"));
 }
 
 TEST(Config, ListElementsAndSizes) {
@@ -234,7 +244,8 @@ TEST(Config, ListElementsAndSizes) {
   EXPECT_THAT(problems(text), HasSubstr("optimizer.betas: expected 2 elements, got 1"));
   text = kValid;
   text.replace(text.find("betas = [0.9, 0.95]"), 19, "betas = 0.9");
-  EXPECT_THAT(problems(text), HasSubstr("optimizer.betas: expected a list of floats, got the float 0.9"));
+  EXPECT_THAT(problems(text),
+              HasSubstr("optimizer.betas: expected a list of floats, got the float 0.9"));
 }
 
 TEST(Config, MissingRequiredKeyAndSection) {
@@ -249,7 +260,8 @@ TEST(Config, MissingRequiredKeyAndSection) {
 TEST(Config, MissingType) {
   std::string text = kValid;
   text.replace(text.find("type = \"char\""), 13, "");
-  EXPECT_THAT(problems(text), HasSubstr("tokenizer.type: missing: the tokenizer to use, one of: char"));
+  EXPECT_THAT(problems(text),
+              HasSubstr("tokenizer.type: missing: the tokenizer to use, one of: char"));
 }
 
 TEST(Config, UnknownSectionAndSingleTableCallbacks) {
@@ -259,7 +271,9 @@ TEST(Config, UnknownSectionAndSingleTableCallbacks) {
   text.replace(text.find("[[callbacks]]"), 13, "[callbacks]");
   text.replace(text.find("[[callbacks]]"), 13, "[other]");
   out = problems(text);
-  EXPECT_THAT(out, HasSubstr("callbacks: expected a list of callback sections: write [[callbacks]] for each"));
+  EXPECT_THAT(
+      out,
+      HasSubstr("callbacks: expected a list of callback sections: write [[callbacks]] for each"));
 }
 
 TEST(Config, ReportsEveryProblemAtOnce) {
@@ -280,7 +294,8 @@ TEST(Config, CrossParameterChecksRunWhileValidating) {
   std::string text = kValid;
   const std::string adamw = "type = \"adamw\"\nlr = 3e-4\nbetas = [0.9, 0.95]";
   text.replace(text.find(adamw), adamw.size(), "type = \"sgd\"\nnesterov = true");
-  EXPECT_THAT(problems(text), HasSubstr("optimizer: nesterov needs momentum > 0 (hint: set momentum = 0.9)"));
+  EXPECT_THAT(problems(text),
+              HasSubstr("optimizer: nesterov needs momentum > 0 (hint: set momentum = 0.9)"));
   EXPECT_EQ(problems(text, {"optimizer.momentum=0.9"}), "");
 }
 
@@ -296,18 +311,20 @@ TEST(ConfigBase, InheritsAndOverridesRelativeToTheNamingFile) {
   write_file(dir / "common" / "base.toml", kValid);
   write_file(dir / "exp" / "small.toml",
              "base = \"../common/base.toml\"\n[model]\nn_layer = 1\n[train]\nmax_steps = 7\n");
-  const Experiment e = resolve_experiment(load_document(dir / "exp" / "small.toml", {}), registry());
-  EXPECT_EQ(e.model.type, "transformer");                          // from the base
-  EXPECT_EQ(e.model.params.get<std::int64_t>("n_layer"), 1);       // overridden
-  EXPECT_EQ(e.train.max_steps, 7);                                 // added
-  EXPECT_EQ(e.callbacks.size(), 2u);                               // inherited whole
+  const Experiment e =
+      resolve_experiment(load_document(dir / "exp" / "small.toml", {}), registry());
+  EXPECT_EQ(e.model.type, "transformer");                     // from the base
+  EXPECT_EQ(e.model.params.get<std::int64_t>("n_layer"), 1);  // overridden
+  EXPECT_EQ(e.train.max_steps, 7);                            // added
+  EXPECT_EQ(e.callbacks.size(), 2u);                          // inherited whole
   EXPECT_EQ(e.experiment.name, "tiny");
 }
 
 TEST(ConfigBase, ArraysOfTablesReplaceWhole) {
   TempDir dir;
   write_file(dir / "base.toml", kValid);
-  write_file(dir / "child.toml", "base = \"base.toml\"\n[[callbacks]]\ntype = \"early_stopping\"\nk = 9\n");
+  write_file(dir / "child.toml",
+             "base = \"base.toml\"\n[[callbacks]]\ntype = \"early_stopping\"\nk = 9\n");
   const Experiment e = resolve_experiment(load_document(dir / "child.toml", {}), registry());
   ASSERT_EQ(e.callbacks.size(), 1u);
   EXPECT_EQ(e.callbacks[0].params.get<std::int64_t>("k"), 9);
@@ -353,29 +370,35 @@ TEST(ConfigBase, MissingBaseAndCycles) {
 // --set KEY=VALUE
 
 TEST(ConfigOverrides, TypedByTheDeclaredParameter) {
-  const Experiment e = resolve_text(kValid, {"model.n_layer=6", "optimizer.lr=1", "experiment.name=123",
-                                              "data.path=other/file.txt", "train.device=cpu",
-                                              "optimizer.betas=[0.8, 0.9]", "model.bias=false"});
+  const Experiment e =
+      resolve_text(kValid, {"model.n_layer=6", "optimizer.lr=1", "experiment.name=123",
+                            "data.path=other/file.txt", "train.device=cpu",
+                            "optimizer.betas=[0.8, 0.9]", "model.bias=false"});
   EXPECT_EQ(e.model.params.get<std::int64_t>("n_layer"), 6);
   EXPECT_DOUBLE_EQ(e.optimizer.params.get<double>("lr"), 1.0);
   EXPECT_EQ(e.experiment.name, "123");
-  EXPECT_EQ(e.data.params.get<std::string>("path"), (fs::current_path() / "other/file.txt").string());
+  EXPECT_EQ(e.data.params.get<std::string>("path"),
+            (fs::current_path() / "other/file.txt").string());
   EXPECT_EQ(e.train.device, "cpu");
   EXPECT_EQ(e.optimizer.params.get<std::vector<double>>("betas"), (std::vector<double>{0.8, 0.9}));
   EXPECT_FALSE(e.model.params.get<bool>("bias"));
 }
 
 TEST(ConfigOverrides, IndexIntoListsAndChangeTypes) {
-  const Experiment e = resolve_text(kValid, {"callbacks.1.k=11", "generate.samplers.0.k=2", "model.type=lstm"});
+  const Experiment e =
+      resolve_text(kValid, {"callbacks.1.k=11", "generate.samplers.0.k=2", "model.type=lstm"});
   EXPECT_EQ(e.callbacks[1].params.get<std::int64_t>("k"), 11);
   EXPECT_EQ(e.samplers[0].params.get<std::int64_t>("k"), 2);
   EXPECT_EQ(e.model.type, "lstm");
 }
 
 TEST(ConfigOverrides, ErrorsNameTheOverride) {
-  EXPECT_THAT(problems(kValid, {"model.n_layer=many"}),
-              HasSubstr("--set model.n_layer=many: model.n_layer: expected an integer, got the string \"many\""));
-  EXPECT_THAT(problems(kValid, {"model.n_layrs=3"}), HasSubstr("model.n_layrs: unknown key (did you mean n_layer?)"));
+  EXPECT_THAT(
+      problems(kValid, {"model.n_layer=many"}),
+      HasSubstr(
+          "--set model.n_layer=many: model.n_layer: expected an integer, got the string \"many\""));
+  EXPECT_THAT(problems(kValid, {"model.n_layrs=3"}),
+              HasSubstr("model.n_layrs: unknown key (did you mean n_layer?)"));
   auto load_error = [](const std::string& assignment) {
     TempDir dir;
     write_file(dir / "exp.toml", kValid);
@@ -386,7 +409,8 @@ TEST(ConfigOverrides, ErrorsNameTheOverride) {
     }
     return std::string();
   };
-  EXPECT_THAT(load_error("callbacks.5.k=1"), HasSubstr("index 5 is out of range: the list has 2 entries"));
+  EXPECT_THAT(load_error("callbacks.5.k=1"),
+              HasSubstr("index 5 is out of range: the list has 2 entries"));
   EXPECT_THAT(load_error("model.n_layer.x=1"), HasSubstr("is a value, not a section"));
   EXPECT_THAT(load_error("novalue"), HasSubstr("expected KEY=VALUE"));
   EXPECT_THAT(load_error("callbacks.0=1"), HasSubstr("set a key inside the entry"));
@@ -399,7 +423,8 @@ TEST(ConfigEmit, ResolvedConfigLoadsBackToTheSameExperiment) {
   const Experiment first = resolve_text(kValid, {"train.grad_clip=0.5"});
   const std::string text = resolved_toml(first, registry());
   EXPECT_THAT(text, HasSubstr("# lmrun resolved experiment, format 1"));
-  EXPECT_THAT(text, HasSubstr("[model]\ntype = \"transformer\"\nn_layer = 2\nn_head = 4\ndropout = 0.0\n"));
+  EXPECT_THAT(
+      text, HasSubstr("[model]\ntype = \"transformer\"\nn_layer = 2\nn_head = 4\ndropout = 0.0\n"));
   EXPECT_THAT(text, HasSubstr("[[callbacks]]\ntype = \"early_stopping\"\nk = 3\n"));
   EXPECT_THAT(text, HasSubstr("[[generate.samplers]]\ntype = \"top_k\"\nk = 5\n"));
   EXPECT_THAT(text, HasSubstr("betas = [0.9, 0.95]"));
@@ -412,7 +437,8 @@ TEST(ConfigEmit, ResolvedConfigLoadsBackToTheSameExperiment) {
 
 TEST(ConfigEmit, PluginPathsResolveAgainstTheNamingFile) {
   TempDir dir;
-  write_file(dir / "sub" / "exp.toml", std::string("[plugins]\npaths = [\"../my_plugins\"]\n") + kValid);
+  write_file(dir / "sub" / "exp.toml",
+             std::string("[plugins]\npaths = [\"../my_plugins\"]\n") + kValid);
   const TomlDocument doc = load_document(dir / "sub" / "exp.toml", {});
   const auto dirs = plugin_dirs_of(doc);
   ASSERT_EQ(dirs.size(), 1u);

@@ -5,9 +5,9 @@
 
 #include <cmath>
 
-#include "lmrun/suggest.h"
 #include "lmrun/scheduler.h"
 #include "lmrun/schema.h"
+#include "lmrun/suggest.h"
 #include "registry/plugin_registry.h"
 
 using namespace lmrun;
@@ -145,7 +145,9 @@ struct StepOptions {
 class Step : public Scheduler {
  public:
   explicit Step(double gamma, double base) : gamma_(gamma), base_(base) {}
-  double lr(std::int64_t step) override { return base_ * std::pow(gamma_, static_cast<double>(step / 10)); }
+  double lr(std::int64_t step) override {
+    return base_ * std::pow(gamma_, static_cast<double>(step / 10));
+  }
 
  private:
   double gamma_, base_;
@@ -157,10 +159,11 @@ TEST(Registry, TypedAddAndCreate) {
   host::PluginRegistry registry;
   Schema<StepOptions> s;
   s.add("gamma", &StepOptions::gamma, "decay").range(0, 1);
-  registry.add<Scheduler>("step", "step decay", s, [](const StepOptions& o, const SchedulerContext& c) {
-    if (o.gamma == 0) throw Error("gamma 0 would zero the learning rate");
-    return std::make_shared<Step>(o.gamma, c.base_lr);
-  });
+  registry.add<Scheduler>("step", "step decay", s,
+                          [](const StepOptions& o, const SchedulerContext& c) {
+                            if (o.gamma == 0) throw Error("gamma 0 would zero the learning rate");
+                            return std::make_shared<Step>(o.gamma, c.base_lr);
+                          });
   const auto* entry = registry.find_entry(Kind::kScheduler, "step");
   ASSERT_NE(entry, nullptr);
   EXPECT_EQ(entry->origin.describe(), "built-in");
@@ -190,7 +193,9 @@ TEST(Registry, TypedAddAndCreate) {
 TEST(Registry, DuplicatesAndMergeAreAllOrNothing) {
   host::PluginRegistry main;
   Schema<StepOptions> s;
-  auto make = [](const StepOptions& o, const SchedulerContext& c) { return std::make_shared<Step>(o.gamma, c.base_lr); };
+  auto make = [](const StepOptions& o, const SchedulerContext& c) {
+    return std::make_shared<Step>(o.gamma, c.base_lr);
+  };
   main.set_origin({"first", "1.0", "/p/first.so"});
   main.add<Scheduler>("step", "", s, make);
   EXPECT_THROW(main.add<Scheduler>("step", "", s, make), Error);
@@ -203,7 +208,8 @@ TEST(Registry, DuplicatesAndMergeAreAllOrNothing) {
     main.merge(std::move(staging));
     FAIL();
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("scheduler 'step' is registered twice: by first 1.0 (/p/first.so) and by second 2.0 (/p/second.so)"));
+    EXPECT_THAT(e.what(), HasSubstr("scheduler 'step' is registered twice: by first 1.0 "
+                                    "(/p/first.so) and by second 2.0 (/p/second.so)"));
   }
   EXPECT_EQ(main.find(Kind::kScheduler, "other"), nullptr);
 }

@@ -30,10 +30,10 @@ struct CallbackContext {
 
 // The trainer's progress, as callbacks see it.
 struct TrainState {
-  std::int64_t step = 0;       // optimizer steps completed
+  std::int64_t step = 0;  // optimizer steps completed
   std::int64_t max_steps = 0;
-  double lr = 0.0;             // learning rate of the last step
-  Metrics metrics;             // the latest value of every metric logged so far
+  double lr = 0.0;                        // learning rate of the last step
+  Metrics metrics;                        // the latest value of every metric logged so far
   std::vector<std::string> eval_metrics;  // names each evaluation reports ("val_loss", ...)
   std::filesystem::path run_dir;
 };
@@ -60,7 +60,8 @@ class LMRUN_API Callback {
   virtual void on_step_end(const TrainState& /*state*/, TrainerControl& /*control*/) {}
   virtual void on_eval_end(const TrainState& /*state*/, const Metrics& /*eval*/,
                            TrainerControl& /*control*/) {}
-  virtual void on_checkpoint(const TrainState& /*state*/, const std::filesystem::path& /*folder*/) {}
+  virtual void on_checkpoint(const TrainState& /*state*/, const std::filesystem::path& /*folder*/) {
+  }
   virtual void on_train_end(const TrainState& /*state*/, TrainerControl& /*control*/) {}
 
   // Optional: state for exact resume (patience counter, best value), as text it reads back.

@@ -3,8 +3,9 @@
 //   throw lmrun::Error("tokenizer 'char': vocabulary file " + path + " is empty",
 //                      "delete the run folder's tokenizer/ and fit again");
 //
-// A message says what went wrong and where (file, key, line); `hint` says how to fix it. A layer that
-// passes an exception up adds its context with `with_context`. `main` has the only catch that prints.
+// A message says what went wrong and where (file, key, line); `hint` says how to fix it. A layer
+// that passes an exception up adds its context with `with_context`. `main` has the only catch that
+// prints.
 #pragma once
 
 #include <stdexcept>

@@ -29,14 +29,22 @@ using Value = std::variant<bool, std::int64_t, double, std::string, std::vector<
 
 inline const char* type_name(ParamType type) {
   switch (type) {
-    case ParamType::kBool: return "bool";
-    case ParamType::kInt: return "int";
-    case ParamType::kFloat: return "float";
-    case ParamType::kString: return "string";
-    case ParamType::kPath: return "path";
-    case ParamType::kIntList: return "int list";
-    case ParamType::kFloatList: return "float list";
-    case ParamType::kStringList: return "string list";
+    case ParamType::kBool:
+      return "bool";
+    case ParamType::kInt:
+      return "int";
+    case ParamType::kFloat:
+      return "float";
+    case ParamType::kString:
+      return "string";
+    case ParamType::kPath:
+      return "path";
+    case ParamType::kIntList:
+      return "int list";
+    case ParamType::kFloatList:
+      return "float list";
+    case ParamType::kStringList:
+      return "string list";
   }
   return "?";
 }
@@ -57,12 +65,23 @@ inline std::string quote(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default: out += c;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += c;
     }
   }
   return out + "\"";
@@ -103,7 +122,9 @@ struct ValueFormatter {
 }  // namespace detail
 
 // TOML text for a value: 3, 0.001, true, "text", [0.9, 0.99].
-inline std::string format_value(const Value& value) { return std::visit(detail::ValueFormatter{}, value); }
+inline std::string format_value(const Value& value) {
+  return std::visit(detail::ValueFormatter{}, value);
+}
 
 struct ParamSpec {
   std::string name;
@@ -128,8 +149,8 @@ struct ParamSpec {
                                                       : detail::format_double(v);
     };
     if (min && max) {
-      out = std::string("in ") + (min_exclusive ? "(" : "[") + number(*min) + ", " +
-            number(*max) + (max_exclusive ? ")" : "]");
+      out = std::string("in ") + (min_exclusive ? "(" : "[") + number(*min) + ", " + number(*max) +
+            (max_exclusive ? ")" : "]");
     } else if (min) {
       out = (min_exclusive ? "> " : ">= ") + number(*min);
     } else if (max) {

@@ -65,16 +65,16 @@ int register_trampoline(Registry* registry, char* error, std::size_t capacity) n
 
 }  // namespace lmrun::detail
 
-#define LMRUN_PLUGIN(NAME, VERSION, REGISTER_FUNCTION)                                       \
-  extern "C" __attribute__((visibility("default"))) const lmrun_plugin_descriptor*           \
-  lmrun_plugin(void) noexcept {                                                              \
-    static const lmrun_plugin_descriptor descriptor = {                                      \
-        ::lmrun::kApiVersion,                                                                \
-        static_cast<std::uint32_t>(sizeof(lmrun_plugin_descriptor)),                         \
-        NAME,                                                                                \
-        VERSION,                                                                             \
-        TORCH_VERSION,                                                                       \
-        _GLIBCXX_USE_CXX11_ABI,                                                              \
-        &::lmrun::detail::register_trampoline<REGISTER_FUNCTION>};                           \
-    return &descriptor;                                                                      \
+#define LMRUN_PLUGIN(NAME, VERSION, REGISTER_FUNCTION)                                           \
+  extern "C" __attribute__((visibility("default"))) const lmrun_plugin_descriptor* lmrun_plugin( \
+      void) noexcept {                                                                           \
+    static const lmrun_plugin_descriptor descriptor = {                                          \
+        ::lmrun::kApiVersion,                                                                    \
+        static_cast<std::uint32_t>(sizeof(lmrun_plugin_descriptor)),                             \
+        NAME,                                                                                    \
+        VERSION,                                                                                 \
+        TORCH_VERSION,                                                                           \
+        _GLIBCXX_USE_CXX11_ABI,                                                                  \
+        &::lmrun::detail::register_trampoline<REGISTER_FUNCTION>};                               \
+    return &descriptor;                                                                          \
   }

@@ -28,7 +28,16 @@
 
 namespace lmrun {
 
-enum class Kind { kDataset, kTokenizer, kModel, kOptimizer, kScheduler, kCallback, kSampler, kMetric };
+enum class Kind {
+  kDataset,
+  kTokenizer,
+  kModel,
+  kOptimizer,
+  kScheduler,
+  kCallback,
+  kSampler,
+  kMetric
+};
 
 inline constexpr std::array<Kind, 8> kAllKinds = {
     Kind::kDataset,   Kind::kTokenizer, Kind::kModel,   Kind::kOptimizer,
@@ -37,14 +46,22 @@ inline constexpr std::array<Kind, 8> kAllKinds = {
 // "model", "sampler", ...: the word used in `lmrun describe model.transformer` and in errors.
 inline const char* kind_name(Kind kind) {
   switch (kind) {
-    case Kind::kDataset: return "dataset";
-    case Kind::kTokenizer: return "tokenizer";
-    case Kind::kModel: return "model";
-    case Kind::kOptimizer: return "optimizer";
-    case Kind::kScheduler: return "scheduler";
-    case Kind::kCallback: return "callback";
-    case Kind::kSampler: return "sampler";
-    case Kind::kMetric: return "metric";
+    case Kind::kDataset:
+      return "dataset";
+    case Kind::kTokenizer:
+      return "tokenizer";
+    case Kind::kModel:
+      return "model";
+    case Kind::kOptimizer:
+      return "optimizer";
+    case Kind::kScheduler:
+      return "scheduler";
+    case Kind::kCallback:
+      return "callback";
+    case Kind::kSampler:
+      return "sampler";
+    case Kind::kMetric:
+      return "metric";
   }
   return "?";
 }
@@ -66,9 +83,9 @@ using AnyFactory = std::function<std::shared_ptr<void>(const Params& params, con
 
 struct Registration {
   Kind kind = Kind::kModel;
-  std::string name;                // short lower-case word: "transformer", "top_p"
-  std::string doc;                 // one line
-  std::vector<ParamSpec> params;   // in declaration order
+  std::string name;               // short lower-case word: "transformer", "top_p"
+  std::string doc;                // one line
+  std::vector<ParamSpec> params;  // in declaration order
   AnyFactory factory;
   // Optional: rules across parameters (Schema::check), run while validating; throws lmrun::Error.
   std::function<void(const Params& params)> check;
@@ -94,11 +111,14 @@ class LMRUN_API Registry {
     registration.params = schema.specs();
     registration.factory = [schema, make](const Params& params,
                                           const void* context) -> std::shared_ptr<void> {
-      std::shared_ptr<Interface> object = make(schema.parse(params), *static_cast<const Context*>(context));
+      std::shared_ptr<Interface> object =
+          make(schema.parse(params), *static_cast<const Context*>(context));
       return object;
     };
     if (schema.has_checks()) {
-      registration.check = [schema](const Params& params) { schema.run_checks(schema.parse(params)); };
+      registration.check = [schema](const Params& params) {
+        schema.run_checks(schema.parse(params));
+      };
     }
     add(std::move(registration));
   }

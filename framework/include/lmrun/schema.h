@@ -1,4 +1,5 @@
-// Schema<Options>: a plugin's parameters, declared once by binding the fields of its options struct.
+// Schema<Options>: a plugin's parameters, declared once by binding the fields of its options
+// struct.
 //
 //   struct TransformerOptions {
 //     std::int64_t n_layer = 4;  // the default lives here, and only here
@@ -9,7 +10,8 @@
 //   lmrun::Schema<TransformerOptions> schema;
 //   schema.add("n_layer", &TransformerOptions::n_layer, "number of decoder blocks").min(1);
 //   schema.add("dropout", &TransformerOptions::dropout, "dropout probability").range(0, 1, true);
-//   schema.add("norm", &TransformerOptions::norm, "normalisation").choices({"layernorm", "rmsnorm"});
+//   schema.add("norm", &TransformerOptions::norm, "normalisation").choices({"layernorm",
+//   "rmsnorm"});
 //
 // specs() is what the host validates an experiment against and what `lmrun describe` prints;
 // parse(params) turns validated Params into a filled options struct. Registry::add (registry.h)
@@ -167,7 +169,8 @@ class Schema {
     setters_.push_back([member](Options& options, const Value& value) {
       options.*member = Traits::from_value(value);
     });
-    getters_.push_back([member](const Options& options) { return Traits::to_value(options.*member); });
+    getters_.push_back(
+        [member](const Options& options) { return Traits::to_value(options.*member); });
     return ParamBuilder(specs_.back());
   }
 
@@ -206,7 +209,8 @@ class Schema {
   // The reverse of parse: every declared parameter's value in `options`.
   Params to_params(const Options& options) const {
     Params params;
-    for (std::size_t i = 0; i < specs_.size(); ++i) params.set(specs_[i].name, getters_[i](options));
+    for (std::size_t i = 0; i < specs_.size(); ++i)
+      params.set(specs_[i].name, getters_[i](options));
     return params;
   }
 

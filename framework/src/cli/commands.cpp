@@ -9,15 +9,15 @@
 #include <map>
 
 #include "config/emit.h"
+#include "config/experiment.h"
+#include "config/toml_document.h"
 #include "generate/generate.h"
+#include "lmrun/suggest.h"
+#include "lmrun/version.h"
+#include "registry/plugin_loader.h"
 #include "train/checkpoint.h"
 #include "train/pipeline.h"
 #include "train/trainer.h"
-#include "config/experiment.h"
-#include "lmrun/suggest.h"
-#include "config/toml_document.h"
-#include "lmrun/version.h"
-#include "registry/plugin_loader.h"
 #include "util/fs.h"
 
 namespace fs = std::filesystem;
@@ -52,7 +52,8 @@ std::unique_ptr<LoadedRegistry> load_registry(const CommonArgs& common,
   if (!builtin.empty() && fs::is_directory(builtin, ec)) {
     loader.load_directory(builtin);
   } else {
-    warn("no built-in plugin folder at " + builtin.string() + "; only LMRUN_PLUGIN_PATH and --plugin-dir are searched");
+    warn("no built-in plugin folder at " + builtin.string() +
+         "; only LMRUN_PLUGIN_PATH and --plugin-dir are searched");
   }
   for (const auto& dir : env_plugin_dirs()) {
     if (fs::is_directory(dir, ec)) {
@@ -79,8 +80,8 @@ std::unique_ptr<LoadedRegistry> load_registry(const CommonArgs& common,
   result->failures = loader.failures();
   if (common.verbose) {
     for (const auto& plugin : result->loaded) {
-      std::cerr << "lmrun: loaded plugin " << plugin.name << " " << plugin.version << " from " << plugin.file.string()
-                << "\n";
+      std::cerr << "lmrun: loaded plugin " << plugin.name << " " << plugin.version << " from "
+                << plugin.file.string() << "\n";
     }
   }
   return result;
@@ -95,7 +96,8 @@ Resolved resolve(const CommonArgs& common, const ExperimentArgs& args) {
   TomlDocument doc = load_document(args.file, args.overrides);
   Resolved resolved;
   resolved.plugins = load_registry(common, plugin_dirs_of(doc));
-  resolved.experiment = resolve_experiment(doc, resolved.plugins->registry, resolved.plugins->failure_messages());
+  resolved.experiment =
+      resolve_experiment(doc, resolved.plugins->registry, resolved.plugins->failure_messages());
   return resolved;
 }
 
@@ -105,7 +107,8 @@ std::string one_line(const PluginSpec& spec, const PluginRegistry& registry) {
   if (registration == nullptr) return out;
   std::string params;
   for (const auto& p : registration->params) {
-    if (spec.params.contains(p.name)) params += (params.empty() ? "" : ", ") + p.name + "=" + format_value(spec.params.at(p.name));
+    if (spec.params.contains(p.name))
+      params += (params.empty() ? "" : ", ") + p.name + "=" + format_value(spec.params.at(p.name));
   }
   return params.empty() ? out : out + " (" + params + ")";
 }
@@ -134,8 +137,9 @@ CheckpointProvenance provenance_of(const Resolved& resolved, const std::string& 
   for (const auto& spec : e.samplers) specs.push_back(&spec);
   for (const PluginSpec* spec : specs) {
     const RegistryEntry* entry = resolved.plugins->registry.find_entry(spec->kind, spec->type);
-    provenance.plugins.push_back(std::string(kind_name(spec->kind)) + " " + spec->type + " (" +
-                                 (entry ? entry->origin.plugin_name + " " + entry->origin.plugin_version : "?") + ")");
+    provenance.plugins.push_back(
+        std::string(kind_name(spec->kind)) + " " + spec->type + " (" +
+        (entry ? entry->origin.plugin_name + " " + entry->origin.plugin_version : "?") + ")");
   }
   return provenance;
 }
@@ -154,9 +158,11 @@ std::string draw_samples(Pipeline& p, const GenerateOptions& g, std::int64_t exp
   std::string all;
   for (std::int64_t i = 0; i < g.num_samples; ++i) {
     const auto seed = static_cast<std::uint64_t>((g.seed >= 0 ? g.seed : experiment_seed) + i);
-    std::cout << "---- sample " << i + 1 << "/" << g.num_samples << " (seed " << seed << ")\n" << g.prompt << std::flush;
-    const std::string text = generate_text(*p.model, *p.tokenizer, p.samplers, g.prompt, g.max_new_tokens, seed,
-                                           [](const std::string& piece) { std::cout << piece << std::flush; });
+    std::cout << "---- sample " << i + 1 << "/" << g.num_samples << " (seed " << seed << ")\n"
+              << g.prompt << std::flush;
+    const std::string text =
+        generate_text(*p.model, *p.tokenizer, p.samplers, g.prompt, g.max_new_tokens, seed,
+                      [](const std::string& piece) { std::cout << piece << std::flush; });
     std::cout << "\n";
     all += g.prompt + text + "\n";
   }
@@ -181,23 +187,33 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   }
   configure_threads(e.train.threads);
   const auto build_start = std::chrono::steady_clock::now();
-  Pipeline p = build_pipeline(e, registry, PipelineOptions{run_dir, checkpoint.empty() ? fs::path() : checkpoint / "tokenizer", true});
+  Pipeline p = build_pipeline(
+      e, registry,
+      PipelineOptions{run_dir, checkpoint.empty() ? fs::path() : checkpoint / "tokenizer", true});
   // Only now, with every plugin built, does the run folder appear.
   const bool created = !fs::exists(run_dir, ec);
   fs::create_directories(run_dir, ec);
   if (ec) throw Error("cannot create run folder " + run_dir.string() + ": " + ec.message());
   const std::string config_toml = resolved_toml(e, registry);
   write_file_atomic(run_dir / "config.toml", config_toml);
-  std::cout << "lmrun " << kVersion << ": " << e.experiment.name << " -> " << run_dir.string() << "\n"
-            << "  data       " << one_line(e.data, registry) << ": " << thousands(p.data->num_examples(Split::kTrain))
-            << " train windows, vocabulary " << p.tokenizer->vocab_size() << "\n"
-            << "  model      " << one_line(e.model, registry) << ": " << thousands(p.parameter_count) << " parameters\n"
+  std::cout << "lmrun " << kVersion << ": " << e.experiment.name << " -> " << run_dir.string()
+            << "\n"
+            << "  data       " << one_line(e.data, registry) << ": "
+            << thousands(p.data->num_examples(Split::kTrain)) << " train windows, vocabulary "
+            << p.tokenizer->vocab_size() << "\n"
+            << "  model      " << one_line(e.model, registry) << ": "
+            << thousands(p.parameter_count) << " parameters\n"
             << "  optimizer  " << one_line(e.optimizer, registry) << "\n";
   if (e.scheduler) std::cout << "  scheduler  " << one_line(*e.scheduler, registry) << "\n";
-  for (const auto& callback : e.callbacks) std::cout << "  callback   " << one_line(callback, registry) << "\n";
-  std::cout << "  device     " << p.device.str() << ", " << at::get_num_threads() << " threads; set up in "
-            << static_cast<int>(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - build_start).count())
-            << " ms\n" << std::flush;
+  for (const auto& callback : e.callbacks)
+    std::cout << "  callback   " << one_line(callback, registry) << "\n";
+  std::cout << "  device     " << p.device.str() << ", " << at::get_num_threads()
+            << " threads; set up in "
+            << static_cast<int>(std::chrono::duration<double, std::milli>(
+                                    std::chrono::steady_clock::now() - build_start)
+                                    .count())
+            << " ms\n"
+            << std::flush;
 
   Trainer trainer(e, p, run_dir, provenance_of(resolved, config_toml), std::cout);
   TrainResult result;
@@ -216,11 +232,14 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   p.tokenizer->save(tokenizer_dir);
 
   if (result.diverged) {
-    throw Error("training diverged: " + result.stop_reason + "; summary.json and the checkpoints are in " + run_dir.string(),
+    throw Error("training diverged: " + result.stop_reason +
+                    "; summary.json and the checkpoints are in " + run_dir.string(),
                 "lower optimizer.lr, raise scheduler.warmup_steps, or set train.grad_clip");
   }
-  if (e.generate) write_file_atomic(run_dir / "samples.txt", draw_samples(p, *e.generate, e.experiment.seed));
-  std::cout << "done: " << result.steps << " steps in " << static_cast<int>(result.wall_seconds) << " s";
+  if (e.generate)
+    write_file_atomic(run_dir / "samples.txt", draw_samples(p, *e.generate, e.experiment.seed));
+  std::cout << "done: " << result.steps << " steps in " << static_cast<int>(result.wall_seconds)
+            << " s";
   for (const auto& [name, value] : result.final_metrics) std::cout << ", " << name << " " << value;
   std::cout << "\nrun folder: " << run_dir.string() << "\n";
   return kExitOk;
@@ -237,14 +256,16 @@ struct RunDir {
 RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args) {
   const fs::path config = args.run_dir / "config.toml";
   if (!fs::is_regular_file(config)) {
-    throw Error(args.run_dir.string() + " is not a run folder: it has no config.toml", "name the out_dir of a run");
+    throw Error(args.run_dir.string() + " is not a run folder: it has no config.toml",
+                "name the out_dir of a run");
   }
   ExperimentArgs experiment;
   experiment.file = config;
   experiment.overrides = args.overrides;
   RunDir run;
   run.resolved = resolve(common, experiment);
-  run.checkpoint = args.checkpoint.empty() ? find_checkpoint(args.run_dir) : args.run_dir / "checkpoints" / args.checkpoint;
+  run.checkpoint = args.checkpoint.empty() ? find_checkpoint(args.run_dir)
+                                           : args.run_dir / "checkpoints" / args.checkpoint;
   if (!fs::is_directory(run.checkpoint)) {
     throw Error("no checkpoint '" + args.checkpoint + "' in " + args.run_dir.string(),
                 "see the folder names in " + (args.run_dir / "checkpoints").string());
@@ -262,7 +283,8 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
   if (args.max_new_tokens) g.max_new_tokens = *args.max_new_tokens;
   if (args.num_samples) g.num_samples = *args.num_samples;
   if (args.seed) g.seed = *args.seed;
-  if (g.max_new_tokens < 0 || g.num_samples < 1) throw Error("--max-new-tokens must be >= 0 and --num-samples >= 1");
+  if (g.max_new_tokens < 0 || g.num_samples < 1)
+    throw Error("--max-new-tokens must be >= 0 and --num-samples >= 1");
   configure_threads(e.train.threads);
   Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
   std::cerr << "lmrun: generating from " << run.checkpoint.string() << "\n";
@@ -274,11 +296,15 @@ int command_eval(const CommonArgs& common, const RunDirArgs& args) {
   RunDir run = open_run_dir(common, args);
   const Experiment& e = run.resolved.experiment;
   Split split = Split::kVal;
-  if (args.split == "train") split = Split::kTrain;
-  else if (args.split == "test") split = Split::kTest;
-  else if (args.split != "val") throw Error("--split must be train, val or test, not '" + args.split + "'");
+  if (args.split == "train")
+    split = Split::kTrain;
+  else if (args.split == "test")
+    split = Split::kTest;
+  else if (args.split != "val")
+    throw Error("--split must be train, val or test, not '" + args.split + "'");
   configure_threads(e.train.threads);
-  Pipeline p = build_pipeline(e, run.resolved.plugins->registry, PipelineOptions{args.run_dir, run.checkpoint / "tokenizer", false});
+  Pipeline p = build_pipeline(e, run.resolved.plugins->registry,
+                              PipelineOptions{args.run_dir, run.checkpoint / "tokenizer", false});
   load_model_weights(run.checkpoint, *p.model);
   const Metrics metrics = evaluate_split(p, split, e.train.batch_size);
   std::cout << "checkpoint " << run.checkpoint.string() << "\n";
@@ -348,7 +374,8 @@ int command_describe(const CommonArgs& common, const std::string& name) {
     if (!parse_kind(kind_word)) {
       std::vector<std::string> kinds;
       for (Kind k : kAllKinds) kinds.push_back(kind_name(k));
-      throw Error("unknown plugin kind '" + kind_word + "'" + did_you_mean(kind_word, kinds) + "; kinds: " + join(kinds));
+      throw Error("unknown plugin kind '" + kind_word + "'" + did_you_mean(kind_word, kinds) +
+                  "; kinds: " + join(kinds));
     }
   }
   std::vector<const RegistryEntry*> matches;
@@ -356,7 +383,8 @@ int command_describe(const CommonArgs& common, const std::string& name) {
   for (Kind kind : kAllKinds) {
     for (const RegistryEntry* entry : plugins->registry.entries(kind)) {
       all.push_back(std::string(kind_name(kind)) + "." + entry->registration.name);
-      if (entry->registration.name == plain && (kind_word.empty() || kind_word == kind_name(kind))) {
+      if (entry->registration.name == plain &&
+          (kind_word.empty() || kind_word == kind_name(kind))) {
         matches.push_back(entry);
       }
     }
@@ -365,16 +393,19 @@ int command_describe(const CommonArgs& common, const std::string& name) {
     std::vector<std::string> plain_names;
     for (const auto& full : all) plain_names.push_back(full.substr(full.find('.') + 1));
     std::string hint = did_you_mean(plain, plain_names);
-    throw Error("no plugin named '" + name + "'" + hint, "`lmrun plugins` lists every registered name");
+    throw Error("no plugin named '" + name + "'" + hint,
+                "`lmrun plugins` lists every registered name");
   }
   if (matches.size() > 1) {
     std::vector<std::string> options;
-    for (const auto* entry : matches) options.push_back(std::string(kind_name(entry->registration.kind)) + "." + plain);
-    throw Error("'" + name + "' names several plugins: " + join(options), "name one of them as KIND.NAME");
+    for (const auto* entry : matches)
+      options.push_back(std::string(kind_name(entry->registration.kind)) + "." + plain);
+    throw Error("'" + name + "' names several plugins: " + join(options),
+                "name one of them as KIND.NAME");
   }
   const RegistryEntry& entry = *matches.front();
-  std::cout << kind_name(entry.registration.kind) << "." << entry.registration.name << ": " << entry.registration.doc
-            << "\n  from " << entry.origin.describe() << "\n\n";
+  std::cout << kind_name(entry.registration.kind) << "." << entry.registration.name << ": "
+            << entry.registration.doc << "\n  from " << entry.origin.describe() << "\n\n";
   print_params(entry.registration.params);
   return kExitOk;
 }

@@ -25,13 +25,14 @@ struct ExperimentArgs {
 // lmrun generate RUN_DIR / lmrun eval RUN_DIR
 struct RunDirArgs {
   std::filesystem::path run_dir;
-  std::vector<std::string> overrides;  // --set on the run's config.toml (generate.samplers.0.value=...)
-  std::string checkpoint;              // --checkpoint NAME; empty: last, else the newest
-  std::optional<std::string> prompt;   // --prompt; default: [generate] prompt
+  std::vector<std::string>
+      overrides;           // --set on the run's config.toml (generate.samplers.0.value=...)
+  std::string checkpoint;  // --checkpoint NAME; empty: last, else the newest
+  std::optional<std::string> prompt;  // --prompt; default: [generate] prompt
   std::optional<std::int64_t> max_new_tokens;
   std::optional<std::int64_t> num_samples;
   std::optional<std::int64_t> seed;
-  std::string split = "val";           // eval: --split
+  std::string split = "val";  // eval: --split
 };
 
 int command_run(const CommonArgs& common, const ExperimentArgs& args);

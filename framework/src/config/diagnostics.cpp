@@ -12,7 +12,9 @@ std::string Problem::text() const {
 
 namespace {
 std::string join_problems(const std::vector<Problem>& problems) {
-  std::string out = problems.size() == 1 ? "invalid experiment:" : "invalid experiment (" + std::to_string(problems.size()) + " problems):";
+  std::string out = problems.size() == 1
+                        ? "invalid experiment:"
+                        : "invalid experiment (" + std::to_string(problems.size()) + " problems):";
   for (const auto& problem : problems) out += "\n  " + problem.text();
   return out;
 }

@@ -8,11 +8,13 @@ namespace {
 
 void emit_params(std::string& out, const Params& params, const std::vector<ParamSpec>& specs) {
   for (const auto& spec : specs) {
-    if (params.contains(spec.name)) out += spec.name + " = " + format_value(params.at(spec.name)) + "\n";
+    if (params.contains(spec.name))
+      out += spec.name + " = " + format_value(params.at(spec.name)) + "\n";
   }
 }
 
-void emit_plugin(std::string& out, const PluginSpec& spec, const PluginRegistry& registry, bool array) {
+void emit_plugin(std::string& out, const PluginSpec& spec, const PluginRegistry& registry,
+                 bool array) {
   const std::string header = spec.key.substr(0, spec.key.rfind('.'));
   out += array ? "\n[[" + header + "]]\n" : "\n[" + spec.key + "]\n";
   out += "type = " + format_value(spec.type) + "\n";
@@ -21,7 +23,8 @@ void emit_plugin(std::string& out, const PluginSpec& spec, const PluginRegistry&
 }
 
 template <class Options>
-void emit_host(std::string& out, const std::string& name, const Schema<Options>& schema, const Options& options) {
+void emit_host(std::string& out, const std::string& name, const Schema<Options>& schema,
+               const Options& options) {
   out += "\n[" + name + "]\n";
   emit_params(out, schema.to_params(options), schema.specs());
 }
@@ -29,7 +32,8 @@ void emit_host(std::string& out, const std::string& name, const Schema<Options>&
 }  // namespace
 
 std::string resolved_toml(const Experiment& e, const PluginRegistry& registry) {
-  std::string out = "# lmrun resolved experiment, format " + std::to_string(kResolvedConfigFormat) + "\n";
+  std::string out =
+      "# lmrun resolved experiment, format " + std::to_string(kResolvedConfigFormat) + "\n";
   out += "# written by lmrun " + std::string(kVersion) + " from " + e.file.string() + "\n";
   emit_host(out, "experiment", experiment_schema(), e.experiment);
   if (!e.plugin_dirs.empty()) {

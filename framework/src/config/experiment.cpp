@@ -28,14 +28,21 @@ const Schema<TrainOptions>& train_schema() {
   static const Schema<TrainOptions> schema = [] {
     Schema<TrainOptions> s;
     s.add("batch_size", &TrainOptions::batch_size, "sequences per micro-batch").min(1);
-    s.add("grad_accum_steps", &TrainOptions::grad_accum_steps, "micro-batches per optimizer step").min(1);
+    s.add("grad_accum_steps", &TrainOptions::grad_accum_steps, "micro-batches per optimizer step")
+        .min(1);
     s.add("max_steps", &TrainOptions::max_steps, "optimizer steps to run").min(1);
-    s.add("eval_interval", &TrainOptions::eval_interval, "steps between evaluations; 0: only at the end").min(0);
-    s.add("eval_batches", &TrainOptions::eval_batches, "batches per split in each loss estimate").min(1);
-    s.add("grad_clip", &TrainOptions::grad_clip, "max global gradient norm; 0 disables clipping").min(0);
+    s.add("eval_interval", &TrainOptions::eval_interval,
+          "steps between evaluations; 0: only at the end")
+        .min(0);
+    s.add("eval_batches", &TrainOptions::eval_batches, "batches per split in each loss estimate")
+        .min(1);
+    s.add("grad_clip", &TrainOptions::grad_clip, "max global gradient norm; 0 disables clipping")
+        .min(0);
     s.add("log_interval", &TrainOptions::log_interval, "steps between log lines").min(1);
     s.add("device", &TrainOptions::device, "where to train").choices({"cpu", "cuda", "auto"});
-    s.add("threads", &TrainOptions::threads, "intra-op (OpenMP) threads; 0: auto (1: BLAS brings its own threads)").min(0);
+    s.add("threads", &TrainOptions::threads,
+          "intra-op (OpenMP) threads; 0: auto (1: BLAS brings its own threads)")
+        .min(0);
     return s;
   }();
   return schema;
@@ -45,7 +52,8 @@ const Schema<GenerateOptions>& generate_schema() {
   static const Schema<GenerateOptions> schema = [] {
     Schema<GenerateOptions> s;
     s.add("prompt", &GenerateOptions::prompt, "text the samples continue");
-    s.add("max_new_tokens", &GenerateOptions::max_new_tokens, "tokens to generate per sample").min(0);
+    s.add("max_new_tokens", &GenerateOptions::max_new_tokens, "tokens to generate per sample")
+        .min(0);
     s.add("num_samples", &GenerateOptions::num_samples, "samples to draw").min(1);
     s.add("seed", &GenerateOptions::seed, "sampling seed; -1: the experiment's seed").min(-1);
     return s;
@@ -69,21 +77,31 @@ namespace {
 
 std::string describe_node(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::string: return "the string " + detail::quote(node.as_string()->get());
-    case toml::node_type::integer: return "the integer " + std::to_string(node.as_integer()->get());
-    case toml::node_type::floating_point: return "the float " + detail::format_double(node.as_floating_point()->get());
-    case toml::node_type::boolean: return node.as_boolean()->get() ? "true" : "false";
-    case toml::node_type::array: return "a list";
-    case toml::node_type::table: return "a table";
-    default: return "a date or time";
+    case toml::node_type::string:
+      return "the string " + detail::quote(node.as_string()->get());
+    case toml::node_type::integer:
+      return "the integer " + std::to_string(node.as_integer()->get());
+    case toml::node_type::floating_point:
+      return "the float " + detail::format_double(node.as_floating_point()->get());
+    case toml::node_type::boolean:
+      return node.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::array:
+      return "a list";
+    case toml::node_type::table:
+      return "a table";
+    default:
+      return "a date or time";
   }
 }
 
 ParamType element_type(ParamType list) {
   switch (list) {
-    case ParamType::kIntList: return ParamType::kInt;
-    case ParamType::kFloatList: return ParamType::kFloat;
-    default: return ParamType::kString;
+    case ParamType::kIntList:
+      return ParamType::kInt;
+    case ParamType::kFloatList:
+      return ParamType::kFloat;
+    default:
+      return ParamType::kString;
   }
 }
 
@@ -91,7 +109,8 @@ std::string range_problem(double v, const ParamSpec& spec) {
   if (std::isnan(v)) return "nan is not a number";
   const bool low = spec.min && (spec.min_exclusive ? v <= *spec.min : v < *spec.min);
   const bool high = spec.max && (spec.max_exclusive ? v >= *spec.max : v > *spec.max);
-  if (low || high) return detail::format_double(v) + " is out of range: expected " + spec.constraint();
+  if (low || high)
+    return detail::format_double(v) + " is out of range: expected " + spec.constraint();
   return "";
 }
 
@@ -100,18 +119,21 @@ std::string choice_problem(const std::string& v, const ParamSpec& spec) {
   for (const auto& choice : spec.choices) {
     if (v == choice) return "";
   }
-  return detail::quote(v) + " is not allowed: expected one of " + join(spec.choices) + did_you_mean(v, spec.choices);
+  return detail::quote(v) + " is not allowed: expected one of " + join(spec.choices) +
+         did_you_mean(v, spec.choices);
 }
 
 }  // namespace
 
 std::string check_value(const Value& value, const ParamSpec& spec) {
-  if (const auto* v = std::get_if<std::int64_t>(&value)) return range_problem(static_cast<double>(*v), spec);
+  if (const auto* v = std::get_if<std::int64_t>(&value))
+    return range_problem(static_cast<double>(*v), spec);
   if (const auto* v = std::get_if<double>(&value)) return range_problem(*v, spec);
   if (const auto* v = std::get_if<std::string>(&value)) return choice_problem(*v, spec);
   auto check_list = [&](const auto& list) -> std::string {
     if (spec.size && list.size() != *spec.size) {
-      return "expected " + std::to_string(*spec.size) + " elements, got " + std::to_string(list.size());
+      return "expected " + std::to_string(*spec.size) + " elements, got " +
+             std::to_string(list.size());
     }
     for (std::size_t i = 0; i < list.size(); ++i) {
       std::string problem = check_value(Value(list[i]), spec);
@@ -130,12 +152,14 @@ std::string check_value(const Value& value, const ParamSpec& spec) {
 
 namespace {
 
-const std::vector<std::string> kSections = {"experiment", "data",     "tokenizer", "model",    "optimizer",
-                                            "scheduler",  "train",    "callbacks", "generate", "plugins"};
+const std::vector<std::string> kSections = {"experiment", "data",      "tokenizer", "model",
+                                            "optimizer",  "scheduler", "train",     "callbacks",
+                                            "generate",   "plugins"};
 
 class Validator {
  public:
-  Validator(const TomlDocument& doc, const PluginRegistry& registry, const std::vector<std::string>& failures)
+  Validator(const TomlDocument& doc, const PluginRegistry& registry,
+            const std::vector<std::string>& failures)
       : doc_(doc), registry_(registry), failures_(failures) {}
 
   Experiment run();
@@ -147,11 +171,13 @@ class Validator {
   }
   std::string location_of_file() const { return doc_.file.filename().string(); }
 
-  std::optional<Value> convert(const toml::node& node, const ParamSpec& spec, const std::string& key);
-  std::optional<Value> convert_scalar(const toml::node& node, ParamType type, const std::string& key,
-                                      std::string& problem);
-  Params check_params(const toml::table& table, const std::vector<ParamSpec>& specs, const std::string& section,
-                      const std::string& owner, const std::set<std::string>& extra_keys);
+  std::optional<Value> convert(const toml::node& node, const ParamSpec& spec,
+                               const std::string& key);
+  std::optional<Value> convert_scalar(const toml::node& node, ParamType type,
+                                      const std::string& key, std::string& problem);
+  Params check_params(const toml::table& table, const std::vector<ParamSpec>& specs,
+                      const std::string& section, const std::string& owner,
+                      const std::set<std::string>& extra_keys);
 
   template <class Options>
   Options host_section(const std::string& name, const Schema<Options>& schema,
@@ -159,10 +185,12 @@ class Validator {
     const toml::node* node = doc_.root.get(name);
     if (node == nullptr) return Options{};
     if (!node->is_table()) {
-      diagnostics_.add(where(node), name, "expected a section ([" + name + "]), got " + describe_node(*node));
+      diagnostics_.add(where(node), name,
+                       "expected a section ([" + name + "]), got " + describe_node(*node));
       return Options{};
     }
-    Params params = check_params(*node->as_table(), schema.specs(), name, "[" + name + "]", extra_keys);
+    Params params =
+        check_params(*node->as_table(), schema.specs(), name, "[" + name + "]", extra_keys);
     try {
       return schema.parse(params);
     } catch (const Error&) {
@@ -170,7 +198,8 @@ class Validator {
     }
   }
 
-  std::optional<PluginSpec> plugin_section(const toml::node* node, Kind kind, const std::string& key);
+  std::optional<PluginSpec> plugin_section(const toml::node* node, Kind kind,
+                                           const std::string& key);
   std::vector<PluginSpec> plugin_list(const toml::node* node, Kind kind, const std::string& key);
 
   const TomlDocument& doc_;
@@ -179,8 +208,8 @@ class Validator {
   Diagnostics diagnostics_;
 };
 
-std::optional<Value> Validator::convert_scalar(const toml::node& node, ParamType type, const std::string& key,
-                                               std::string& problem) {
+std::optional<Value> Validator::convert_scalar(const toml::node& node, ParamType type,
+                                               const std::string& key, std::string& problem) {
   switch (type) {
     case ParamType::kBool:
       if (auto v = node.value_exact<bool>()) return Value(*v);
@@ -200,13 +229,15 @@ std::optional<Value> Validator::convert_scalar(const toml::node& node, ParamType
       std::string text;
       if (auto v = node.value_exact<std::string>()) {
         text = *v;
-      } else if (auto raw = doc_.raw_overrides.find(key); raw != doc_.raw_overrides.end() && !node.is_array()) {
+      } else if (auto raw = doc_.raw_overrides.find(key);
+                 raw != doc_.raw_overrides.end() && !node.is_array()) {
         text = raw->second;  // --set experiment.name=123: the text as typed
       } else {
         problem = "expected a string, got " + describe_node(node);
         return std::nullopt;
       }
-      if (type == ParamType::kPath && !text.empty()) text = fs::absolute(text).lexically_normal().string();
+      if (type == ParamType::kPath && !text.empty())
+        text = fs::absolute(text).lexically_normal().string();
       return Value(text);
     }
     default:
@@ -215,19 +246,22 @@ std::optional<Value> Validator::convert_scalar(const toml::node& node, ParamType
   }
 }
 
-std::optional<Value> Validator::convert(const toml::node& node, const ParamSpec& spec, const std::string& key) {
+std::optional<Value> Validator::convert(const toml::node& node, const ParamSpec& spec,
+                                        const std::string& key) {
   std::string problem;
   std::optional<Value> value;
   if (is_list(spec.type)) {
     const toml::array* array = node.as_array();
     if (array == nullptr) {
-      problem = "expected a list of " + std::string(type_name(element_type(spec.type))) + "s, got " + describe_node(node);
+      problem = "expected a list of " + std::string(type_name(element_type(spec.type))) +
+                "s, got " + describe_node(node);
     } else {
       std::vector<std::int64_t> ints;
       std::vector<double> floats;
       std::vector<std::string> strings;
       for (std::size_t i = 0; i < array->size() && problem.empty(); ++i) {
-        std::optional<Value> element = convert_scalar(*array->get(i), element_type(spec.type), key, problem);
+        std::optional<Value> element =
+            convert_scalar(*array->get(i), element_type(spec.type), key, problem);
         if (!element) {
           problem = "element " + std::to_string(i) + ": " + problem;
         } else if (auto* v = std::get_if<std::int64_t>(&*element)) {
@@ -270,7 +304,8 @@ Params Validator::check_params(const toml::table& table, const std::vector<Param
       const std::string at = location_of(key.source());
       diagnostics_.add(at.empty() ? where(&node) : at, section + "." + name,
                        "unknown key" + (hint.empty() ? " in " + owner : hint) +
-                           (names.empty() ? "; it takes no parameters" : "; " + owner + " takes: " + join(names)));
+                           (names.empty() ? "; it takes no parameters"
+                                          : "; " + owner + " takes: " + join(names)));
     }
   }
   Params params;
@@ -280,7 +315,8 @@ Params Validator::check_params(const toml::table& table, const std::vector<Param
       if (auto value = convert(*node, spec, key)) params.set(spec.name, *value);
     } else if (spec.default_value) {
       Value value = *spec.default_value;
-      if (auto* text = std::get_if<std::string>(&value); text && spec.type == ParamType::kPath && !text->empty()) {
+      if (auto* text = std::get_if<std::string>(&value);
+          text && spec.type == ParamType::kPath && !text->empty()) {
         *text = fs::absolute(*text).lexically_normal().string();
       }
       params.set(spec.name, value);
@@ -291,10 +327,12 @@ Params Validator::check_params(const toml::table& table, const std::vector<Param
   return params;
 }
 
-std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind kind, const std::string& key) {
+std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind kind,
+                                                    const std::string& key) {
   const std::string kind_word = kind_name(kind);
   if (!node->is_table()) {
-    diagnostics_.add(where(node), key, "expected a section with a `type`, got " + describe_node(*node));
+    diagnostics_.add(where(node), key,
+                     "expected a section with a `type`, got " + describe_node(*node));
     return std::nullopt;
   }
   const toml::table& table = *node->as_table();
@@ -302,17 +340,20 @@ std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind
   const toml::node* type_node = table.get("type");
   if (type_node == nullptr || !type_node->is_string()) {
     diagnostics_.add(where(type_node ? type_node : node), key + ".type",
-                     (type_node ? "expected a string" : std::string("missing")) + ": the " + kind_word +
+                     (type_node ? "expected a string" : std::string("missing")) + ": the " +
+                         kind_word +
                          " to use, one of: " + (known.empty() ? "(none registered)" : join(known)));
     return std::nullopt;
   }
   const std::string type = type_node->as_string()->get();
   const Registration* registration = registry_.find(kind, type);
   if (registration == nullptr) {
-    std::string message = "unknown " + kind_word + " '" + type + "'" + did_you_mean(type, known) + "; registered " +
-                          kind_word + "s: " + (known.empty() ? "(none)" : join(known));
+    std::string message = "unknown " + kind_word + " '" + type + "'" + did_you_mean(type, known) +
+                          "; registered " + kind_word +
+                          "s: " + (known.empty() ? "(none)" : join(known));
     if (!failures_.empty()) {
-      message += "; " + std::to_string(failures_.size()) + " plugin file(s) failed to load: " + join(failures_, "; ");
+      message += "; " + std::to_string(failures_.size()) +
+                 " plugin file(s) failed to load: " + join(failures_, "; ");
     }
     diagnostics_.add(where(type_node), key + ".type", message);
     return std::nullopt;
@@ -322,12 +363,15 @@ std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind
   spec.key = key;
   spec.type = type;
   const std::size_t problems_before = diagnostics_.problems().size();
-  spec.params = check_params(table, registration->params, key, kind_word + " '" + type + "'", {"type"});
+  spec.params =
+      check_params(table, registration->params, key, kind_word + " '" + type + "'", {"type"});
   if (registration->check && diagnostics_.problems().size() == problems_before) {
     try {
       registration->check(spec.params);
     } catch (const Error& e) {
-      diagnostics_.add(where(node), key, e.what() + (e.hint().empty() ? "" : std::string(" (hint: ") + e.hint() + ")"));
+      diagnostics_.add(
+          where(node), key,
+          e.what() + (e.hint().empty() ? "" : std::string(" (hint: ") + e.hint() + ")"));
     } catch (const std::exception& e) {
       diagnostics_.add(where(node), key, e.what());
     }
@@ -335,17 +379,20 @@ std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind
   return spec;
 }
 
-std::vector<PluginSpec> Validator::plugin_list(const toml::node* node, Kind kind, const std::string& key) {
+std::vector<PluginSpec> Validator::plugin_list(const toml::node* node, Kind kind,
+                                               const std::string& key) {
   std::vector<PluginSpec> out;
   if (node == nullptr) return out;
   const toml::array* array = node->as_array();
   if (array == nullptr) {
-    diagnostics_.add(where(node), key, std::string("expected a list of ") + kind_name(kind) + " sections: write [[" +
-                                           key + "]] for each");
+    diagnostics_.add(where(node), key,
+                     std::string("expected a list of ") + kind_name(kind) + " sections: write [[" +
+                         key + "]] for each");
     return out;
   }
   for (std::size_t i = 0; i < array->size(); ++i) {
-    if (auto spec = plugin_section(array->get(i), kind, key + "." + std::to_string(i))) out.push_back(std::move(*spec));
+    if (auto spec = plugin_section(array->get(i), kind, key + "." + std::to_string(i)))
+      out.push_back(std::move(*spec));
   }
   return out;
 }
@@ -358,24 +405,28 @@ Experiment Validator::run() {
     const std::string name(key.str());
     if (std::find(kSections.begin(), kSections.end(), name) != kSections.end()) continue;
     if (name == "sweep") {
-      diagnostics_.add(where(&node), name, "a [sweep] section belongs to a sweep file, run with `lmrun sweep`");
+      diagnostics_.add(where(&node), name,
+                       "a [sweep] section belongs to a sweep file, run with `lmrun sweep`");
       continue;
     }
     const std::string at = location_of(key.source());
-    diagnostics_.add(at.empty() ? where(&node) : at, name, "unknown section" + did_you_mean(name, kSections) +
-                                             "; sections: " + join(kSections));
+    diagnostics_.add(
+        at.empty() ? where(&node) : at, name,
+        "unknown section" + did_you_mean(name, kSections) + "; sections: " + join(kSections));
   }
 
   experiment.experiment = host_section("experiment", experiment_schema());
   if (experiment.experiment.name.empty()) experiment.experiment.name = doc_.file.stem().string();
   if (experiment.experiment.out_dir.empty()) {
-    experiment.experiment.out_dir = fs::absolute(fs::path("runs") / experiment.experiment.name).lexically_normal();
+    experiment.experiment.out_dir =
+        fs::absolute(fs::path("runs") / experiment.experiment.name).lexically_normal();
   }
   experiment.train = host_section("train", train_schema());
   if (doc_.root.get("generate") != nullptr) {
     experiment.generate = host_section("generate", generate_schema(), {"samplers"});
     if (const toml::table* generate = doc_.root.get_as<toml::table>("generate")) {
-      experiment.samplers = plugin_list(generate->get("samplers"), Kind::kSampler, "generate.samplers");
+      experiment.samplers =
+          plugin_list(generate->get("samplers"), Kind::kSampler, "generate.samplers");
     }
   }
   host_section("plugins", plugins_schema());
@@ -392,14 +443,16 @@ Experiment Validator::run() {
     const toml::node* node = doc_.root.get(section.key);
     if (node == nullptr) {
       const std::vector<std::string> known = registry_.names(section.kind);
-      diagnostics_.add(location_of_file(), section.key,
-                       std::string("missing section [") + section.key + "] with a `type`, one of: " +
-                           (known.empty() ? "(none registered)" : join(known)));
+      diagnostics_.add(
+          location_of_file(), section.key,
+          std::string("missing section [") + section.key +
+              "] with a `type`, one of: " + (known.empty() ? "(none registered)" : join(known)));
     } else if (auto spec = plugin_section(node, section.kind, section.key)) {
       *section.target = std::move(*spec);
     }
   }
-  if (const toml::node* node = doc_.root.get("scheduler")) experiment.scheduler = plugin_section(node, Kind::kScheduler, "scheduler");
+  if (const toml::node* node = doc_.root.get("scheduler"))
+    experiment.scheduler = plugin_section(node, Kind::kScheduler, "scheduler");
   experiment.callbacks = plugin_list(doc_.root.get("callbacks"), Kind::kCallback, "callbacks");
 
   diagnostics_.throw_if_any();
@@ -421,12 +474,14 @@ std::vector<fs::path> plugin_dirs_of(const TomlDocument& doc) {
   } else {
     for (const toml::node& item : *array) {
       if (!item.is_string()) {
-        diagnostics.add(location_of(item), "plugins.paths", "expected a folder name (string), got " + describe_node(item));
+        diagnostics.add(location_of(item), "plugins.paths",
+                        "expected a folder name (string), got " + describe_node(item));
         continue;
       }
       // Relative to the file that names it; a --set value is relative to the working directory.
       const auto& source = item.source().path;
-      const fs::path base = source && source->rfind('/', 0) == 0 ? fs::path(*source).parent_path() : fs::current_path();
+      const fs::path base = source && source->rfind('/', 0) == 0 ? fs::path(*source).parent_path()
+                                                                 : fs::current_path();
       dirs.push_back((base / item.as_string()->get()).lexically_normal());
     }
   }

@@ -27,9 +27,9 @@ namespace lmrun::host {
 
 // [experiment]
 struct ExperimentOptions {
-  std::string name;                // default: the file's stem
-  std::int64_t seed = 1337;        // the one master seed
-  std::filesystem::path out_dir;   // default: runs/<name>; never overwritten without --force
+  std::string name;               // default: the file's stem
+  std::int64_t seed = 1337;       // the one master seed
+  std::filesystem::path out_dir;  // default: runs/<name>; never overwritten without --force
 };
 
 // [train]
@@ -82,7 +82,7 @@ struct Experiment {
   PluginSpec optimizer;
   std::optional<PluginSpec> scheduler;
   std::vector<PluginSpec> callbacks;
-  std::vector<PluginSpec> samplers;  // [[generate.samplers]], in order
+  std::vector<PluginSpec> samplers;                // [[generate.samplers]], in order
   std::vector<std::filesystem::path> plugin_dirs;  // [plugins] paths, absolute
 };
 

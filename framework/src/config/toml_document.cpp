@@ -16,7 +16,8 @@ std::string location_of(const toml::source_region& source) {
   // A value from --set has no file: its source is "--set KEY=VALUE", shown as it is.
   if (source.path->rfind('/', 0) != 0) return *source.path;
   std::string out = display(*source.path);
-  if (source.begin.line > 0) out += ":" + std::to_string(source.begin.line) + ":" + std::to_string(source.begin.column);
+  if (source.begin.line > 0)
+    out += ":" + std::to_string(source.begin.line) + ":" + std::to_string(source.begin.column);
   return out;
 }
 
@@ -32,7 +33,8 @@ namespace {
 std::string display(const fs::path& path) {
   std::error_code ec;
   const fs::path relative = fs::relative(path, fs::current_path(ec), ec);
-  return !ec && !relative.empty() && relative.native().rfind("..", 0) != 0 ? relative.string() : path.string();
+  return !ec && !relative.empty() && relative.native().rfind("..", 0) != 0 ? relative.string()
+                                                                           : path.string();
 }
 
 toml::table parse_file(const fs::path& file, const std::string& named_at) {
@@ -62,7 +64,8 @@ void merge_into(toml::table& base, toml::table&& overlay) {
   }
 }
 
-toml::table load_with_bases(const fs::path& file, const std::string& named_at, std::vector<fs::path>& chain) {
+toml::table load_with_bases(const fs::path& file, const std::string& named_at,
+                            std::vector<fs::path>& chain) {
   if (std::find(chain.begin(), chain.end(), file) != chain.end()) {
     std::string cycle;
     for (const auto& f : chain) cycle += display(f) + " -> ";
@@ -83,7 +86,8 @@ toml::table load_with_bases(const fs::path& file, const std::string& named_at, s
       if (!name->is_string()) {
         fail(location_of(*name), "base", "expected a file name (string) or a list of them");
       }
-      const fs::path base_file = fs::weakly_canonical(file.parent_path() / name->as_string()->get());
+      const fs::path base_file =
+          fs::weakly_canonical(file.parent_path() / name->as_string()->get());
       merge_into(merged, load_with_bases(base_file, location_of(*name), chain));
     }
     table.erase("base");
@@ -109,7 +113,8 @@ std::vector<std::string> split_key(const std::string& key) {
 }
 
 bool is_index(const std::string& part) {
-  return !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return !part.empty() &&
+         std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 void apply_override(TomlDocument& doc, const std::string& assignment) {
@@ -141,21 +146,26 @@ void apply_override(TomlDocument& doc, const std::string& assignment) {
     }
     if (toml::array* array = next->as_array()) {
       const std::string& index_text = parts[++i];
-      if (!is_index(index_text)) fail(where, walked, "is a list: index it with a number, e.g. " + walked + ".0");
+      if (!is_index(index_text))
+        fail(where, walked, "is a list: index it with a number, e.g. " + walked + ".0");
       const std::size_t index = std::stoul(index_text);
       if (index >= array->size()) {
-        fail(where, walked, "index " + index_text + " is out of range: the list has " + std::to_string(array->size()) +
-                                " entries");
+        fail(where, walked,
+             "index " + index_text + " is out of range: the list has " +
+                 std::to_string(array->size()) + " entries");
       }
       walked += "." + index_text;
-      if (i + 1 >= parts.size()) fail(where, walked, "set a key inside the entry, e.g. " + walked + ".type");
+      if (i + 1 >= parts.size())
+        fail(where, walked, "set a key inside the entry, e.g. " + walked + ".type");
       next = array->get(index);
     }
-    if (!next->is_table()) fail(where, walked, "is a value, not a section: cannot set a key inside it");
+    if (!next->is_table())
+      fail(where, walked, "is a value, not a section: cannot set a key inside it");
     table = next->as_table();
   }
 
-  // The value: TOML syntax if it parses (3, 1e-3, true, [0.9, 0.95], "quoted"), else the text itself.
+  // The value: TOML syntax if it parses (3, 1e-3, true, [0.9, 0.95], "quoted"), else the text
+  // itself.
   toml::node* parsed = nullptr;
   toml::parse_result result;
   try {

@@ -1,4 +1,5 @@
-// An experiment file as a TOML tree: parsed, its `base` chain merged, command-line overrides applied.
+// An experiment file as a TOML tree: parsed, its `base` chain merged, command-line overrides
+// applied.
 //
 //   TomlDocument doc = load_document("experiments/gpt_tiny.toml", {"train.max_steps=200"});
 //
@@ -28,7 +29,8 @@ struct TomlDocument {
 };
 
 // Throws ConfigError (syntax errors with line and column, missing or cyclic bases, bad overrides).
-TomlDocument load_document(const std::filesystem::path& file, const std::vector<std::string>& overrides);
+TomlDocument load_document(const std::filesystem::path& file,
+                           const std::vector<std::string>& overrides);
 
 // "file:line:column" of a node, or its file alone, or "" when the node has no source.
 std::string location_of(const toml::node& node);

@@ -153,8 +153,7 @@ std::int64_t draw(at::Tensor logits, const std::vector<std::shared_ptr<Sampler>>
   const std::int64_t vocab = logits.size(1);
   for (std::size_t i = 0; i < samplers.size(); ++i) {
     logits = samplers[i]->apply(std::move(logits), state);
-    if (!logits.defined() || logits.dim() != 2 || logits.size(0) != 1 ||
-        logits.size(1) != vocab) {
+    if (!logits.defined() || logits.dim() != 2 || logits.size(0) != 1 || logits.size(1) != vocab) {
       throw Error("generate: sampler " + std::to_string(i) + " of the chain returned logits " +
                   shape_of(logits) + ", expected (1, " + std::to_string(vocab) + ")");
     }
@@ -255,9 +254,9 @@ GenerationResult generate(Model& model, const std::vector<std::shared_ptr<Sample
     try {
       logits = (*next_logits)(history);
     } catch (const c10::Error& e) {
-      throw Error(std::string("generate: the model failed on the prompt: ") +
-                      e.what_without_backtrace(),
-                  "check that every prompt id is below the model's vocabulary size");
+      throw Error(
+          std::string("generate: the model failed on the prompt: ") + e.what_without_backtrace(),
+          "check that every prompt id is below the model's vocabulary size");
     }
     const std::int64_t vocab = logits.size(1);
     for (std::size_t i = 0; i < request.prompt.size(); ++i) {
@@ -273,14 +272,13 @@ GenerationResult generate(Model& model, const std::vector<std::shared_ptr<Sample
       history.push_back(token);
       result.tokens.push_back(token);
       if (on_token) on_token(token);
-      const bool stop = std::find(request.stop_tokens.begin(), request.stop_tokens.end(),
-                                  token) != request.stop_tokens.end();
+      const bool stop = std::find(request.stop_tokens.begin(), request.stop_tokens.end(), token) !=
+                        request.stop_tokens.end();
       if (stop || static_cast<std::int64_t>(result.tokens.size()) == request.max_new_tokens) break;
       logits = (*next_logits)(history);  // no forward after the last token
     }
   }
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!result.tokens.empty() && result.seconds > 0) {
     result.tokens_per_second = static_cast<double>(result.tokens.size()) / result.seconds;
   }

@@ -9,7 +9,8 @@
 //
 //   // Or text in, text out, streamed as it is drawn:
 //   std::string text = generate_text(*model, *tokenizer, samplers, "ROMEO:", 300, 1337,
-//                                    [](const std::string& piece) { std::cout << piece << std::flush; });
+//                                    [](const std::string& piece) { std::cout << piece <<
+//                                    std::flush; });
 //
 // The semantics are nanoGPT's `generate()`: the logits for the next token are computed from the
 // last max_context() tokens of prompt + generated text (all of them when max_context() is 0), the
@@ -50,8 +51,8 @@ namespace lmrun::host {
 struct PluginSpec;
 
 struct GenerationRequest {
-  std::vector<std::int64_t> prompt;  // token ids, at least one; a bounded model sees the last
-                                     // max_context() of them
+  std::vector<std::int64_t> prompt;   // token ids, at least one; a bounded model sees the last
+                                      // max_context() of them
   std::int64_t max_new_tokens = 200;  // >= 0; 0 generates nothing
   std::uint64_t seed = 0;             // seeds the sampling generator; nothing else is random
   bool use_cache = true;  // false: the reference path, forward() on the cropped context per token
@@ -86,7 +87,8 @@ std::string generate_text(Model& model, const Tokenizer& tokenizer,
                           const std::function<void(const std::string&)>& on_text = {});
 
 // The sampler chain of validated sections (experiment.samplers, in order), each created with
-// SamplerContext{vocab_size}. Errors name the section ("generate.samplers.1: sampler 'top_k': ...").
+// SamplerContext{vocab_size}. Errors name the section ("generate.samplers.1: sampler 'top_k':
+// ...").
 std::vector<std::shared_ptr<Sampler>> make_samplers(const Registry& registry,
                                                     const std::vector<PluginSpec>& specs,
                                                     std::int64_t vocab_size);

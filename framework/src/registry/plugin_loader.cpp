@@ -11,8 +11,8 @@
 #include <set>
 #include <system_error>
 
-#include <boost/dll/shared_library.hpp>
 #include <torch/version.h>
+#include <boost/dll/shared_library.hpp>
 
 #include "lmrun/plugin.h"
 
@@ -37,8 +37,9 @@ void check_elf(const fs::path& file) {
   in.read(reinterpret_cast<char*>(&header), sizeof header);
   const auto got = static_cast<std::size_t>(in.gcount());
   if (got < SELFMAG || std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
-    throw file_error(file, "not a shared library (no ELF header)",
-                     "only lmrun plugins (.so files built with lmrun_add_plugin) belong in a plugin folder");
+    throw file_error(
+        file, "not a shared library (no ELF header)",
+        "only lmrun plugins (.so files built with lmrun_add_plugin) belong in a plugin folder");
   }
   if (got < sizeof header) throw file_error(file, "truncated: the file ends inside its ELF header");
   if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_machine != EM_X86_64) {
@@ -46,12 +47,14 @@ void check_elf(const fs::path& file) {
     throw file_error(file, "built for another machine (not x86-64)");
 #endif
   }
-  if (header.e_type != ET_DYN) throw file_error(file, "not a shared library (an ELF file of another type)");
+  if (header.e_type != ET_DYN)
+    throw file_error(file, "not a shared library (an ELF file of another type)");
   const auto program_end = header.e_phoff + std::uint64_t{header.e_phnum} * header.e_phentsize;
   const auto section_end = header.e_shoff + std::uint64_t{header.e_shnum} * header.e_shentsize;
   if (program_end > size || section_end > size) {
-    throw file_error(file, "truncated: " + std::to_string(size) + " bytes, but its headers reach byte " +
-                               std::to_string(std::max(program_end, section_end)),
+    throw file_error(file,
+                     "truncated: " + std::to_string(size) + " bytes, but its headers reach byte " +
+                         std::to_string(std::max(program_end, section_end)),
                      "rebuild or re-copy the plugin");
   }
 }
@@ -100,19 +103,23 @@ void check_descriptor(const fs::path& file, const lmrun_plugin_descriptor* d) {
                      "rebuild the plugin against the SDK of lmrun " + std::string(kVersion));
   }
   if (minor > kApiVersionMinor) {
-    throw file_error(file,
-                     "plugin needs a newer lmrun: plugin API " + api_string(d->api_version) +
-                         ", lmrun " + api_string(kApiVersion),
-                     "update lmrun, or rebuild the plugin against the SDK of lmrun " + std::string(kVersion));
+    throw file_error(
+        file,
+        "plugin needs a newer lmrun: plugin API " + api_string(d->api_version) + ", lmrun " +
+            api_string(kApiVersion),
+        "update lmrun, or rebuild the plugin against the SDK of lmrun " + std::string(kVersion));
   }
-  constexpr std::size_t kNeeded = offsetof(lmrun_plugin_descriptor, register_plugin) + sizeof(void*);
+  constexpr std::size_t kNeeded =
+      offsetof(lmrun_plugin_descriptor, register_plugin) + sizeof(void*);
   if (d->descriptor_size < kNeeded) {
     throw file_error(file, "plugin descriptor too small: " + std::to_string(d->descriptor_size) +
                                " bytes, at least " + std::to_string(kNeeded) + " expected");
   }
-  if (d->name == nullptr || d->name[0] == '\0' || d->version == nullptr || d->torch_version == nullptr ||
-      d->register_plugin == nullptr) {
-    throw file_error(file, "plugin descriptor is incomplete (name, version, LibTorch version or register function missing)");
+  if (d->name == nullptr || d->name[0] == '\0' || d->version == nullptr ||
+      d->torch_version == nullptr || d->register_plugin == nullptr) {
+    throw file_error(file,
+                     "plugin descriptor is incomplete (name, version, LibTorch version or register "
+                     "function missing)");
   }
   if (major_minor(d->torch_version) != major_minor(TORCH_VERSION)) {
     throw file_error(file,
@@ -123,7 +130,8 @@ void check_descriptor(const fs::path& file, const lmrun_plugin_descriptor* d) {
   if (d->cxx11_abi != _GLIBCXX_USE_CXX11_ABI) {
     throw file_error(file,
                      "built with another C++ ABI: plugin _GLIBCXX_USE_CXX11_ABI=" +
-                         std::to_string(d->cxx11_abi) + ", lmrun " + std::to_string(_GLIBCXX_USE_CXX11_ABI),
+                         std::to_string(d->cxx11_abi) + ", lmrun " +
+                         std::to_string(_GLIBCXX_USE_CXX11_ABI),
                      "rebuild the plugin with the compiler settings lmrun was built with");
   }
 }
@@ -149,8 +157,9 @@ void PluginLoader::load_file(const fs::path& path) {
   open_libraries().push_back(library);
 
   if (!library.has(LMRUN_PLUGIN_ENTRY_NAME)) {
-    throw file_error(file, "not an lmrun plugin: no '" LMRUN_PLUGIN_ENTRY_NAME "' entry point",
-                     "a plugin declares itself with LMRUN_PLUGIN(name, version, register_function)");
+    throw file_error(
+        file, "not an lmrun plugin: no '" LMRUN_PLUGIN_ENTRY_NAME "' entry point",
+        "a plugin declares itself with LMRUN_PLUGIN(name, version, register_function)");
   }
   auto entry = library.get<const lmrun_plugin_descriptor*()>(LMRUN_PLUGIN_ENTRY_NAME);
   const lmrun_plugin_descriptor* descriptor = entry();
@@ -162,7 +171,8 @@ void PluginLoader::load_file(const fs::path& path) {
   if (descriptor->register_plugin(&staging, message, sizeof message) != 0) {
     throw file_error(file, std::string("register function failed: ") + message);
   }
-  if (staging.empty()) throw file_error(file, "plugin '" + std::string(descriptor->name) + "' registered nothing");
+  if (staging.empty())
+    throw file_error(file, "plugin '" + std::string(descriptor->name) + "' registered nothing");
   try {
     registry_.merge(std::move(staging));
   } catch (const Error& e) {
@@ -180,7 +190,8 @@ void PluginLoader::load_directory(const fs::path& dir) {
   std::vector<fs::path> files;
   for (const auto& item : fs::directory_iterator(dir, ec)) {
     const fs::path& p = item.path();
-    if (p.extension() == ".so" && p.filename().string()[0] != '.' && item.is_regular_file()) files.push_back(p);
+    if (p.extension() == ".so" && p.filename().string()[0] != '.' && item.is_regular_file())
+      files.push_back(p);
   }
   if (ec) throw Error("cannot list plugin folder " + dir.string() + ": " + ec.message());
   std::sort(files.begin(), files.end());
@@ -188,7 +199,8 @@ void PluginLoader::load_directory(const fs::path& dir) {
     try {
       load_file(file);
     } catch (const Error& e) {
-      failures_.push_back(LoadFailure{file, std::string(e.what()) + (e.hint().empty() ? "" : " (hint: " + e.hint() + ")")});
+      failures_.push_back(LoadFailure{
+          file, std::string(e.what()) + (e.hint().empty() ? "" : " (hint: " + e.hint() + ")")});
     }
   }
 }

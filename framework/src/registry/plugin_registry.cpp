@@ -10,14 +10,18 @@ std::string PluginOrigin::describe() const {
 }
 
 void PluginRegistry::add(Registration registration) {
-  if (registration.name.empty()) throw Error(std::string("a ") + kind_name(registration.kind) + " was registered without a name");
+  if (registration.name.empty())
+    throw Error(std::string("a ") + kind_name(registration.kind) +
+                " was registered without a name");
   if (!registration.factory) {
-    throw Error(std::string(kind_name(registration.kind)) + " '" + registration.name + "' was registered without a factory");
+    throw Error(std::string(kind_name(registration.kind)) + " '" + registration.name +
+                "' was registered without a factory");
   }
   auto key = std::make_pair(registration.kind, registration.name);
   if (auto it = entries_.find(key); it != entries_.end()) {
-    throw Error(std::string(kind_name(registration.kind)) + " '" + registration.name + "' is registered twice: by " +
-                it->second.origin.describe() + " and by " + origin_.describe());
+    throw Error(std::string(kind_name(registration.kind)) + " '" + registration.name +
+                "' is registered twice: by " + it->second.origin.describe() + " and by " +
+                origin_.describe());
   }
   entries_.emplace(std::move(key), RegistryEntry{std::move(registration), origin_});
 }
@@ -49,8 +53,9 @@ std::vector<std::string> PluginRegistry::names(Kind kind) const {
 void PluginRegistry::merge(PluginRegistry&& staging) {
   for (const auto& [key, entry] : staging.entries_) {
     if (auto it = entries_.find(key); it != entries_.end()) {
-      throw Error(std::string(kind_name(key.first)) + " '" + key.second + "' is registered twice: by " +
-                  it->second.origin.describe() + " and by " + entry.origin.describe(),
+      throw Error(std::string(kind_name(key.first)) + " '" + key.second +
+                      "' is registered twice: by " + it->second.origin.describe() + " and by " +
+                      entry.origin.describe(),
                   "remove one of the two files from the plugin path, or rename one plugin's " +
                       std::string(kind_name(key.first)));
     }

@@ -9,9 +9,9 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <toml++/toml.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
-#include <toml++/toml.h>
 
 #include "lmrun/version.h"
 #include "util/fs.h"
@@ -42,12 +42,14 @@ void save_archive(torch::serialize::OutputArchive& archive, const fs::path& path
 
 torch::serialize::InputArchive open_archive(const fs::path& dir, const std::string& file) {
   const fs::path path = dir / file;
-  if (!fs::is_regular_file(path)) throw checkpoint_error(dir, file + " is missing", "the folder is not a complete checkpoint");
+  if (!fs::is_regular_file(path))
+    throw checkpoint_error(dir, file + " is missing", "the folder is not a complete checkpoint");
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path.string());
   } catch (const c10::Error& e) {
-    throw checkpoint_error(dir, file + " is corrupt or truncated: " + first_line(e.what_without_backtrace()));
+    throw checkpoint_error(
+        dir, file + " is corrupt or truncated: " + first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {  // the TorchScript parser's ErrorReport is not a c10::Error
     throw checkpoint_error(dir, file + " is corrupt or truncated: " + first_line(e.what()));
   }
@@ -56,8 +58,10 @@ torch::serialize::InputArchive open_archive(const fs::path& dir, const std::stri
 
 void save_model(Model& model, const fs::path& path) {
   torch::serialize::OutputArchive archive;
-  for (const auto& item : model.module().named_parameters(true)) archive.write(item.key(), item.value());
-  for (const auto& item : model.module().named_buffers(true)) archive.write(item.key(), item.value(), /*is_buffer=*/true);
+  for (const auto& item : model.module().named_parameters(true))
+    archive.write(item.key(), item.value());
+  for (const auto& item : model.module().named_buffers(true))
+    archive.write(item.key(), item.value(), /*is_buffer=*/true);
   save_archive(archive, path);
 }
 
@@ -87,8 +91,11 @@ void load_model_weights(const fs::path& dir, Model& model) {
                              "the checkpoint comes from another model; check the [model] section");
     }
     if (!stored.sizes().equals(target.sizes())) {
-      throw checkpoint_error(dir, "'" + key + "' has shape " + shape_text(stored) + ", this model's is " + shape_text(target),
-                             "the checkpoint comes from a model of another shape; check the [model] section");
+      throw checkpoint_error(
+          dir,
+          "'" + key + "' has shape " + shape_text(stored) + ", this model's is " +
+              shape_text(target),
+          "the checkpoint comes from a model of another shape; check the [model] section");
     }
     target.copy_(stored);
   };
@@ -96,10 +103,11 @@ void load_model_weights(const fs::path& dir, Model& model) {
   for (auto& item : model.module().named_buffers(true)) load(item.key(), item.value(), true);
 }
 
-void write_checkpoint(const fs::path& dir, Pipeline& p, const TrainerSnapshot& s, const NamedGenerators& generators,
-                      const CheckpointProvenance& provenance) {
+void write_checkpoint(const fs::path& dir, Pipeline& p, const TrainerSnapshot& s,
+                      const NamedGenerators& generators, const CheckpointProvenance& provenance) {
   const fs::path parent = dir.parent_path();
-  const fs::path temp = parent / (".tmp-" + dir.filename().string() + "-" + std::to_string(::getpid()));
+  const fs::path temp =
+      parent / (".tmp-" + dir.filename().string() + "-" + std::to_string(::getpid()));
   std::error_code ec;
   fs::remove_all(temp, ec);
   fs::create_directories(temp / "tokenizer");
@@ -151,7 +159,8 @@ void write_checkpoint(const fs::path& dir, Pipeline& p, const TrainerSnapshot& s
   }
 
   // Swap in: the old checkpoint of this name stays whole until the new one is in place.
-  const fs::path old = parent / (".old-" + dir.filename().string() + "-" + std::to_string(::getpid()));
+  const fs::path old =
+      parent / (".old-" + dir.filename().string() + "-" + std::to_string(::getpid()));
   const bool replacing = fs::exists(dir);
   if (replacing) fs::rename(dir, old);
   fs::rename(temp, dir);
@@ -162,7 +171,8 @@ namespace {
 
 toml::table read_state(const fs::path& dir) {
   const fs::path state_path = dir / "state.toml";
-  if (!fs::is_regular_file(state_path)) throw checkpoint_error(dir, "state.toml is missing", "the folder is not a complete checkpoint");
+  if (!fs::is_regular_file(state_path))
+    throw checkpoint_error(dir, "state.toml is missing", "the folder is not a complete checkpoint");
   toml::table state;
   try {
     state = toml::parse_file(state_path.string());
@@ -173,9 +183,11 @@ toml::table read_state(const fs::path& dir) {
   if (format != kCheckpointFormat) {
     const std::string writer = state["lmrun_version"].value_or<std::string>("an unknown lmrun");
     throw checkpoint_error(dir,
-                           "checkpoint format " + std::to_string(format) + " (written by lmrun " + writer + "), this lmrun " +
-                               kVersion + " reads format " + std::to_string(kCheckpointFormat),
-                           format > kCheckpointFormat ? "use a newer lmrun to read it" : "this checkpoint is too old to read");
+                           "checkpoint format " + std::to_string(format) + " (written by lmrun " +
+                               writer + "), this lmrun " + kVersion + " reads format " +
+                               std::to_string(kCheckpointFormat),
+                           format > kCheckpointFormat ? "use a newer lmrun to read it"
+                                                      : "this checkpoint is too old to read");
   }
   return state;
 }
@@ -195,7 +207,8 @@ ModelContext read_model_context(const fs::path& dir) {
   return context;
 }
 
-TrainerSnapshot read_checkpoint(const fs::path& dir, Pipeline& p, const NamedGenerators& generators) {
+TrainerSnapshot read_checkpoint(const fs::path& dir, Pipeline& p,
+                                const NamedGenerators& generators) {
   const toml::table state = read_state(dir);
   TrainerSnapshot s;
   s.step = state["step"].value_or<std::int64_t>(-1);
@@ -207,7 +220,8 @@ TrainerSnapshot read_checkpoint(const fs::path& dir, Pipeline& p, const NamedGen
     for (const auto& item : *callbacks) s.callback_states.push_back(item.value_or<std::string>(""));
   }
   if (const toml::table* metrics = state["metrics"].as_table()) {
-    for (const auto& [name, value] : *metrics) s.metrics[std::string(name.str())] = value.value_or(0.0);
+    for (const auto& [name, value] : *metrics)
+      s.metrics[std::string(name.str())] = value.value_or(0.0);
   }
 
   load_model_weights(dir, *p.model);
@@ -216,7 +230,8 @@ TrainerSnapshot read_checkpoint(const fs::path& dir, Pipeline& p, const NamedGen
     try {
       p.optimizer->load(archive);
     } catch (const c10::Error& e) {
-      throw checkpoint_error(dir, "optimizer.pt does not fit this optimizer: " + first_line(e.what_without_backtrace()));
+      throw checkpoint_error(dir, "optimizer.pt does not fit this optimizer: " +
+                                      first_line(e.what_without_backtrace()));
     } catch (const Error& e) {
       throw checkpoint_error(dir, std::string("optimizer.pt: ") + e.what(), e.hint());
     }
@@ -224,7 +239,8 @@ TrainerSnapshot read_checkpoint(const fs::path& dir, Pipeline& p, const NamedGen
   auto rng = open_archive(dir, "rng.pt");
   for (const auto& [name, generator] : generators) {
     at::Tensor saved;
-    if (!rng.try_read(name, saved)) throw checkpoint_error(dir, "rng.pt has no '" + name + "' generator state");
+    if (!rng.try_read(name, saved))
+      throw checkpoint_error(dir, "rng.pt has no '" + name + "' generator state");
     generator->set_state(saved);
   }
   return s;
@@ -252,7 +268,8 @@ fs::path find_checkpoint(const fs::path& dir) {
     }
   }
   if (newest.empty()) {
-    throw Error("no checkpoint in " + dir.string(), "name a run folder with a checkpoints/ folder, or a checkpoint folder");
+    throw Error("no checkpoint in " + dir.string(),
+                "name a run folder with a checkpoints/ folder, or a checkpoint folder");
   }
   return newest;
 }

@@ -2,10 +2,10 @@
 // crash mid-write leaves the previous one intact.
 //
 //   <run>/checkpoints/<name>/
-//     model.pt        parameters and buffers by their flat module names (the model's documented keys)
-//     optimizer.pt    optimizer state (the optimizer plugin's own layout)
-//     rng.pt          generator states: data sampling, evaluation sampling, LibTorch's global one
-//     state.toml      format version, provenance (lmrun and plugin versions, config hash), step,
+//     model.pt        parameters and buffers by their flat module names (the model's documented
+//     keys) optimizer.pt    optimizer state (the optimizer plugin's own layout) rng.pt generator
+//     states: data sampling, evaluation sampling, LibTorch's global one state.toml      format
+//     version, provenance (lmrun and plugin versions, config hash), step,
 //                     tokens seen, elapsed time, scheduler and callback state, latest metrics
 //     tokenizer/      the tokenizer's own files
 //     config.toml     the resolved experiment
@@ -41,19 +41,21 @@ struct TrainerSnapshot {
 using NamedGenerators = std::vector<std::pair<std::string, at::Generator*>>;
 
 struct CheckpointProvenance {
-  std::string config_toml;               // the resolved experiment
-  std::string config_hash;               // of config_toml
-  std::vector<std::string> plugins;      // "model transformer (transformer 0.1.0)"
+  std::string config_toml;           // the resolved experiment
+  std::string config_hash;           // of config_toml
+  std::vector<std::string> plugins;  // "model transformer (transformer 0.1.0)"
 };
 
 // Writes `dir` (its parent must exist) atomically, replacing an existing checkpoint of that name.
-void write_checkpoint(const std::filesystem::path& dir, Pipeline& pipeline, const TrainerSnapshot& snapshot,
-                      const NamedGenerators& generators, const CheckpointProvenance& provenance);
+void write_checkpoint(const std::filesystem::path& dir, Pipeline& pipeline,
+                      const TrainerSnapshot& snapshot, const NamedGenerators& generators,
+                      const CheckpointProvenance& provenance);
 
 // Restores model, optimizer (when the pipeline has one) and generators; returns the snapshot.
 // Throws lmrun::Error naming the checkpoint and the file: a missing or corrupt file, a newer
 // format, a parameter whose shape differs from the model's.
-TrainerSnapshot read_checkpoint(const std::filesystem::path& dir, Pipeline& pipeline, const NamedGenerators& generators);
+TrainerSnapshot read_checkpoint(const std::filesystem::path& dir, Pipeline& pipeline,
+                                const NamedGenerators& generators);
 
 // The ModelContext the checkpoint's model was built for.
 ModelContext read_model_context(const std::filesystem::path& dir);

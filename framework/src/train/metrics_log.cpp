@@ -15,7 +15,8 @@ namespace fs = std::filesystem;
 
 namespace lmrun::host {
 
-MetricsLog::MetricsLog(const fs::path& run_dir, std::vector<std::string> columns, std::ostream& console)
+MetricsLog::MetricsLog(const fs::path& run_dir, std::vector<std::string> columns,
+                       std::ostream& console)
     : jsonl_path_(run_dir / "metrics.jsonl"),
       csv_path_(run_dir / "metrics.csv"),
       columns_(std::move(columns)),

@@ -17,7 +17,8 @@ namespace lmrun::host {
 class MetricsLog {
  public:
   // `columns`: every metric name the CSV will hold, in order, after "step".
-  MetricsLog(const std::filesystem::path& run_dir, std::vector<std::string> columns, std::ostream& console);
+  MetricsLog(const std::filesystem::path& run_dir, std::vector<std::string> columns,
+             std::ostream& console);
 
   // Drops records after `step` (resume), keeping the files' earlier lines.
   void truncate_after(std::int64_t step);

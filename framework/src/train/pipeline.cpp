@@ -5,11 +5,11 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/full_like.h>
+#include <ATen/ops/where.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
-#include <ATen/ops/cross_entropy_loss.h>
-#include <ATen/ops/where.h>
-#include <ATen/ops/full_like.h>
 #include <cmath>
 
 #include "train/checkpoint.h"
@@ -22,7 +22,9 @@ c10::Device resolve_device(const std::string& name) {
   if (name == "cpu") return c10::Device(c10::kCPU);
   const bool cuda = torch::cuda::is_available();
   if (name == "cuda") {
-    if (!cuda) throw Error("train.device = \"cuda\", but no CUDA device is available", "use \"cpu\" or \"auto\"");
+    if (!cuda)
+      throw Error("train.device = \"cuda\", but no CUDA device is available",
+                  "use \"cpu\" or \"auto\"");
     return c10::Device(c10::kCUDA);
   }
   return cuda ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
@@ -48,7 +50,9 @@ void collect_parameters(Pipeline& p) {
   }
 }
 
-std::vector<std::shared_ptr<Sampler>> make_chain(const Experiment& e, const PluginRegistry& registry, std::int64_t vocab) {
+std::vector<std::shared_ptr<Sampler>> make_chain(const Experiment& e,
+                                                 const PluginRegistry& registry,
+                                                 std::int64_t vocab) {
   std::vector<std::shared_ptr<Sampler>> chain;
   for (const auto& spec : e.samplers) {
     try {
@@ -62,12 +66,15 @@ std::vector<std::shared_ptr<Sampler>> make_chain(const Experiment& e, const Plug
 
 }  // namespace
 
-Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry, const PipelineOptions& options) {
+Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
+                        const PipelineOptions& options) {
   Pipeline p;
   p.device = resolve_device(e.train.device);
 
-  p.data = registry.create<Dataset>(e.data.type, e.data.params, DatasetContext{static_cast<std::uint64_t>(e.experiment.seed)});
-  p.tokenizer = registry.create<Tokenizer>(e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
+  p.data = registry.create<Dataset>(e.data.type, e.data.params,
+                                    DatasetContext{static_cast<std::uint64_t>(e.experiment.seed)});
+  p.tokenizer =
+      registry.create<Tokenizer>(e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
   if (!options.tokenizer_dir.empty()) {
     try {
       p.tokenizer->load(options.tokenizer_dir);
@@ -99,13 +106,16 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry, con
     return p;
   }
 
-  p.optimizer = registry.create<Optimizer>(e.optimizer.type, e.optimizer.params, OptimizerContext{p.parameters});
+  p.optimizer = registry.create<Optimizer>(e.optimizer.type, e.optimizer.params,
+                                           OptimizerContext{p.parameters});
   if (e.scheduler) {
-    p.scheduler = registry.create<Scheduler>(e.scheduler->type, e.scheduler->params,
-                                             SchedulerContext{p.optimizer->base_lr(), e.train.max_steps});
+    p.scheduler =
+        registry.create<Scheduler>(e.scheduler->type, e.scheduler->params,
+                                   SchedulerContext{p.optimizer->base_lr(), e.train.max_steps});
   }
   for (const auto& spec : e.callbacks) {
-    p.callbacks.push_back(registry.create<Callback>(spec.type, spec.params, CallbackContext{options.run_dir}));
+    p.callbacks.push_back(
+        registry.create<Callback>(spec.type, spec.params, CallbackContext{options.run_dir}));
   }
   return p;
 }
@@ -114,10 +124,12 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry, con
 
 namespace lmrun::host {
 
-Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& registry, const fs::path& checkpoint) {
+Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& registry,
+                                  const fs::path& checkpoint) {
   Pipeline p;
   p.device = resolve_device(e.train.device);
-  p.tokenizer = registry.create<Tokenizer>(e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
+  p.tokenizer =
+      registry.create<Tokenizer>(e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
   try {
     p.tokenizer->load(checkpoint / "tokenizer");
   } catch (const Error& error) {
@@ -134,7 +146,8 @@ Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& reg
 }
 
 Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size) {
-  if (!p.data->has_split(split)) throw Error(std::string("the dataset has no ") + split_name(split) + " split");
+  if (!p.data->has_split(split))
+    throw Error(std::string("the dataset has no ") + split_name(split) + " split");
   torch::NoGradGuard no_grad;
   const bool was_training = p.model->module().is_training();
   p.model->module().eval();
@@ -150,7 +163,8 @@ Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size) {
     targets = targets.to(p.device);
     at::Tensor mask = batch.mask.defined() ? batch.mask.to(p.device) : batch.mask;
     at::Tensor logits = p.model->forward(batch.inputs.to(p.device), mask);
-    loss += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {}, at::Reduction::Sum)
+    loss += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {},
+                                   at::Reduction::Sum)
                 .item<double>();
     tokens += (targets != -100).sum().item<std::int64_t>();
   }
@@ -159,7 +173,8 @@ Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size) {
   const std::string name = split_name(split);
   metrics[name + "_loss"] = loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
   metrics[name + "_examples"] = static_cast<double>(n);
-  if (p.data->task() == Task::kLanguageModel) metrics[name + "_perplexity"] = std::exp(metrics[name + "_loss"]);
+  if (p.data->task() == Task::kLanguageModel)
+    metrics[name + "_perplexity"] = std::exp(metrics[name + "_loss"]);
   return metrics;
 }
 

@@ -26,13 +26,13 @@ struct Pipeline {
   std::shared_ptr<Dataset> data;
   std::shared_ptr<Tokenizer> tokenizer;
   std::shared_ptr<Model> model;
-  std::shared_ptr<Optimizer> optimizer;        // null when built for inference only
-  std::shared_ptr<Scheduler> scheduler;        // null: the optimizer's lr throughout
+  std::shared_ptr<Optimizer> optimizer;  // null when built for inference only
+  std::shared_ptr<Scheduler> scheduler;  // null: the optimizer's lr throughout
   std::vector<std::shared_ptr<Callback>> callbacks;
   std::vector<std::shared_ptr<Sampler>> samplers;
-  std::vector<NamedParameter> parameters;      // trainable, each tensor once
+  std::vector<NamedParameter> parameters;  // trainable, each tensor once
   c10::Device device = c10::Device(c10::kCPU);
-  ModelContext model_context;                  // what the model was built for (saved in checkpoints)
+  ModelContext model_context;  // what the model was built for (saved in checkpoints)
   std::int64_t parameter_count = 0;
 };
 
@@ -44,7 +44,8 @@ struct PipelineOptions {
 
 // Seeds LibTorch's global generator with the experiment's seed before the model is built, so
 // initial weights are a function of the seed. Throws lmrun::Error naming the section at fault.
-Pipeline build_pipeline(const Experiment& experiment, const PluginRegistry& registry, const PipelineOptions& options);
+Pipeline build_pipeline(const Experiment& experiment, const PluginRegistry& registry,
+                        const PipelineOptions& options);
 
 // For generation: the tokenizer loaded from <checkpoint>/tokenizer and the model built for the
 // checkpoint's saved ModelContext, its weights loaded, in eval mode, with the experiment's

@@ -33,12 +33,15 @@ at::Tensor masked_targets(const Batch& batch) {
   return at::where(batch.mask, batch.targets, at::full_like(batch.targets, kIgnoreIndex));
 }
 
-std::int64_t count_targets(const at::Tensor& targets) { return (targets != kIgnoreIndex).sum().item<std::int64_t>(); }
+std::int64_t count_targets(const at::Tensor& targets) {
+  return (targets != kIgnoreIndex).sum().item<std::int64_t>();
+}
 
 // Sum of the cross-entropy over a batch's real targets. logits (B, T, V) or (B, C).
 at::Tensor summed_loss(const at::Tensor& logits, const at::Tensor& targets) {
   const std::int64_t classes = logits.size(-1);
-  return at::cross_entropy_loss(logits.reshape({-1, classes}), targets.reshape({-1}), {}, at::Reduction::Sum, kIgnoreIndex);
+  return at::cross_entropy_loss(logits.reshape({-1, classes}), targets.reshape({-1}), {},
+                                at::Reduction::Sum, kIgnoreIndex);
 }
 
 std::string format_duration(double seconds) {
@@ -54,21 +57,24 @@ std::string format_duration(double seconds) {
 
 }  // namespace
 
-Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_dir, CheckpointProvenance provenance,
-                 std::ostream& log)
+Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_dir,
+                 CheckpointProvenance provenance, std::ostream& log)
     : experiment_(experiment),
       p_(pipeline),
       run_dir_(std::move(run_dir)),
       provenance_(std::move(provenance)),
       log_(log),
       metrics_(run_dir_, csv_columns(), log),
-      data_generator_(at::detail::createCPUGenerator(static_cast<std::uint64_t>(experiment.experiment.seed))),
-      eval_generator_(at::detail::createCPUGenerator(static_cast<std::uint64_t>(experiment.experiment.seed) + 1)) {
+      data_generator_(
+          at::detail::createCPUGenerator(static_cast<std::uint64_t>(experiment.experiment.seed))),
+      eval_generator_(at::detail::createCPUGenerator(
+          static_cast<std::uint64_t>(experiment.experiment.seed) + 1)) {
   state_.max_steps = experiment.train.max_steps;
   state_.run_dir = run_dir_;
   state_.lr = p_.optimizer->base_lr();
   for (Split split : {Split::kTrain, Split::kVal, Split::kTest}) {
-    if (p_.data->has_split(split)) state_.eval_metrics.push_back(std::string(split_name(split)) + "_loss");
+    if (p_.data->has_split(split))
+      state_.eval_metrics.push_back(std::string(split_name(split)) + "_loss");
   }
   if (p_.data->has_split(Split::kVal)) state_.eval_metrics.push_back("val_perplexity");
 }
@@ -86,7 +92,8 @@ double Trainer::train_step(double lr) {
   std::vector<at::Tensor> targets;
   std::int64_t tokens = 0;
   for (std::int64_t i = 0; i < experiment_.train.grad_accum_steps; ++i) {
-    batches.push_back(p_.data->sample(Split::kTrain, experiment_.train.batch_size, data_generator_));
+    batches.push_back(
+        p_.data->sample(Split::kTrain, experiment_.train.batch_size, data_generator_));
     targets.push_back(masked_targets(batches.back()).to(p_.device));
     tokens += count_targets(targets.back());
   }
@@ -95,7 +102,8 @@ double Trainer::train_step(double lr) {
     const Batch& batch = batches[i];
     at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
     at::Tensor logits = p_.model->forward(batch.inputs.to(p_.device), mask);
-    at::Tensor loss = summed_loss(logits, targets[i]) / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+    at::Tensor loss =
+        summed_loss(logits, targets[i]) / static_cast<double>(std::max<std::int64_t>(tokens, 1));
     loss.backward();
     loss_sum += loss.item<double>();
   }
@@ -121,10 +129,12 @@ Metrics Trainer::evaluate() {
       Batch batch = p_.data->sample(split, experiment_.train.batch_size, eval_generator_);
       at::Tensor targets = masked_targets(batch).to(p_.device);
       at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
-      loss += summed_loss(p_.model->forward(batch.inputs.to(p_.device), mask), targets).item<double>();
+      loss +=
+          summed_loss(p_.model->forward(batch.inputs.to(p_.device), mask), targets).item<double>();
       tokens += count_targets(targets);
     }
-    metrics[std::string(split_name(split)) + "_loss"] = loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+    metrics[std::string(split_name(split)) + "_loss"] =
+        loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
   }
   if (metrics.count("val_loss")) metrics["val_perplexity"] = std::exp(metrics["val_loss"]);
   p_.model->module().train();
@@ -172,7 +182,8 @@ TrainResult Trainer::run() {
     if (!std::isfinite(loss)) {
       diverged_ = true;
       if (stop_reason_.empty()) {
-        stop_reason_ = "the training loss is not finite (" + format_value(loss) + ") at step " + std::to_string(state_.step);
+        stop_reason_ = "the training loss is not finite (" + format_value(loss) + ") at step " +
+                       std::to_string(state_.step);
       }
     }
   }
@@ -185,14 +196,16 @@ TrainResult Trainer::run() {
 
   checkpoint_at_last_step_ = false;
   for (auto& callback : p_.callbacks) callback->on_train_end(state_, *this);
-  if (pending_checkpoints_.empty() && !checkpoint_at_last_step_) pending_checkpoints_.push_back("last");
+  if (pending_checkpoints_.empty() && !checkpoint_at_last_step_)
+    pending_checkpoints_.push_back("last");
   write_pending_checkpoints();
 
   TrainResult result;
   result.steps = state_.step;
   result.stop_reason = stop_reason_;
   result.final_metrics = last_eval;
-  result.wall_seconds = elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
+  result.wall_seconds =
+      elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
   result.tokens_per_second = tokens_per_second_;
   result.diverged = diverged_;
   metrics_.print("stopped at step " + std::to_string(state_.step) + ": " + stop_reason_, false);
@@ -214,7 +227,8 @@ void Trainer::log_step(double loss, double lr) {
   const auto now = Clock::now();
   const double seconds = std::chrono::duration<double>(now - last_log_).count();
   const std::int64_t steps = state_.step - steps_at_last_log_;
-  tokens_per_second_ = seconds > 0 ? static_cast<double>(tokens_seen_ - tokens_at_last_log_) / seconds : 0.0;
+  tokens_per_second_ =
+      seconds > 0 ? static_cast<double>(tokens_seen_ - tokens_at_last_log_) / seconds : 0.0;
   const double ms_per_step = steps > 0 ? 1000.0 * seconds / static_cast<double>(steps) : 0.0;
   const double eta = ms_per_step * static_cast<double>(state_.max_steps - state_.step) / 1000.0;
   last_log_ = now;
@@ -222,11 +236,13 @@ void Trainer::log_step(double loss, double lr) {
   steps_at_last_log_ = state_.step;
 
   char line[192];
-  std::snprintf(line, sizeof line, "step %6lld/%lld | loss %.4f | lr %.3e | %8.0f tok/s | %7.1f ms/step | eta %s",
-                static_cast<long long>(state_.step), static_cast<long long>(state_.max_steps), loss, lr,
-                tokens_per_second_, ms_per_step, format_duration(eta).c_str());
+  std::snprintf(line, sizeof line,
+                "step %6lld/%lld | loss %.4f | lr %.3e | %8.0f tok/s | %7.1f ms/step | eta %s",
+                static_cast<long long>(state_.step), static_cast<long long>(state_.max_steps), loss,
+                lr, tokens_per_second_, ms_per_step, format_duration(eta).c_str());
   metrics_.print(line, true);
-  metrics_.record(state_.step, {{"loss", loss}, {"lr", lr}, {"tokens_per_second", tokens_per_second_}});
+  metrics_.record(state_.step,
+                  {{"loss", loss}, {"lr", lr}, {"tokens_per_second", tokens_per_second_}});
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -240,7 +256,8 @@ fs::path Trainer::save_checkpoint(const std::string& name) {
   if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
     throw Error("checkpoint name '" + name + "' is not a plain folder name");
   }
-  if (std::find(pending_checkpoints_.begin(), pending_checkpoints_.end(), name) == pending_checkpoints_.end()) {
+  if (std::find(pending_checkpoints_.begin(), pending_checkpoints_.end(), name) ==
+      pending_checkpoints_.end()) {
     pending_checkpoints_.push_back(name);
   }
   return run_dir_ / "checkpoints" / name;
@@ -256,7 +273,8 @@ TrainerSnapshot Trainer::snapshot() const {
   TrainerSnapshot s;
   s.step = state_.step;
   s.tokens_seen = tokens_seen_;
-  s.elapsed_seconds = elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
+  s.elapsed_seconds =
+      elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
   if (p_.scheduler) s.scheduler_state = p_.scheduler->save_state();
   for (const auto& callback : p_.callbacks) s.callback_states.push_back(callback->save_state());
   s.metrics = state_.metrics;
@@ -267,26 +285,31 @@ void Trainer::write_checkpoint_now(const std::string& name) {
   const fs::path dir = run_dir_ / "checkpoints" / name;
   fs::create_directories(dir.parent_path());
   at::Generator global = at::detail::getDefaultCPUGenerator();
-  write_checkpoint(dir, p_, snapshot(), {{"data_rng", &data_generator_}, {"eval_rng", &eval_generator_}, {"torch_rng", &global}},
-                   provenance_);
+  write_checkpoint(
+      dir, p_, snapshot(),
+      {{"data_rng", &data_generator_}, {"eval_rng", &eval_generator_}, {"torch_rng", &global}},
+      provenance_);
   checkpoint_at_last_step_ = true;
   for (auto& callback : p_.callbacks) callback->on_checkpoint(state_, dir);
 }
 
 void Trainer::resume(const fs::path& checkpoint) {
   at::Generator global = at::detail::getDefaultCPUGenerator();
-  TrainerSnapshot s =
-      read_checkpoint(checkpoint, p_, {{"data_rng", &data_generator_}, {"eval_rng", &eval_generator_}, {"torch_rng", &global}});
+  TrainerSnapshot s = read_checkpoint(
+      checkpoint, p_,
+      {{"data_rng", &data_generator_}, {"eval_rng", &eval_generator_}, {"torch_rng", &global}});
   if (s.callback_states.size() != p_.callbacks.size()) {
-    throw Error("checkpoint " + checkpoint.string() + " holds the state of " + std::to_string(s.callback_states.size()) +
-                    " callbacks, this experiment has " + std::to_string(p_.callbacks.size()),
+    throw Error("checkpoint " + checkpoint.string() + " holds the state of " +
+                    std::to_string(s.callback_states.size()) + " callbacks, this experiment has " +
+                    std::to_string(p_.callbacks.size()),
                 "resume with the experiment the checkpoint was made by");
   }
   for (std::size_t i = 0; i < p_.callbacks.size(); ++i) {
     try {
       p_.callbacks[i]->load_state(s.callback_states[i]);
     } catch (const Error& e) {
-      throw e.with_context("checkpoint " + checkpoint.string() + ": callbacks." + std::to_string(i));
+      throw e.with_context("checkpoint " + checkpoint.string() + ": callbacks." +
+                           std::to_string(i));
     }
   }
   if (p_.scheduler) p_.scheduler->load_state(s.scheduler_state);
@@ -295,7 +318,8 @@ void Trainer::resume(const fs::path& checkpoint) {
   tokens_seen_ = s.tokens_seen;
   elapsed_before_ = s.elapsed_seconds;
   metrics_.truncate_after(s.step);
-  metrics_.print("resumed from " + checkpoint.string() + " at step " + std::to_string(s.step), false);
+  metrics_.print("resumed from " + checkpoint.string() + " at step " + std::to_string(s.step),
+                 false);
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -316,7 +340,8 @@ void Trainer::write_summary(const TrainResult& result) const {
   JsonObject final_metrics;
   for (const auto& [name, value] : result.final_metrics) final_metrics.add(name, value);
   if (result.final_metrics.count("val_loss")) {
-    // Nats per token -> bits per token; per character when the tokenizer has one token per character.
+    // Nats per token -> bits per token; per character when the tokenizer has one token per
+    // character.
     final_metrics.add("val_bits_per_token", result.final_metrics.at("val_loss") / std::log(2.0));
   }
   summary.add("final", final_metrics);

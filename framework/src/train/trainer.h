@@ -35,7 +35,7 @@ struct TrainResult {
   Metrics final_metrics;    // the last evaluation's
   double wall_seconds = 0.0;
   double tokens_per_second = 0.0;
-  bool diverged = false;    // the training loss became NaN or infinite
+  bool diverged = false;  // the training loss became NaN or infinite
 };
 
 class Trainer final : public TrainerControl {

@@ -12,11 +12,21 @@ std::string json_string(std::string_view text) {
   std::string out = "\"";
   for (unsigned char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buffer[8];
@@ -31,7 +41,11 @@ std::string json_string(std::string_view text) {
 }
 
 JsonObject& JsonObject::add(std::string_view key, double value) {
-  fields_.push_back({std::string(key), std::isfinite(value) ? detail::format_double(value) : "null", {}, false, false});
+  fields_.push_back({std::string(key),
+                     std::isfinite(value) ? detail::format_double(value) : "null",
+                     {},
+                     false,
+                     false});
   return *this;
 }
 
@@ -70,8 +84,10 @@ JsonObject& JsonObject::add(std::string_view key, const std::vector<std::string>
 std::string JsonObject::format(int indent, int depth) const {
   if (fields_.empty()) return "{}";
   const std::string newline = indent > 0 ? "\n" : "";
-  const std::string pad = indent > 0 ? std::string(static_cast<std::size_t>(indent * (depth + 1)), ' ') : "";
-  const std::string close_pad = indent > 0 ? std::string(static_cast<std::size_t>(indent * depth), ' ') : "";
+  const std::string pad =
+      indent > 0 ? std::string(static_cast<std::size_t>(indent * (depth + 1)), ' ') : "";
+  const std::string close_pad =
+      indent > 0 ? std::string(static_cast<std::size_t>(indent * depth), ' ') : "";
   std::string out = "{" + newline;
   for (std::size_t i = 0; i < fields_.size(); ++i) {
     const Field& f = fields_[i];

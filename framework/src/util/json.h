@@ -1,5 +1,6 @@
-// A small JSON writer for the files lmrun writes (metrics.jsonl, summary.json): numbers stay numbers.
-// (Boost.Property_tree's JSON writer quotes every value, so "val_loss": "1.88" would be a string.)
+// A small JSON writer for the files lmrun writes (metrics.jsonl, summary.json): numbers stay
+// numbers. (Boost.Property_tree's JSON writer quotes every value, so "val_loss": "1.88" would be a
+// string.)
 //
 //   JsonObject o;
 //   o.add("step", std::int64_t{250}).add("val_loss", 1.8861).add("stop", "max_steps");
@@ -19,8 +20,12 @@ class JsonObject {
   JsonObject& add(std::string_view key, std::int64_t value);
   JsonObject& add(std::string_view key, bool value);
   JsonObject& add(std::string_view key, std::string_view value);
-  JsonObject& add(std::string_view key, const char* value) { return add(key, std::string_view(value)); }
-  JsonObject& add(std::string_view key, const std::string& value) { return add(key, std::string_view(value)); }
+  JsonObject& add(std::string_view key, const char* value) {
+    return add(key, std::string_view(value));
+  }
+  JsonObject& add(std::string_view key, const std::string& value) {
+    return add(key, std::string_view(value));
+  }
   JsonObject& add(std::string_view key, JsonObject value);
   JsonObject& add(std::string_view key, std::vector<JsonObject> values);
   JsonObject& add(std::string_view key, const std::vector<std::string>& values);

@@ -41,30 +41,33 @@ struct CheckpointOptions {
 
 Schema<CheckpointOptions> checkpoint_schema() {
   Schema<CheckpointOptions> schema;
-  schema.add("every_steps", &CheckpointOptions::every_steps,
-             "save step-NNNNNN every this many optimizer steps; 0: no periodic checkpoints")
+  schema
+      .add("every_steps", &CheckpointOptions::every_steps,
+           "save step-NNNNNN every this many optimizer steps; 0: no periodic checkpoints")
       .min(0);
   schema.add("monitor", &CheckpointOptions::monitor,
              "evaluation metric for best-step-NNNNNN-METRIC-VALUE checkpoints; empty: none");
   schema.add("mode", &CheckpointOptions::mode, "min: lower is better; max: higher is better")
       .choices({"min", "max"});
-  schema.add("keep_best", &CheckpointOptions::keep_best,
-             "how many best checkpoints to keep (the others are deleted); 0: keep all")
+  schema
+      .add("keep_best", &CheckpointOptions::keep_best,
+           "how many best checkpoints to keep (the others are deleted); 0: keep all")
       .min(0);
   schema.add("save_last", &CheckpointOptions::save_last,
              "save `last` when training ends, replacing the previous one");
-  schema.add("keep_last_periodic", &CheckpointOptions::keep_last_periodic,
-             "how many of the newest periodic checkpoints to keep; 0: keep all")
+  schema
+      .add("keep_last_periodic", &CheckpointOptions::keep_last_periodic,
+           "how many of the newest periodic checkpoints to keep; 0: keep all")
       .min(0);
   return schema;
 }
 
 // One checkpoint this callback asked for and still keeps.
 struct Saved {
-  std::string name;      // the folder's name under run_dir/checkpoints
+  std::string name;  // the folder's name under run_dir/checkpoints
   std::int64_t step = 0;
-  double value = 0.0;    // the monitored value, full precision (best-* only)
-  fs::path folder;       // what save_checkpoint returned; empty after load_state
+  double value = 0.0;  // the monitored value, full precision (best-* only)
+  fs::path folder;     // what save_checkpoint returned; empty after load_state
 };
 
 std::string periodic_name(std::int64_t step) {
@@ -142,7 +145,8 @@ class CheckpointCallback final : public Callback {
     out.add("monitor", monitor_ ? monitor_->metric() : std::string());
     out.add("mode", mode_name(mode_));
     for (const Saved& saved : best_) {
-      out.add("best", saved.name + " " + std::to_string(saved.step) + " " + format_exact(saved.value));
+      out.add("best",
+              saved.name + " " + std::to_string(saved.step) + " " + format_exact(saved.value));
     }
     for (const Saved& saved : periodic_) {
       out.add("periodic", saved.name + " " + std::to_string(saved.step));
@@ -176,14 +180,14 @@ class CheckpointCallback final : public Callback {
     if (!fs::is_directory(folder, error)) return;  // already gone, e.g. deleted by hand
     fs::remove_all(folder, error);
     if (error) {
-      throw Error(std::string(kName) + ": cannot delete " + folder.string() + ", which fell out of " +
-                      limit + ": " + error.message(),
+      throw Error(std::string(kName) + ": cannot delete " + folder.string() +
+                      ", which fell out of " + limit + ": " + error.message(),
                   "check the permissions of the run folder");
     }
   }
 
   std::int64_t every_steps_;
-  std::size_t keep_best_;           // 0: all
+  std::size_t keep_best_;  // 0: all
   bool save_last_;
   std::size_t keep_last_periodic_;  // 0: all
   Mode mode_;
@@ -216,15 +220,18 @@ void CheckpointCallback::load_state(const std::string& text) {
       start = end + 1;
     }
     if (parts.size() != fields) {
-      in.fail("'" + std::string(key) + "=" + line + "' does not have " + std::to_string(fields) + " fields");
+      in.fail("'" + std::string(key) + "=" + line + "' does not have " + std::to_string(fields) +
+              " fields");
     }
     return parts;
   };
   std::vector<Saved> best;
   for (const std::string& line : in.all("best")) {
     const auto parts = split(line, 3, "best");
-    best.push_back(Saved{checked_name(parts[0]), in.to_integer(parts[1], "best"),
-                         in.to_number(parts[2], "best"), {}});
+    best.push_back(Saved{checked_name(parts[0]),
+                         in.to_integer(parts[1], "best"),
+                         in.to_number(parts[2], "best"),
+                         {}});
     if (!std::isfinite(best.back().value)) in.fail("a best value is not finite: '" + line + "'");
   }
   std::vector<Saved> periodic;
@@ -237,8 +244,8 @@ void CheckpointCallback::load_state(const std::string& text) {
   if (!best.empty() && (monitor != own_monitor || mode != mode_name(mode_))) {
     throw Error(std::string(kName) + ": the checkpoint's state ranks best checkpoints by " +
                     (monitor.empty() ? "nothing" : monitor) + " (" + mode +
-                    ") and this run's options by " + (own_monitor.empty() ? "nothing" : own_monitor) +
-                    " (" + mode_name(mode_) + ")",
+                    ") and this run's options by " +
+                    (own_monitor.empty() ? "nothing" : own_monitor) + " (" + mode_name(mode_) + ")",
                 "resume with the monitor and mode the run started with, or start afresh");
   }
   best_ = std::move(best);

@@ -35,15 +35,18 @@ struct EarlyStoppingOptions {
 
 Schema<EarlyStoppingOptions> early_stopping_schema() {
   Schema<EarlyStoppingOptions> schema;
-  schema.add("monitor", &EarlyStoppingOptions::monitor,
-             "evaluation metric to watch, e.g. val_loss (checked against the run's metrics at start)");
+  schema.add(
+      "monitor", &EarlyStoppingOptions::monitor,
+      "evaluation metric to watch, e.g. val_loss (checked against the run's metrics at start)");
   schema.add("mode", &EarlyStoppingOptions::mode, "min: lower is better; max: higher is better")
       .choices({"min", "max"});
-  schema.add("patience", &EarlyStoppingOptions::patience,
-             "evaluations without improvement before stopping (0 and 1 both stop at the first)")
+  schema
+      .add("patience", &EarlyStoppingOptions::patience,
+           "evaluations without improvement before stopping (0 and 1 both stop at the first)")
       .min(0);
-  schema.add("min_delta", &EarlyStoppingOptions::min_delta,
-             "an improvement must beat the best by more than this (absolute)")
+  schema
+      .add("min_delta", &EarlyStoppingOptions::min_delta,
+           "an improvement must beat the best by more than this (absolute)")
       .min(0);
   schema.add("stop_below", &EarlyStoppingOptions::stop_below,
              "stop as soon as the metric is below this (a target for min, divergence for max); "
@@ -83,8 +86,8 @@ class EarlyStopping final : public Callback {
       std::string reported;
       for (const auto& [name, v] : eval) reported += (reported.empty() ? "" : ", ") + name;
       throw Error(std::string(kName) + ": the evaluation at step " + std::to_string(state.step) +
-                  " has no '" + monitor_.metric() + "'; it has: " +
-                  (reported.empty() ? "nothing" : reported));
+                  " has no '" + monitor_.metric() +
+                  "'; it has: " + (reported.empty() ? "nothing" : reported));
     }
     const std::string reason = update(*value, state.step);
     if (!reason.empty()) {
@@ -151,7 +154,8 @@ class EarlyStopping final : public Callback {
       return std::string(kName) + ": " + metric + " " + format_number(value) +
              (below ? " is below stop_below = " + format_number(stop_below_)
                     : " is above stop_above = " + format_number(stop_above_)) +
-             at_step + (target ? " (the target is reached)" : " (diverging; " + best_so_far() + ")");
+             at_step +
+             (target ? " (the target is reached)" : " (diverging; " + best_so_far() + ")");
     }
     if (!improved && wait_ >= patience_) {
       return std::string(kName) + ": " + metric + " did not improve by more than " +
@@ -193,8 +197,7 @@ std::shared_ptr<Callback> make_early_stopping(const EarlyStoppingOptions& option
                 "set patience >= 0");
   }
   if (!(options.min_delta >= 0.0) || !std::isfinite(options.min_delta)) {
-    throw Error("min_delta = " + format_number(options.min_delta) +
-                    " is not a finite number >= 0",
+    throw Error("min_delta = " + format_number(options.min_delta) + " is not a finite number >= 0",
                 "set min_delta >= 0 (0: any improvement counts)");
   }
   if (std::isnan(options.stop_below) || std::isnan(options.stop_above)) {

@@ -69,7 +69,8 @@ std::string format_exact(double v) { return format("%.17g", v); }
 std::string safe_name(const std::string& text) {
   std::string out = text;
   for (char& c : out) {
-    const bool keep = std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+    const bool keep =
+        std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
     if (!keep) c = '_';
   }
   return out;

@@ -72,7 +72,8 @@ StateReader::StateReader(const std::string& text, const std::string& callback, i
 std::string StateReader::text(const std::string& key) {
   auto it = values_.find(key);
   if (it == values_.end()) fail("'" + key + "' is missing");
-  if (it->second.size() != 1) fail("'" + key + "' appears " + std::to_string(it->second.size()) + " times");
+  if (it->second.size() != 1)
+    fail("'" + key + "' appears " + std::to_string(it->second.size()) + " times");
   std::string value = it->second.front();
   values_.erase(it);
   return value;

@@ -75,10 +75,9 @@ TextFileDataset::TextFileDataset(TextFileOptions options) : options_(std::move(o
   }
   const std::size_t bad = utf8::find_invalid(text_);
   if (bad != std::string_view::npos) {
-    throw Error(
-        "data file " + path.string() + " is not valid UTF-8 at byte offset " + std::to_string(bad) + ": " +
-            utf8::why_invalid(text_, bad),
-        "convert the file to UTF-8 first (e.g. iconv -t UTF-8)");
+    throw Error("data file " + path.string() + " is not valid UTF-8 at byte offset " +
+                    std::to_string(bad) + ": " + utf8::why_invalid(text_, bad),
+                "convert the file to UTF-8 first (e.g. iconv -t UTF-8)");
   }
   std::int64_t code_points = 0;
   for (char byte : text_) code_points += is_continuation(byte) ? 0 : 1;

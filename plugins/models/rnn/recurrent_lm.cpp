@@ -94,14 +94,14 @@ at::Tensor RecurrentLmImpl::run(const at::Tensor& idx, at::Tensor& h, at::Tensor
 }
 
 at::Tensor RecurrentLmImpl::logits(const at::Tensor& out) {
-  at::Tensor x = config_.dropout > 0.0 && is_training() ? at::dropout(out, config_.dropout, true)
-                                                        : out;
+  at::Tensor x =
+      config_.dropout > 0.0 && is_training() ? at::dropout(out, config_.dropout, true) : out;
   return lm_head_->forward(x, wte_->weight);
 }
 
 at::Tensor RecurrentLmImpl::forward(const at::Tensor& idx) {
   check_tokens(idx, "inputs");
-  at::Tensor h, c;  // zero initial state
+  at::Tensor h, c;                // zero initial state
   return logits(run(idx, h, c));  // (B, T, V)
 }
 

@@ -31,7 +31,7 @@ at::Tensor maybe_dropout(const at::Tensor& x, double p, bool training) {
 // sin(pos / 10000^(2i/C)) and channel 2i+1 the matching cos. Unscaled, computed in double.
 at::Tensor sinusoid_table(std::int64_t positions, std::int64_t channels) {
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  at::Tensor pos = at::arange(positions, f64).unsqueeze(1);                  // (P, 1)
+  at::Tensor pos = at::arange(positions, f64).unsqueeze(1);                   // (P, 1)
   at::Tensor channel = at::arange(channels, f64);                             // (C)
   at::Tensor pair = at::floor(channel / 2) * 2;                               // (C) 2i
   at::Tensor freq = at::exp(pair * (-std::log(10000.0) / double(channels)));  // (C)
@@ -66,10 +66,10 @@ at::Tensor NormImpl::forward(const at::Tensor& x) {
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GptConfig& config)
     : n_head_(config.n_head), n_embd_(config.n_embd), dropout_(config.dropout) {
   using torch::nn::LinearOptions;
-  qkv_ = register_module(
-      "qkv", torch::nn::Linear(LinearOptions(n_embd_, 3 * n_embd_).bias(config.bias)));
-  proj_ = register_module("proj",
-                          torch::nn::Linear(LinearOptions(n_embd_, n_embd_).bias(config.bias)));
+  qkv_ = register_module("qkv",
+                         torch::nn::Linear(LinearOptions(n_embd_, 3 * n_embd_).bias(config.bias)));
+  proj_ =
+      register_module("proj", torch::nn::Linear(LinearOptions(n_embd_, n_embd_).bias(config.bias)));
 }
 
 at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, const at::Tensor& masked) {
@@ -97,8 +97,8 @@ at::Tensor CausalSelfAttentionImpl::attend(const at::Tensor& q, const at::Tensor
   at::Tensor att = at::matmul(q, k.transpose(-2, -1)).mul_(scale);  // (B, H, T, S)
   if (masked.defined()) att.masked_fill_(masked, -std::numeric_limits<double>::infinity());
   att = maybe_dropout(at::softmax(att, -1), dropout_, is_training());
-  at::Tensor y = at::matmul(att, v);                  // (B, H, T, D)
-  y = y.transpose(1, 2).reshape({B, T, n_embd_});     // (B, T, C), heads side by side
+  at::Tensor y = at::matmul(att, v);               // (B, H, T, D)
+  y = y.transpose(1, 2).reshape({B, T, n_embd_});  // (B, T, C), heads side by side
   return maybe_dropout(proj_->forward(y), dropout_, is_training());
 }
 
@@ -282,7 +282,7 @@ at::Tensor GptImpl::forward_cached(const at::Tensor& idx, KvCache& cache) {
   // Query rows [start, start + t) against key columns [0, start + t); a single token sees all.
   at::Tensor masked;
   if (t > 1) masked = future_.narrow(0, start, t).narrow(1, 0, start + t);  // (t, start + t)
-  at::Tensor x = embed(idx, start);  // (B, t, C)
+  at::Tensor x = embed(idx, start);                                         // (B, t, C)
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
     x = blocks_[i]->forward_cached(x, cache.keys[i], cache.values[i], start, masked);
   }
@@ -318,8 +318,8 @@ std::vector<std::string> GptImpl::describe() const {
   lines.push_back("  blocks.{0.." + str(c.n_layer - 1) + "}: " + norm + " -> attn (qkv " + str(C) +
                   "->" + str(3 * C) + ", " + str(c.n_head) + " heads of " + str(C / c.n_head) +
                   ", proj " + str(C) + "->" + str(C) + ") ; " + norm + " -> mlp (fc " + str(C) +
-                  "->" + str(4 * C) + ", gelu, proj " + str(4 * C) + "->" + str(C) +
-                  "), bias " + (c.bias ? "true" : "false"));
+                  "->" + str(4 * C) + ", gelu, proj " + str(4 * C) + "->" + str(C) + "), bias " +
+                  (c.bias ? "true" : "false"));
   lines.push_back(std::string("  head:   ln_f ") + norm + " -> lm_head (" + str(C) + "->" +
                   str(c.vocab_size) + ")" + (c.tie_weights ? " tied to wte" : " untied"));
   lines.push_back("  parameters: " + str(num_parameters()) + " total, " +

@@ -43,12 +43,12 @@ struct GptConfig {
   std::int64_t block_size = 0;  // longest sequence, and the size of the KV cache
   std::int64_t n_layer = 0;
   std::int64_t n_head = 0;
-  std::int64_t n_embd = 0;      // must be divisible by n_head
-  double dropout = 0.0;         // embedding, attention-probability and residual dropout
-  bool bias = true;             // biases in the linears and layer norms
+  std::int64_t n_embd = 0;  // must be divisible by n_head
+  double dropout = 0.0;     // embedding, attention-probability and residual dropout
+  bool bias = true;         // biases in the linears and layer norms
   NormKind norm = NormKind::kLayerNorm;
   PositionKind positions = PositionKind::kLearned;
-  bool tie_weights = true;      // the output head reuses wte.weight
+  bool tie_weights = true;  // the output head reuses wte.weight
 };
 
 // ---- building blocks ----------------------------------------------------------------------------
@@ -136,7 +136,7 @@ class KvCache final : public DecodeState {
   std::vector<at::Tensor> keys;    // per layer (B, H, block_size, D)
   std::vector<at::Tensor> values;  // per layer (B, H, block_size, D)
   std::int64_t batch_size = 0;
-  std::int64_t filled = 0;         // positions written, [0, filled) valid
+  std::int64_t filled = 0;  // positions written, [0, filled) valid
 };
 
 class GptImpl : public torch::nn::Module {
@@ -178,12 +178,12 @@ class GptImpl : public torch::nn::Module {
   torch::nn::Embedding wte_{nullptr};
   torch::nn::Embedding wpe_{nullptr};  // learned positions only
   torch::nn::ModuleList blocks_module_;
-  std::vector<Block> blocks_;          // the same modules, typed
+  std::vector<Block> blocks_;  // the same modules, typed
   Norm ln_f_{nullptr};
   torch::nn::Linear lm_head_{nullptr};  // untied only
 
-  at::Tensor future_;      // (P, P) bool, true above the diagonal: keys a query must not see
-  at::Tensor sinusoids_;   // (P, C) sinusoidal positions only
+  at::Tensor future_;     // (P, P) bool, true above the diagonal: keys a query must not see
+  at::Tensor sinusoids_;  // (P, C) sinusoidal positions only
 };
 TORCH_MODULE(Gpt);
 

@@ -53,8 +53,9 @@ Schema<TransformerOptions> transformer_schema() {
   schema.add("positions", &O::positions, "position encoding added to the token embedding")
       .choices({"learned", "sinusoidal"});
   schema.add("tie_weights", &O::tie_weights, "the output head reuses the token embedding matrix");
-  schema.add("block_size", &O::block_size,
-             "longest context in tokens; 0 takes the data's block_size (sequence length)")
+  schema
+      .add("block_size", &O::block_size,
+           "longest context in tokens; 0 takes the data's block_size (sequence length)")
       .min(0);
   schema.check(check_options);
   return schema;

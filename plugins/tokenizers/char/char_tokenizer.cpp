@@ -12,8 +12,8 @@
 
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
-#include "lmrun/version.h"
 #include "lmrun/utf8.h"
+#include "lmrun/version.h"
 
 namespace lmrun::tokenizers {
 
