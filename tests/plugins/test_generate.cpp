@@ -42,16 +42,7 @@ constexpr std::int64_t kBlock = 16;
 
 // Every declared default, as the host fills them, then the test's overrides.
 lmrun::Params params_for(lmrun::Kind kind, const std::string& name, Overrides overrides) {
-  const lmrun::Registration* registration = lmrun::test::plugin_registry().find(kind, name);
-  if (registration == nullptr) {
-    throw lmrun::Error(std::string(lmrun::kind_name(kind)) + " '" + name + "' is not registered");
-  }
-  lmrun::Params params;
-  for (const lmrun::ParamSpec& spec : registration->params) {
-    if (spec.default_value) params.set(spec.name, *spec.default_value);
-  }
-  for (const auto& [key, value] : overrides) params.set(key, value);
-  return params;
+  return lmrun::test::plugin_params(kind, name, {overrides.begin(), overrides.end()});
 }
 
 std::shared_ptr<Model> make_model(const std::string& name, Overrides overrides,

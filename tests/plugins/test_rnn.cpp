@@ -33,15 +33,7 @@ lmrun::Params with(std::initializer_list<std::pair<const char*, lmrun::Value>> v
 
 // Every declared default, as the host fills them, then the test's overrides.
 lmrun::Params params_for(const std::string& name, const lmrun::Params& overrides) {
-  const lmrun::Registration* registration =
-      lmrun::test::plugin_registry().find(lmrun::Kind::kModel, name);
-  if (registration == nullptr) throw lmrun::Error("model '" + name + "' is not registered");
-  lmrun::Params params;
-  for (const lmrun::ParamSpec& spec : registration->params) {
-    if (spec.default_value) params.set(spec.name, *spec.default_value);
-  }
-  for (const auto& [key, value] : overrides.values()) params.set(key, value);
-  return params;
+  return lmrun::test::plugin_params(lmrun::Kind::kModel, name, overrides.values());
 }
 
 std::shared_ptr<Model> make(const std::string& name, const lmrun::Params& overrides = {}) {

@@ -26,15 +26,8 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 
 lmrun::Params params_for(const std::string& name,
                          std::initializer_list<std::pair<const char*, lmrun::Value>> overrides) {
-  const lmrun::Registration* registration =
-      lmrun::test::plugin_registry().find(lmrun::Kind::kSampler, name);
-  if (registration == nullptr) throw lmrun::Error("sampler '" + name + "' is not registered");
-  lmrun::Params params;
-  for (const lmrun::ParamSpec& spec : registration->params) {
-    if (spec.default_value) params.set(spec.name, *spec.default_value);
-  }
-  for (const auto& [key, value] : overrides) params.set(key, value);
-  return params;
+  return lmrun::test::plugin_params(lmrun::Kind::kSampler, name,
+                                    {overrides.begin(), overrides.end()});
 }
 
 std::shared_ptr<Sampler> make(

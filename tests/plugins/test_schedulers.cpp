@@ -32,15 +32,8 @@ const double kPi = std::acos(-1.0);
 
 lmrun::Params params_for(const std::string& name,
                          std::initializer_list<std::pair<const char*, lmrun::Value>> overrides) {
-  const lmrun::Registration* registration =
-      lmrun::test::plugin_registry().find(lmrun::Kind::kScheduler, name);
-  if (registration == nullptr) throw lmrun::Error("scheduler '" + name + "' is not registered");
-  lmrun::Params params;
-  for (const lmrun::ParamSpec& spec : registration->params) {
-    if (spec.default_value) params.set(spec.name, *spec.default_value);
-  }
-  for (const auto& [key, value] : overrides) params.set(key, value);
-  return params;
+  return lmrun::test::plugin_params(lmrun::Kind::kScheduler, name,
+                                    {overrides.begin(), overrides.end()});
 }
 
 std::shared_ptr<Scheduler> make(

@@ -29,23 +29,10 @@ using testing::HasSubstr;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-// Every declared default, as the host fills them, then the test's overrides (declared names only).
+// Every declared default, as the host fills them, then the test's overrides.
 lmrun::Params params_for(lmrun::Kind kind, const std::string& name,
                          const std::map<std::string, lmrun::Value>& overrides = {}) {
-  const lmrun::Registration* registration = lmrun::test::plugin_registry().find(kind, name);
-  if (registration == nullptr) throw lmrun::Error(name + " is not registered");
-  lmrun::Params params;
-  for (const lmrun::ParamSpec& spec : registration->params) {
-    if (spec.default_value) params.set(spec.name, *spec.default_value);
-  }
-  for (const auto& [key, value] : overrides) {
-    const auto& specs = registration->params;
-    const bool declared = std::any_of(specs.begin(), specs.end(),
-                                      [&](const lmrun::ParamSpec& s) { return s.name == key; });
-    if (!declared) throw lmrun::Error(name + " declares no parameter '" + key + "'");
-    params.set(key, value);
-  }
-  return params;
+  return lmrun::test::plugin_params(kind, name, overrides);
 }
 
 std::shared_ptr<Dataset> make_dataset(const std::filesystem::path& path, double val_fraction,

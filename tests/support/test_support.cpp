@@ -3,6 +3,7 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +25,26 @@ const host::PluginRegistry& plugin_registry() {
     return r;
   }();
   return *registry;
+}
+
+Params plugin_params(Kind kind, const std::string& name,
+                     const std::map<std::string, Value>& overrides) {
+  const Registration* registration = plugin_registry().find(kind, name);
+  if (registration == nullptr) {
+    throw Error(std::string(kind_name(kind)) + " '" + name + "' is not registered");
+  }
+  Params params;
+  for (const ParamSpec& spec : registration->params) {
+    if (spec.default_value) params.set(spec.name, *spec.default_value);
+  }
+  for (const auto& [key, value] : overrides) {
+    const auto& specs = registration->params;
+    const bool declared = std::any_of(specs.begin(), specs.end(),
+                                      [&](const ParamSpec& spec) { return spec.name == key; });
+    if (!declared) throw Error(name + " declares no parameter '" + key + "'");
+    params.set(key, value);
+  }
+  return params;
 }
 
 std::filesystem::path source_dir() { return LMRUN_TEST_SOURCE_DIR; }

@@ -2,8 +2,12 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
+
+#include "lmrun/params.h"
+#include "lmrun/registry.h"
 
 #include "registry/plugin_registry.h"
 
@@ -12,6 +16,11 @@ namespace lmrun::test {
 // Every plugin in the build's plugin folder, loaded once per test process. Fails the test (throws)
 // if any of them fails to load.
 const host::PluginRegistry& plugin_registry();
+
+// A built plugin's params as the host would pass them: every declared default, then `overrides`.
+// An override naming no declared parameter throws lmrun::Error (a typo in a test fails loudly).
+Params plugin_params(Kind kind, const std::string& name,
+                     const std::map<std::string, Value>& overrides = {});
 
 // The repository root and the build's fixture plugin folder.
 std::filesystem::path source_dir();
