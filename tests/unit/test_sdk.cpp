@@ -111,6 +111,7 @@ TEST(Params, FormatValueWritesTomlThatReadsBack) {
   EXPECT_EQ(format_value(Value(0.1 + 0.2)), "0.30000000000000004");
   EXPECT_EQ(format_value(Value(std::numeric_limits<double>::infinity())), "inf");
   EXPECT_EQ(format_value(Value(std::string("a \"q\"\n"))), "\"a \\\"q\\\"\\n\"");
+  EXPECT_EQ(format_value(Value(std::string("bell\a"))), "\"bell\\u0007\"");  // valid TOML and JSON
   EXPECT_EQ(format_value(Value(std::vector<double>{0.9, 0.99})), "[0.9, 0.99]");
   EXPECT_EQ(format_value(Value(std::vector<std::string>{})), "[]");
 }

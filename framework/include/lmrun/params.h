@@ -61,9 +61,11 @@ inline bool is_numeric(ParamType type) {
 
 namespace detail {
 
-inline std::string quote(const std::string& s) {
+// A double-quoted string valid both as a TOML basic string and as JSON: quotes, backslashes and
+// every control character escaped.
+inline std::string quote(std::string_view s) {
   std::string out = "\"";
-  for (char c : s) {
+  for (unsigned char c : s) {
     switch (c) {
       case '"':
         out += "\\\"";
@@ -81,7 +83,14 @@ inline std::string quote(const std::string& s) {
         out += "\\r";
         break;
       default:
-        out += c;
+        if (c < 0x20 || c == 0x7f) {
+          const char* hex = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 0xf];
+        } else {
+          out += static_cast<char>(c);
+        }
     }
   }
   return out + "\"";

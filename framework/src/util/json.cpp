@@ -2,43 +2,12 @@
 #include "util/json.h"
 
 #include <cmath>
-#include <cstdio>
 
 #include "lmrun/params.h"
 
 namespace lmrun::host {
 
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buffer[8];
-          std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-          out += buffer;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string json_string(std::string_view text) { return detail::quote(text); }
 
 JsonObject& JsonObject::add(std::string_view key, double value) {
   fields_.push_back({std::string(key),
