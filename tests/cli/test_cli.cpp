@@ -16,9 +16,17 @@ fs::path gpt_tiny() { return lmrun::test::source_dir() / "experiments" / "gpt_ti
 
 // gpt_tiny as a two-step run into `out_dir`, plus `extra` arguments.
 std::vector<std::string> short_run(const fs::path& out_dir, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {gpt_tiny().string(), "--set", "experiment.out_dir=" + out_dir.string(),
-                                   "--set", "train.max_steps=2", "--set", "scheduler.warmup_steps=1",
-                                   "--set", "train.eval_batches=1", "--set", "generate.max_new_tokens=4"};
+  std::vector<std::string> args = {gpt_tiny().string(),
+                                   "--set",
+                                   "experiment.out_dir=" + out_dir.string(),
+                                   "--set",
+                                   "train.max_steps=2",
+                                   "--set",
+                                   "scheduler.warmup_steps=1",
+                                   "--set",
+                                   "train.eval_batches=1",
+                                   "--set",
+                                   "generate.max_new_tokens=4"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -89,6 +97,32 @@ TEST(Cli, PluginDirAddsPlugins) {
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.output,
               HasSubstr("--plugin-dir: plugin folder /nonexistent/plugins does not exist"));
+}
+
+TEST(Cli, ExperimentPluginPathsLoadPluginsRelativeToTheFile) {
+  TempDir dir;
+  fs::create_directories(dir / "exp" / "my_plugins");
+  fs::copy_file(lmrun::test::fixture_dir() / "lmrun-fixture_good.so",
+                dir / "exp" / "my_plugins" / "lmrun-fixture_good.so");
+  std::string text = lmrun::test::read_file(gpt_tiny());
+  const std::string cosine = "type = \"cosine\"\nwarmup_steps = 100\nmin_lr = 1e-4";
+  text.replace(text.find(cosine), cosine.size(), "type = \"fixture_constant\"\nvalue = 0.002");
+  lmrun::test::write_file(dir / "exp" / "uses_plugin.toml",
+                          "[plugins]\npaths = [\"my_plugins\"]\n" + text);
+  // From the repository root (the data path is relative to it): the plugin folder is found
+  // relative to the experiment file, not the working directory.
+  auto result =
+      run_lmrun({"check", (dir / "exp" / "uses_plugin.toml").string()}, lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output,
+              HasSubstr("[scheduler]\ntype = \"fixture_constant\"\nvalue = 0.002\n"));
+  EXPECT_THAT(result.output, HasSubstr("paths = [\"" + (dir / "exp" / "my_plugins").string()));
+
+  fs::remove_all(dir / "exp" / "my_plugins");
+  result =
+      run_lmrun({"check", (dir / "exp" / "uses_plugin.toml").string()}, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("[plugins] paths: plugin folder"));
 }
 
 TEST(Cli, DescribePrintsParameters) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <sstream>
 
 #include "config/emit.h"
 #include "config/experiment.h"
@@ -202,8 +203,13 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
             << thousands(p.data->num_examples(Split::kTrain)) << " train windows, vocabulary "
             << p.tokenizer->vocab_size() << "\n"
             << "  model      " << one_line(e.model, registry) << ": "
-            << thousands(p.parameter_count) << " parameters\n"
-            << "  optimizer  " << one_line(e.optimizer, registry) << "\n";
+            << thousands(p.parameter_count) << " parameters\n";
+  {
+    std::istringstream summary(p.model->summary());
+    for (std::string line; std::getline(summary, line);)
+      std::cout << "             " << line << "\n";
+  }
+  std::cout << "  optimizer  " << one_line(e.optimizer, registry) << "\n";
   if (e.scheduler) std::cout << "  scheduler  " << one_line(*e.scheduler, registry) << "\n";
   for (const auto& callback : e.callbacks)
     std::cout << "  callback   " << one_line(callback, registry) << "\n";
