@@ -146,6 +146,7 @@ Metrics Trainer::evaluate() {
 
 TrainResult Trainer::run() {
   started_ = last_log_ = Clock::now();
+  tokens_at_start_ = tokens_seen_;
   tokens_at_last_log_ = tokens_seen_;
   steps_at_last_log_ = state_.step;
   for (auto& callback : p_.callbacks) callback->on_train_start(state_, *this);
@@ -206,7 +207,10 @@ TrainResult Trainer::run() {
   result.final_metrics = last_eval;
   result.wall_seconds =
       elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
-  result.tokens_per_second = tokens_per_second_;
+  // The whole run's average in this process, evaluation and checkpoints included.
+  const double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+  result.tokens_per_second =
+      seconds > 0 ? static_cast<double>(tokens_seen_ - tokens_at_start_) / seconds : 0.0;
   result.diverged = diverged_;
   metrics_.print("stopped at step " + std::to_string(state_.step) + ": " + stop_reason_, false);
   write_summary(result);

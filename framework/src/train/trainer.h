@@ -34,8 +34,8 @@ struct TrainResult {
   std::string stop_reason;  // "max_steps", or what a callback said
   Metrics final_metrics;    // the last evaluation's
   double wall_seconds = 0.0;
-  double tokens_per_second = 0.0;
-  bool diverged = false;  // the training loss became NaN or infinite
+  double tokens_per_second = 0.0;  // training tokens / wall time of this run, evaluation included
+  bool diverged = false;           // the training loss became NaN or infinite
 };
 
 class Trainer final : public TrainerControl {
@@ -82,6 +82,8 @@ class Trainer final : public TrainerControl {
   at::Generator eval_generator_;
   TrainState state_;
   std::int64_t tokens_seen_ = 0;
+  std::int64_t tokens_at_start_ =
+      0;                         // tokens_seen_ when run() began (after a resume: the checkpoint's)
   double elapsed_before_ = 0.0;  // seconds of earlier runs of this training (resume)
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_log_;
