@@ -5,14 +5,12 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/cross_entropy_loss.h>
-#include <ATen/ops/full_like.h>
-#include <ATen/ops/where.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 #include <cmath>
 
 #include "train/checkpoint.h"
+#include "train/loss.h"
 
 namespace fs = std::filesystem;
 
@@ -156,17 +154,10 @@ Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size) {
   std::int64_t tokens = 0;
   for (std::int64_t begin = 0; begin < n; begin += batch_size) {
     Batch batch = p.data->slice(split, begin, std::min(n, begin + batch_size));
-    at::Tensor targets = batch.targets;
-    if (batch.mask.defined() && targets.dim() == batch.mask.dim()) {
-      targets = at::where(batch.mask, targets, at::full_like(targets, -100));
-    }
-    targets = targets.to(p.device);
+    at::Tensor targets = masked_targets(batch).to(p.device);
     at::Tensor mask = batch.mask.defined() ? batch.mask.to(p.device) : batch.mask;
-    at::Tensor logits = p.model->forward(batch.inputs.to(p.device), mask);
-    loss += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {},
-                                   at::Reduction::Sum)
-                .item<double>();
-    tokens += (targets != -100).sum().item<std::int64_t>();
+    loss += summed_loss(p.model->forward(batch.inputs.to(p.device), mask), targets).item<double>();
+    tokens += count_targets(targets);
   }
   p.model->module().train(was_training);
   Metrics metrics;

@@ -6,12 +6,11 @@
 #include <cstdio>
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/ops/cross_entropy_loss.h>
-#include <ATen/ops/where.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/utils.h>
 
 #include "lmrun/version.h"
+#include "train/loss.h"
 #include "util/fs.h"
 #include "util/json.h"
 
@@ -21,27 +20,8 @@ using Clock = std::chrono::steady_clock;
 namespace lmrun::host {
 namespace {
 
-constexpr int kIgnoreIndex = -100;  // cross_entropy_loss's default ignore_index
-
 std::vector<std::string> csv_columns() {
   return {"loss", "lr", "tokens_per_second", "train_loss", "val_loss", "val_perplexity"};
-}
-
-// Targets with padded positions set to the ignored index: the loss then covers real tokens only.
-at::Tensor masked_targets(const Batch& batch) {
-  if (!batch.mask.defined() || batch.targets.dim() != batch.mask.dim()) return batch.targets;
-  return at::where(batch.mask, batch.targets, at::full_like(batch.targets, kIgnoreIndex));
-}
-
-std::int64_t count_targets(const at::Tensor& targets) {
-  return (targets != kIgnoreIndex).sum().item<std::int64_t>();
-}
-
-// Sum of the cross-entropy over a batch's real targets. logits (B, T, V) or (B, C).
-at::Tensor summed_loss(const at::Tensor& logits, const at::Tensor& targets) {
-  const std::int64_t classes = logits.size(-1);
-  return at::cross_entropy_loss(logits.reshape({-1, classes}), targets.reshape({-1}), {},
-                                at::Reduction::Sum, kIgnoreIndex);
 }
 
 std::string format_duration(double seconds) {
