@@ -19,6 +19,8 @@
 
 namespace {
 
+using lmrun::test::error_of;
+
 namespace fs = std::filesystem;
 
 using lmrun::Callback;
@@ -48,15 +50,6 @@ std::shared_ptr<Callback> make(const std::string& name, const lmrun::Params& ove
                                const fs::path& run_dir = {}) {
   return lmrun::test::plugin_registry().create<Callback>(name, params_for(name, overrides),
                                                          lmrun::CallbackContext{run_dir});
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const lmrun::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // The trainer, as far as callbacks can tell: records stop requests, and "writes" a checkpoint by

@@ -19,6 +19,8 @@
 
 namespace {
 
+using lmrun::test::error_from;
+
 using lmrun::Tokenizer;
 using testing::HasSubstr;
 
@@ -37,18 +39,6 @@ std::shared_ptr<Tokenizer> make_char(const std::map<std::string, lmrun::Value>& 
 }
 
 lmrun::Value specials(std::vector<std::string> tokens) { return lmrun::Value(std::move(tokens)); }
-
-// The lmrun::Error that `f` throws; a test failure when it throws none.
-template <class F>
-lmrun::Error error_from(F&& f) {
-  try {
-    f();
-  } catch (const lmrun::Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected an lmrun::Error";
-  return lmrun::Error("");
-}
 
 std::vector<std::int64_t> iota_ids(std::int64_t begin, std::int64_t end) {
   std::vector<std::int64_t> ids;

@@ -27,6 +27,9 @@
 
 namespace {
 
+using lmrun::test::contains;
+using lmrun::test::error_from;
+
 using lmrun::Model;
 using lmrun::Sampler;
 using lmrun::host::GenerationRequest;
@@ -137,20 +140,6 @@ std::vector<std::int64_t> expect_cached_matches_uncached(Model& model, const Cha
 
 std::size_t distinct(const std::vector<std::int64_t>& ids, std::size_t from) {
   return std::set<std::int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(from), ids.end()).size();
-}
-
-template <class F>
-lmrun::Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const lmrun::Error& e) {
-    return e;
-  }
-  return lmrun::Error("(no lmrun::Error thrown)");
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,20 +278,20 @@ TEST(Generate, DropoutIsOffWhileGenerating) {
 
 TEST(Generate, EmptyPromptIsAnErrorWithAHint) {
   auto model = small_transformer();
-  const lmrun::Error e = error_of([&] { run(*model, greedy(), request_of({}, 10)); });
+  const lmrun::Error e = error_from([&] { run(*model, greedy(), request_of({}, 10)); });
   EXPECT_TRUE(contains(e.what(), "the prompt is empty")) << e.what();
   EXPECT_FALSE(e.hint().empty());
 }
 
 TEST(Generate, BadRequestsAreErrors) {
   auto model = small_transformer();
-  EXPECT_TRUE(contains(error_of([&] { run(*model, greedy(), request_of({1}, -1)); }).what(),
+  EXPECT_TRUE(contains(error_from([&] { run(*model, greedy(), request_of({1}, -1)); }).what(),
                        "max_new_tokens is -1"));
-  EXPECT_TRUE(contains(error_of([&] {
+  EXPECT_TRUE(contains(error_from([&] {
                          run(*model, greedy(), request_of({1, -3}, 5));
                        }).what(),
                        "prompt token 1 has the negative id -3"));
-  const lmrun::Error too_big = error_of([&] { run(*model, greedy(), request_of({2, 25}, 5)); });
+  const lmrun::Error too_big = error_from([&] { run(*model, greedy(), request_of({2, 25}, 5)); });
   EXPECT_TRUE(contains(too_big.what(), "generate:")) << too_big.what();
   EXPECT_FALSE(too_big.hint().empty());
 }
@@ -317,7 +306,7 @@ class MaskEverything final : public Sampler {
 TEST(Generate, ChainThatLeavesNoTokenIsAnError) {
   auto model = small_transformer();
   const Chain chain = {std::make_shared<MaskEverything>()};
-  const lmrun::Error e = error_of([&] { run(*model, chain, request_of({1}, 5)); });
+  const lmrun::Error e = error_from([&] { run(*model, chain, request_of({1}, 5)); });
   EXPECT_TRUE(contains(e.what(), "cannot draw")) << e.what();
 }
 
@@ -363,7 +352,7 @@ TEST(Generate, TextStreamingNeverSplitsACharacter) {
   EXPECT_EQ(pieces.size(), 30u);  // one character per token
   EXPECT_EQ(joined, text);
   const lmrun::Error e =
-      error_of([&] { lmrun::host::generate_text(*model, *tokenizer, chain, "", 5, 0); });
+      error_from([&] { lmrun::host::generate_text(*model, *tokenizer, chain, "", 5, 0); });
   EXPECT_TRUE(contains(e.what(), "encodes to no tokens")) << e.what();
 }
 
@@ -484,7 +473,7 @@ TEST(Generate, MakeSamplersBuildsTheChainInOrder) {
 
   lmrun::host::PluginSpec bad = sampler_spec(1, "top_k", {});
   bad.params.set("k", std::int64_t{0});  // past the schema's bounds: the factory refuses it
-  const lmrun::Error e = error_of([&] {
+  const lmrun::Error e = error_from([&] {
     lmrun::host::make_samplers(registry, {sampler_spec(0, "greedy", {}), bad}, kVocab);
   });
   EXPECT_TRUE(contains(e.what(), "generate.samplers.1: sampler 'top_k'")) << e.what();

@@ -18,6 +18,9 @@
 
 namespace {
 
+using lmrun::test::contains;
+using lmrun::test::error_of;
+
 using lmrun::Model;
 
 constexpr std::int64_t kVocab = 65;
@@ -61,20 +64,6 @@ at::Tensor named_parameter(Model& model, const std::string& name) {
     if (item.key() == name) return item.value();
   }
   return {};
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const lmrun::Error& e) {
-    return e.what();
-  }
-  return "(no lmrun::Error thrown)";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {

@@ -15,6 +15,8 @@
 
 namespace {
 
+using lmrun::test::error_of;
+
 using lmrun::Scheduler;
 using lmrun::SchedulerContext;
 
@@ -56,15 +58,6 @@ double nanogpt_lr(std::int64_t it, double learning_rate, double min_lr, std::int
       static_cast<double>(it - warmup_iters) / static_cast<double>(lr_decay_iters - warmup_iters);
   const double coeff = 0.5 * (1.0 + std::cos(kPi * decay_ratio));
   return min_lr + coeff * (learning_rate - min_lr);
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const lmrun::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@
 
 namespace {
 
+using lmrun::test::error_from;
+
 using lmrun::Batch;
 using lmrun::Dataset;
 using lmrun::Split;
@@ -48,18 +50,6 @@ std::shared_ptr<Dataset> make_dataset(const std::filesystem::path& path, double 
 std::shared_ptr<lmrun::Tokenizer> make_char() {
   return lmrun::test::plugin_registry().create<lmrun::Tokenizer>(
       "char", params_for(lmrun::Kind::kTokenizer, "char"), {});
-}
-
-// The lmrun::Error that `f` throws; a test failure when it throws none.
-template <class F>
-lmrun::Error error_from(F&& f) {
-  try {
-    f();
-  } catch (const lmrun::Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected an lmrun::Error";
-  return lmrun::Error("");
 }
 
 // `n` characters drawn by an LCG from an alphabet; with `multibyte`, 2-, 3- and 4-byte ones too.

@@ -19,6 +19,9 @@
 
 namespace {
 
+using lmrun::test::contains;
+using lmrun::test::error_of;
+
 using lmrun::Model;
 
 constexpr std::int64_t kVocab = 65;  // tinyshakespeare's characters
@@ -68,20 +71,6 @@ std::set<std::string> parameter_names(Model& model) {
   std::set<std::string> names;
   for (const auto& item : model.module().named_parameters()) names.insert(item.key());
   return names;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const lmrun::Error& e) {
-    return e.what();
-  }
-  return "(no lmrun::Error thrown)";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {

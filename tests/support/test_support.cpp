@@ -11,6 +11,8 @@
 #include <random>
 #include <sstream>
 
+#include <gtest/gtest.h>
+
 #include "lmrun/error.h"
 #include "registry/plugin_loader.h"
 
@@ -45,6 +47,29 @@ Params plugin_params(Kind kind, const std::string& name,
     params.set(key, value);
   }
   return params;
+}
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+Error error_from(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "expected an lmrun::Error";
+  return Error("(no error)");
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
 }
 
 std::filesystem::path source_dir() { return LMRUN_TEST_SOURCE_DIR; }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -21,6 +22,14 @@ const host::PluginRegistry& plugin_registry();
 // An override naming no declared parameter throws lmrun::Error (a typo in a test fails loudly).
 Params plugin_params(Kind kind, const std::string& name,
                      const std::map<std::string, Value>& overrides = {});
+
+// The message of the lmrun::Error `action` throws, or "(no error)" when it throws none.
+std::string error_of(const std::function<void()>& action);
+
+// The lmrun::Error `action` throws (hint included); a test failure when it throws none.
+Error error_from(const std::function<void()>& action);
+
+bool contains(const std::string& text, const std::string& part);
 
 // The repository root and the build's fixture plugin folder.
 std::filesystem::path source_dir();
