@@ -280,6 +280,36 @@ TEST(Transformer, KvCachedDecodingMatchesForTheVariants) {
   expect_decode_matches_forward(*model, random_tokens(3, kBlock), /*prefill=*/5, /*step=*/1);
 }
 
+// Batch 1, one token at a time: the path generation takes, through the plain-C++ decoding kernel.
+TEST(Transformer, SingleSequenceDecodingMatchesTheFullForward) {
+  torch::manual_seed(11);
+  expect_decode_matches_forward(*make(), random_tokens(1, kBlock), /*prefill=*/1, /*step=*/1);
+  expect_decode_matches_forward(*make(), random_tokens(1, 30), /*prefill=*/7, /*step=*/1);
+  // Every variant, and widths that are no multiple of the kernel's 8 lanes (tail loops).
+  expect_decode_matches_forward(*make(small({{"norm", std::string("rmsnorm")},
+                                             {"positions", std::string("sinusoidal")},
+                                             {"bias", false},
+                                             {"tie_weights", false}})),
+                                random_tokens(1, kBlock), /*prefill=*/1, /*step=*/1);
+  expect_decode_matches_forward(*make(with({{"n_layer", std::int64_t{1}},
+                                            {"n_head", std::int64_t{3}},
+                                            {"n_embd", std::int64_t{15}}}),
+                                      /*vocab=*/7),
+                                random_tokens(1, 20, /*vocab=*/7), /*prefill=*/1, /*step=*/1);
+}
+
+TEST(Transformer, SingleSequenceDecodingRejectsAnUnknownToken) {
+  auto model = make(small());
+  model->module().eval();
+  auto state = model->start_decoding(1);
+  model->decode(*state, random_tokens(1, 3));
+  const std::string message = error_of([&] {
+    model->decode(*state, at::full({1, 1}, kVocab, at::kLong));
+  });
+  EXPECT_TRUE(contains(message, "token id 65 is outside the vocabulary of 65")) << message;
+  EXPECT_EQ(state->length(), 3);
+}
+
 TEST(Transformer, DecodingPastTheContextIsAClearError) {
   auto model = make(small({{"block_size", std::int64_t{8}}}));
   model->module().eval();

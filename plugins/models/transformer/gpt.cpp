@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
 
+#include "decode_kernel.h"
 #include "lmrun/error.h"
 
 namespace lmrun::models {
@@ -279,6 +280,21 @@ at::Tensor GptImpl::forward_cached(const at::Tensor& idx, KvCache& cache) {
   }
   at::NoGradGuard no_grad;
   sync_constants();
+  if (t == 1 && cache.batch_size == 1 && fast_decode_ && !(is_training() && config_.dropout > 0)) {
+    std::optional<DecodeWeights> weights = decode_weights(cache);
+    if (weights) {
+      const auto token = idx.item<std::int64_t>();
+      if (token < 0 || token >= config_.vocab_size) {
+        throw Error("transformer: token id " + std::to_string(token) +
+                    " is outside the vocabulary of " + std::to_string(config_.vocab_size));
+      }
+      if (!cache.scratch) cache.scratch = std::make_unique<DecodeScratch>(*weights);
+      at::Tensor logits = at::empty({1, config_.vocab_size}, wte_->weight.options());  // (1, V)
+      decode_token(*weights, token, start, *cache.scratch, logits.data_ptr<float>());
+      cache.filled = start + 1;
+      return logits;
+    }
+  }
   // Query rows [start, start + t) against key columns [0, start + t); a single token sees all.
   at::Tensor masked;
   if (t > 1) masked = future_.narrow(0, start, t).narrow(1, 0, start + t);  // (t, start + t)
@@ -288,6 +304,53 @@ at::Tensor GptImpl::forward_cached(const at::Tensor& idx, KvCache& cache) {
   }
   cache.filled = start + t;
   return head(x.select(1, t - 1));  // (B, V)
+}
+
+std::optional<DecodeWeights> GptImpl::decode_weights(KvCache& cache) const {
+  const at::Tensor& w = wte_->weight;
+  if (!w.device().is_cpu() || w.scalar_type() != at::kFloat) return std::nullopt;
+  bool usable = true;
+  // A contiguous fp32 CPU tensor's data, or null (usable = false) for anything else.
+  auto data = [&usable](const at::Tensor& t) -> const float* {
+    if (!t.defined()) return nullptr;
+    if (!t.device().is_cpu() || t.scalar_type() != at::kFloat || !t.is_contiguous()) {
+      usable = false;
+      return nullptr;
+    }
+    return t.data_ptr<float>();
+  };
+  DecodeWeights d;
+  d.vocab_size = config_.vocab_size;
+  d.block_size = config_.block_size;
+  d.n_head = config_.n_head;
+  d.n_embd = config_.n_embd;
+  d.rms_norm = config_.norm == NormKind::kRmsNorm;
+  d.token_embedding = data(w);
+  d.position_embedding = data(wpe_ ? wpe_->weight : sinusoids_);
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    const BlockImpl& b = *blocks_[i];
+    DecodeLayer layer;
+    layer.ln_1_weight = data(b.ln_1_->weight_);
+    layer.ln_1_bias = data(b.ln_1_->bias_);
+    layer.qkv_weight = data(b.attn_->qkv_->weight);
+    layer.qkv_bias = data(b.attn_->qkv_->bias);
+    layer.proj_weight = data(b.attn_->proj_->weight);
+    layer.proj_bias = data(b.attn_->proj_->bias);
+    layer.ln_2_weight = data(b.ln_2_->weight_);
+    layer.ln_2_bias = data(b.ln_2_->bias_);
+    layer.fc_weight = data(b.mlp_->fc_->weight);
+    layer.fc_bias = data(b.mlp_->fc_->bias);
+    layer.mlp_proj_weight = data(b.mlp_->proj_->weight);
+    layer.mlp_proj_bias = data(b.mlp_->proj_->bias);
+    layer.keys = const_cast<float*>(data(cache.keys[i]));
+    layer.values = const_cast<float*>(data(cache.values[i]));
+    d.layers.push_back(layer);
+  }
+  d.ln_f_weight = data(ln_f_->weight_);
+  d.ln_f_bias = data(ln_f_->bias_);
+  d.head_weight = data(config_.tie_weights ? wte_->weight : lm_head_->weight);
+  if (!usable) return std::nullopt;
+  return d;
 }
 
 std::int64_t GptImpl::num_parameters() const {

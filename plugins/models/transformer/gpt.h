@@ -21,6 +21,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,7 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 
+#include "decode_kernel.h"
 #include "lmrun/model.h"
 
 namespace lmrun::models {
@@ -61,6 +64,7 @@ class NormImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x);  // (..., C) -> (..., C)
 
  private:
+  friend class GptImpl;  // reads the weights for the decoding kernel
   NormKind kind_;
   at::Tensor weight_;  // (C)
   at::Tensor bias_;    // (C); undefined for RMSNorm or bias = false
@@ -83,6 +87,7 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
                             const at::Tensor& masked);
 
  private:
+  friend class GptImpl;  // reads the weights for the decoding kernel
   // q (B, H, T, D), k and v (B, H, S, D) -> (B, T, C) after the output projection.
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                     const at::Tensor& masked);
@@ -102,6 +107,7 @@ class MlpImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x);  // (B, T, C) -> (B, T, C)
 
  private:
+  friend class GptImpl;  // reads the weights for the decoding kernel
   double dropout_;
   torch::nn::Linear fc_{nullptr};    // C -> 4C
   torch::nn::Linear proj_{nullptr};  // 4C -> C
@@ -118,6 +124,7 @@ class BlockImpl : public torch::nn::Module {
                             const at::Tensor& masked);  // (B, t, C)
 
  private:
+  friend class GptImpl;  // reads the weights for the decoding kernel
   Norm ln_1_{nullptr};
   CausalSelfAttention attn_{nullptr};
   Norm ln_2_{nullptr};
@@ -136,7 +143,8 @@ class KvCache final : public DecodeState {
   std::vector<at::Tensor> keys;    // per layer (B, H, block_size, D)
   std::vector<at::Tensor> values;  // per layer (B, H, block_size, D)
   std::int64_t batch_size = 0;
-  std::int64_t filled = 0;  // positions written, [0, filled) valid
+  std::int64_t filled = 0;                 // positions written, [0, filled) valid
+  std::unique_ptr<DecodeScratch> scratch;  // the single-token kernel's buffers, made on first use
 };
 
 class GptImpl : public torch::nn::Module {
@@ -152,6 +160,10 @@ class GptImpl : public torch::nn::Module {
   // Feeds idx (B, t) at positions cache.length() onwards and returns the logits of the last one
   // (B, V). Throws lmrun::Error past block_size. No autograd.
   at::Tensor forward_cached(const at::Tensor& idx, KvCache& cache);
+
+  // Single tokens of a batch-1 cache on a contiguous fp32 CPU model go through decode_token()
+  // (decode_kernel.h) unless this is off; everything else through LibTorch ops. On by default.
+  void set_fast_decode(bool on) { fast_decode_ = on; }
 
   // Every parameter, counted once (a tied head is wte itself).
   std::int64_t num_parameters() const;
@@ -173,6 +185,9 @@ class GptImpl : public torch::nn::Module {
   void sync_constants();
   // Throws lmrun::Error unless idx is (B, T) int64 with B, T >= 1; `what` names it.
   void check_tokens(const at::Tensor& idx, const char* what) const;
+  // Raw views of the parameters and of `cache` for decode_token(), or nothing when some tensor
+  // is not a contiguous fp32 CPU one.
+  std::optional<DecodeWeights> decode_weights(KvCache& cache) const;
 
   GptConfig config_;
   torch::nn::Embedding wte_{nullptr};
@@ -184,6 +199,7 @@ class GptImpl : public torch::nn::Module {
 
   at::Tensor future_;     // (P, P) bool, true above the diagonal: keys a query must not see
   at::Tensor sinusoids_;  // (P, C) sinusoidal positions only
+  bool fast_decode_ = true;
 };
 TORCH_MODULE(Gpt);
 

@@ -1,0 +1,179 @@
+// The single-sequence decoding step of decode_kernel.h: norm, fused QKV, attention over the cache,
+// output projection, MLP, head. Loops are written so GCC vectorises them (8-wide partial sums).
+#include "decode_kernel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace lmrun::models {
+namespace {
+
+constexpr float kNormEps = 1e-5f;
+
+// Four float lanes (one SSE register, which every x86-64 has), two accumulators per row: eight
+// independent partial sums keep the adders busy.
+typedef float Lanes __attribute__((vector_size(16)));
+constexpr std::int64_t kStep = 8;  // floats per loop iteration: two Lanes
+
+inline Lanes load(const float* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline float sum_lanes(Lanes v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+
+// out[n] = dot(weight[n, :], x) + bias[n] for n < rows; weight (rows, cols). Four rows at a time,
+// so each load of x feeds four products.
+float dot(const float* a, const float* b, std::int64_t n) {
+  const std::int64_t vector_n = n - n % kStep;
+  Lanes acc{}, acc2{};
+  for (std::int64_t k = 0; k < vector_n; k += kStep) {
+    acc += load(a + k) * load(b + k);
+    acc2 += load(a + k + 4) * load(b + k + 4);
+  }
+  float s = sum_lanes(acc + acc2);
+  for (std::int64_t k = vector_n; k < n; ++k) s += a[k] * b[k];
+  return s;
+}
+
+void matvec(const float* weight, const float* bias, const float* x, std::int64_t rows,
+            std::int64_t cols, float* out) {
+  const std::int64_t vector_cols = cols - cols % kStep;
+  std::int64_t n = 0;
+  for (; n + 4 <= rows; n += 4) {
+    const float* w0 = weight + n * cols;
+    const float* w1 = w0 + cols;
+    const float* w2 = w1 + cols;
+    const float* w3 = w2 + cols;
+    Lanes a0{}, a1{}, a2{}, a3{}, b0{}, b1{}, b2{}, b3{};
+    for (std::int64_t k = 0; k < vector_cols; k += kStep) {
+      const Lanes xa = load(x + k), xb = load(x + k + 4);
+      a0 += load(w0 + k) * xa;
+      b0 += load(w0 + k + 4) * xb;
+      a1 += load(w1 + k) * xa;
+      b1 += load(w1 + k + 4) * xb;
+      a2 += load(w2 + k) * xa;
+      b2 += load(w2 + k + 4) * xb;
+      a3 += load(w3 + k) * xa;
+      b3 += load(w3 + k + 4) * xb;
+    }
+    float s0 = sum_lanes(a0 + b0), s1 = sum_lanes(a1 + b1);
+    float s2 = sum_lanes(a2 + b2), s3 = sum_lanes(a3 + b3);
+    for (std::int64_t k = vector_cols; k < cols; ++k) {
+      s0 += w0[k] * x[k];
+      s1 += w1[k] * x[k];
+      s2 += w2[k] * x[k];
+      s3 += w3[k] * x[k];
+    }
+    out[n] = s0;
+    out[n + 1] = s1;
+    out[n + 2] = s2;
+    out[n + 3] = s3;
+  }
+  for (; n < rows; ++n) out[n] = dot(weight + n * cols, x, cols);
+  if (bias != nullptr) {
+    for (std::int64_t i = 0; i < rows; ++i) out[i] += bias[i];
+  }
+}
+
+// LayerNorm (biased variance, as torch) or RMSNorm over n channels; statistics in double.
+void norm(const float* x, const float* weight, const float* bias, bool rms, std::int64_t n,
+          float* out) {
+  double mean = 0.0;
+  if (!rms) {
+    for (std::int64_t i = 0; i < n; ++i) mean += x[i];
+    mean /= static_cast<double>(n);
+  }
+  double square = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double centred = x[i] - mean;
+    square += centred * centred;
+  }
+  const auto inv = static_cast<float>(1.0 / std::sqrt(square / static_cast<double>(n) + kNormEps));
+  const auto m = static_cast<float>(mean);
+  for (std::int64_t i = 0; i < n; ++i) {
+    out[i] = (x[i] - m) * inv * weight[i] + (bias != nullptr ? bias[i] : 0.0f);
+  }
+}
+
+// Causal attention of one query position over the cached positions [0, length), all heads.
+// qkv: (3C) this position's [q | k | v]; out: (C), heads side by side.
+void attend(const DecodeWeights& w, const DecodeLayer& layer, const float* qkv, std::int64_t length,
+            float* scores, float* out) {
+  const std::int64_t C = w.n_embd, H = w.n_head, D = C / H, P = w.block_size;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  for (std::int64_t h = 0; h < H; ++h) {
+    const float* q = qkv + h * D;
+    const float* keys = layer.keys + h * P * D;      // (P, D)
+    const float* values = layer.values + h * P * D;  // (P, D)
+    float top = -INFINITY;
+    for (std::int64_t s = 0; s < length; ++s) {
+      scores[s] = dot(q, keys + s * D, D) * scale;
+      top = std::max(top, scores[s]);
+    }
+    float total = 0.0f;
+    for (std::int64_t s = 0; s < length; ++s) {
+      scores[s] = std::exp(scores[s] - top);
+      total += scores[s];
+    }
+    float* y = out + h * D;
+    std::fill(y, y + D, 0.0f);
+    for (std::int64_t s = 0; s < length; ++s) {
+      const float p = scores[s] / total;
+      const float* v = values + s * D;
+      for (std::int64_t d = 0; d < D; ++d) y[d] += p * v[d];
+    }
+  }
+}
+
+// Exact GELU, nanoGPT's nn.GELU(): x/2 (1 + erf(x / sqrt 2)).
+void gelu(float* x, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678f));
+}
+
+}  // namespace
+
+DecodeScratch::DecodeScratch(const DecodeWeights& w)
+    : x(w.n_embd),
+      h(w.n_embd),
+      qkv(3 * w.n_embd),
+      y(w.n_embd),
+      attn(w.block_size),
+      mlp(4 * w.n_embd) {}
+
+void decode_token(const DecodeWeights& w, std::int64_t token, std::int64_t position,
+                  DecodeScratch& scratch, float* logits) {
+  const std::int64_t C = w.n_embd, H = w.n_head, D = C / H, P = w.block_size;
+  float* x = scratch.x.data();  // (C) the residual stream
+  float* h = scratch.h.data();  // (C)
+  const float* te = w.token_embedding + token * C;
+  const float* pe = w.position_embedding + position * C;
+  for (std::int64_t i = 0; i < C; ++i) x[i] = te[i] + pe[i];
+
+  for (const DecodeLayer& layer : w.layers) {
+    norm(x, layer.ln_1_weight, layer.ln_1_bias, w.rms_norm, C, h);
+    float* qkv = scratch.qkv.data();
+    matvec(layer.qkv_weight, layer.qkv_bias, h, 3 * C, C, qkv);
+    for (std::int64_t head = 0; head < H; ++head) {  // this position's keys and values
+      std::memcpy(layer.keys + (head * P + position) * D, qkv + C + head * D, D * sizeof(float));
+      std::memcpy(layer.values + (head * P + position) * D, qkv + 2 * C + head * D,
+                  D * sizeof(float));
+    }
+    attend(w, layer, qkv, position + 1, scratch.attn.data(), scratch.y.data());
+    matvec(layer.proj_weight, layer.proj_bias, scratch.y.data(), C, C, h);
+    for (std::int64_t i = 0; i < C; ++i) x[i] += h[i];
+
+    norm(x, layer.ln_2_weight, layer.ln_2_bias, w.rms_norm, C, h);
+    float* hidden = scratch.mlp.data();  // (4C)
+    matvec(layer.fc_weight, layer.fc_bias, h, 4 * C, C, hidden);
+    gelu(hidden, 4 * C);
+    matvec(layer.mlp_proj_weight, layer.mlp_proj_bias, hidden, C, 4 * C, h);
+    for (std::int64_t i = 0; i < C; ++i) x[i] += h[i];
+  }
+  norm(x, w.ln_f_weight, w.ln_f_bias, w.rms_norm, C, h);
+  matvec(w.head_weight, nullptr, h, w.vocab_size, C, logits);
+}
+
+}  // namespace lmrun::models
