@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "lmrun/version.h"
 #include "support/test_support.h"
 
 namespace fs = std::filesystem;
@@ -36,7 +37,9 @@ std::vector<std::string> short_run(const fs::path& out_dir, std::vector<std::str
 TEST(Cli, VersionAndHelp) {
   auto result = run_lmrun({"--version"});
   EXPECT_EQ(result.exit_code, 0);
-  EXPECT_THAT(result.output, HasSubstr("lmrun 0.1.0 (plugin API 1.0)"));
+  EXPECT_THAT(result.output,
+              HasSubstr("lmrun 0.1.0 (plugin API " + std::to_string(lmrun::kApiVersionMajor) + "." +
+                        std::to_string(lmrun::kApiVersionMinor) + ")"));
   result = run_lmrun({"--help"});
   EXPECT_EQ(result.exit_code, 0);
   EXPECT_THAT(result.output, HasSubstr("lmrun check FILE.toml"));

@@ -58,6 +58,15 @@ class LMRUN_API Model {
 
   // Several lines: architecture, parameter count.
   virtual std::string summary() const = 0;
+
+  // Optional. Floating-point operations of one training step (forward and backward) per token at
+  // the given context length, as nanoGPT's estimate_mfu counts them (6 per parameter of a matrix
+  // product, plus the attention products): the numerator of the model-FLOPs utilisation the
+  // trainer logs. 0, the default, means unknown, and the log leaves MFU out.
+  virtual double flops_per_token(std::int64_t context) const {
+    (void)context;
+    return 0.0;
+  }
 };
 
 template <>

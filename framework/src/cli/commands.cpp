@@ -186,7 +186,7 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
                 "pass --force to reuse it, --resume " + run_dir.string() +
                     " to continue it, or choose another with --set experiment.out_dir=...");
   }
-  configure_threads(e.train.threads);
+  configure_runtime(e.train.threads);
   const auto build_start = std::chrono::steady_clock::now();
   Pipeline p = build_pipeline(
       e, registry,
@@ -291,7 +291,7 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
   if (args.seed) g.seed = *args.seed;
   if (g.max_new_tokens < 0 || g.num_samples < 1)
     throw Error("--max-new-tokens must be >= 0 and --num-samples >= 1");
-  configure_threads(e.train.threads);
+  configure_runtime(e.train.threads);
   Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
   std::cerr << "lmrun: generating from " << run.checkpoint.string() << "\n";
   draw_samples(p, g, e.experiment.seed);
@@ -308,7 +308,7 @@ int command_eval(const CommonArgs& common, const RunDirArgs& args) {
     split = Split::kTest;
   else if (args.split != "val")
     throw Error("--split must be train, val or test, not '" + args.split + "'");
-  configure_threads(e.train.threads);
+  configure_runtime(e.train.threads);
   Pipeline p = build_pipeline(e, run.resolved.plugins->registry,
                               PipelineOptions{args.run_dir, run.checkpoint / "tokenizer", false});
   load_model_weights(run.checkpoint, *p.model);

@@ -43,6 +43,10 @@ const Schema<TrainOptions>& train_schema() {
     s.add("threads", &TrainOptions::threads,
           "intra-op (OpenMP) threads; 0: auto (1: BLAS brings its own threads)")
         .min(0);
+    s.add("peak_gflops", &TrainOptions::peak_gflops,
+          "the device's fp32 peak in GFLOP/s, for the MFU in the log; 0: measure a matrix "
+          "product at the start of training")
+        .min(0);
     return s;
   }();
   return schema;

@@ -43,6 +43,7 @@ struct TrainOptions {
   std::int64_t log_interval = 10;     // steps between log lines
   std::string device = "auto";        // cpu, cuda, auto
   std::int64_t threads = 0;           // intra-op threads; 0: auto (one: OpenBLAS has its own)
+  double peak_gflops = 0.0;  // MFU's denominator; 0: measure the fp32 matmul rate at the start
 };
 
 // [generate] (the section is optional: without it a run draws no samples)

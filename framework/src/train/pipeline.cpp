@@ -1,7 +1,12 @@
 // Building a run's plugin objects from a validated experiment.
 #include "train/pipeline.h"
 
+#include <cstdlib>
 #include <set>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -28,11 +33,22 @@ c10::Device resolve_device(const std::string& name) {
   return cuda ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
 }
 
-void configure_threads(std::int64_t threads) {
+void configure_runtime(std::int64_t threads) {
   // Auto: one intra-op (OpenMP) thread. Matrix products, most of a step, run in OpenBLAS, whose
   // pthread build already uses every core; OpenMP threads on top oversubscribe them. Measured on
-  // this project's 2-core machines, gpt_tiny: 57.5 ms/step with 1 thread, 110.9 ms with 2.
+  // this project's 2-core machines, gpt_tiny: 75 ms/step with 1 OpenMP thread, 165 with 2 (README,
+  // "Performance").
   at::set_num_threads(static_cast<int>(threads > 0 ? threads : 1));
+#ifdef __GLIBC__
+  // A training step allocates and frees activations of 0.1-2 MB each. Above glibc's mmap threshold
+  // (128 KiB, raised on the fly only up to the largest size freed so far) each one is a fresh
+  // mmap whose pages fault in zeroed, and heap tops above the trim threshold go back to the kernel
+  // and fault in again: gpt_tiny spent a third of its step there (70 -> 48 ms/step with this).
+  // Keeping such blocks in the heap reuses their pages. MALLOC_MMAP_THRESHOLD_ and
+  // MALLOC_TRIM_THRESHOLD_ in the environment still win.
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }
 
 namespace {

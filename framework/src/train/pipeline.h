@@ -60,7 +60,8 @@ Metrics evaluate_split(Pipeline& pipeline, Split split, std::int64_t batch_size)
 // "cpu", "cuda", "auto" -> a device; throws when cuda is asked for and absent.
 c10::Device resolve_device(const std::string& name);
 
-// Applies [train] threads (0: auto, one thread, since OpenBLAS brings its own) to LibTorch.
-void configure_threads(std::int64_t threads);
+// Sets up the process for training or inference: [train] threads (0: auto, one thread, since
+// OpenBLAS brings its own) for LibTorch, and glibc's allocator to keep large blocks for reuse.
+void configure_runtime(std::int64_t threads);
 
 }  // namespace lmrun::host

@@ -11,6 +11,7 @@
 
 #include "lmrun/version.h"
 #include "train/loss.h"
+#include "train/peak.h"
 #include "util/fs.h"
 #include "util/json.h"
 
@@ -21,7 +22,7 @@ namespace lmrun::host {
 namespace {
 
 std::vector<std::string> csv_columns() {
-  return {"loss", "lr", "tokens_per_second", "train_loss", "val_loss", "val_perplexity"};
+  return {"loss", "lr", "tokens_per_second", "mfu", "train_loss", "val_loss", "val_perplexity"};
 }
 
 std::string format_duration(double seconds) {
@@ -57,6 +58,8 @@ Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_
       state_.eval_metrics.push_back(std::string(split_name(split)) + "_loss");
   }
   if (p_.data->has_split(Split::kVal)) state_.eval_metrics.push_back("val_perplexity");
+  flops_per_token_ = p_.model->flops_per_token(p_.model_context.sequence_length);
+  peak_gflops_ = experiment.train.peak_gflops;
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -207,7 +210,20 @@ void Trainer::end_of_step(bool evaluated, const Metrics& eval) {
   write_pending_checkpoints();
 }
 
+double Trainer::mfu(double tokens_per_second) const {
+  if (flops_per_token_ <= 0 || peak_gflops_ <= 0) return -1.0;
+  return flops_per_token_ * tokens_per_second / (peak_gflops_ * 1e9);
+}
+
 void Trainer::log_step(double loss, double lr) {
+  if (peak_gflops_ <= 0 && flops_per_token_ > 0) {
+    // Measured after the first steps have warmed the caches, and left out of every rate.
+    const auto probe_start = Clock::now();
+    peak_gflops_ = measure_matmul_peak(p_.device, 512, 5);
+    const auto probe = Clock::now() - probe_start;
+    last_log_ += probe;
+    started_ += probe;
+  }
   const auto now = Clock::now();
   const double seconds = std::chrono::duration<double>(now - last_log_).count();
   const std::int64_t steps = state_.step - steps_at_last_log_;
@@ -219,14 +235,19 @@ void Trainer::log_step(double loss, double lr) {
   tokens_at_last_log_ = tokens_seen_;
   steps_at_last_log_ = state_.step;
 
-  char line[192];
+  const double utilisation = mfu(tokens_per_second_);
+  char mfu_text[24] = "";
+  if (utilisation >= 0)
+    std::snprintf(mfu_text, sizeof mfu_text, " | mfu %4.1f%%", 100 * utilisation);
+  char line[224];
   std::snprintf(line, sizeof line,
-                "step %6lld/%lld | loss %.4f | lr %.3e | %8.0f tok/s | %7.1f ms/step | eta %s",
+                "step %6lld/%lld | loss %.4f | lr %.3e | %8.0f tok/s | %7.1f ms/step%s | eta %s",
                 static_cast<long long>(state_.step), static_cast<long long>(state_.max_steps), loss,
-                lr, tokens_per_second_, ms_per_step, format_duration(eta).c_str());
+                lr, tokens_per_second_, ms_per_step, mfu_text, format_duration(eta).c_str());
   metrics_.print(line, true);
-  metrics_.record(state_.step,
-                  {{"loss", loss}, {"lr", lr}, {"tokens_per_second", tokens_per_second_}});
+  Metrics record{{"loss", loss}, {"lr", lr}, {"tokens_per_second", tokens_per_second_}};
+  if (utilisation >= 0) record["mfu"] = utilisation;
+  metrics_.record(state_.step, record);
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -321,6 +342,13 @@ void Trainer::write_summary(const TrainResult& result) const {
   summary.add("tokens_seen", tokens_seen_);
   summary.add("tokens_per_second", result.tokens_per_second);
   summary.add("parameters", p_.parameter_count);
+  // Model-FLOPs utilisation over the run, nanoGPT's estimate_mfu against the peak used for the log.
+  if (flops_per_token_ > 0) {
+    summary.add("model_flops_per_token", flops_per_token_);
+    summary.add("model_gflops_per_second", flops_per_token_ * result.tokens_per_second / 1e9);
+  }
+  if (peak_gflops_ > 0) summary.add("peak_gflops", peak_gflops_);
+  if (mfu(result.tokens_per_second) >= 0) summary.add("mfu", mfu(result.tokens_per_second));
   JsonObject final_metrics;
   for (const auto& [name, value] : result.final_metrics) final_metrics.add(name, value);
   if (result.final_metrics.count("val_loss")) {

@@ -69,6 +69,8 @@ class Trainer final : public TrainerControl {
   void write_checkpoint_now(const std::string& name);
   TrainerSnapshot snapshot() const;
   void log_step(double loss, double lr);
+  // Model FLOPs per second as a share of peak_gflops_ (0..1), or -1 when unknown.
+  double mfu(double tokens_per_second) const;
   void write_summary(const TrainResult& result) const;
 
   const Experiment& experiment_;
@@ -90,6 +92,8 @@ class Trainer final : public TrainerControl {
   std::int64_t tokens_at_last_log_ = 0;
   std::int64_t steps_at_last_log_ = 0;
   double tokens_per_second_ = 0.0;
+  double flops_per_token_ = 0.0;  // the model's; 0: unknown, no MFU
+  double peak_gflops_ = 0.0;      // [train] peak_gflops, or measured at the first log line
 
   std::string stop_reason_;
   std::vector<std::string> pending_checkpoints_;

@@ -95,6 +95,14 @@ class RecurrentModel final : public Model {
 
   std::int64_t max_context() const override { return 0; }  // unbounded
 
+  // 6 per parameter (forward 2, backward 4), nanoGPT's convention: every weight takes part in one
+  // product per token; the context does not change the cost of a recurrent step.
+  double flops_per_token(std::int64_t /*context*/) const override {
+    double n = 0;
+    for (const at::Tensor& p : lm_->parameters()) n += static_cast<double>(p.numel());
+    return 6.0 * n;
+  }
+
   std::string summary() const override {
     std::string text;
     for (const std::string& line : lm_->describe()) text += line + "\n";

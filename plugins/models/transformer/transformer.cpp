@@ -125,6 +125,13 @@ class Transformer final : public Model {
 
   std::int64_t max_context() const override { return gpt_->config().block_size; }
 
+  // nanoGPT's estimate_mfu: 6N (N without the position table) + 12 L T C, T the context.
+  double flops_per_token(std::int64_t context) const override {
+    const GptConfig& c = gpt_->config();
+    return 6.0 * static_cast<double>(gpt_->num_parameters_without_positions()) +
+           12.0 * static_cast<double>(c.n_layer * context * c.n_embd);
+  }
+
   std::string summary() const override {
     std::string text;
     for (const std::string& line : gpt_->describe()) text += line + "\n";

@@ -1,0 +1,129 @@
+// Generation speed: tokens/s with the model's decoding state (KV cache, carried RNN state) against
+// the reference path that re-runs forward() on the cropped context, for gpt_tiny and lstm_char.
+// Both paths must draw the same tokens for a seed, checked before anything is timed.
+//
+//   build/bin/bench_generate
+//
+// "in_context" generates 63 tokens after a 1-token prompt (gpt_tiny's window is 64); "long" 500,
+// past it, where an absolute-position transformer must re-read its whole window per token.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "bench_support.h"
+#include "generate/generate.h"
+#include "lmrun/model.h"
+
+using namespace lmrun;
+
+namespace {
+
+host::GenerationRequest request(std::int64_t new_tokens, bool cached) {
+  host::GenerationRequest r;
+  r.prompt = {0};
+  r.max_new_tokens = new_tokens;
+  r.seed = 1337;
+  r.use_cache = cached;
+  return r;
+}
+
+// The same seed gives the same tokens cached and uncached; checked once per experiment and length.
+bool same_tokens(const std::string& name, std::int64_t new_tokens) {
+  static std::map<std::pair<std::string, std::int64_t>, bool> checked;
+  auto key = std::make_pair(name, new_tokens);
+  auto it = checked.find(key);
+  if (it != checked.end()) return it->second;
+  bench::Built& b = bench::build(name);
+  const auto cached =
+      host::generate(*b.pipeline.model, b.pipeline.samplers, request(new_tokens, true));
+  const auto uncached =
+      host::generate(*b.pipeline.model, b.pipeline.samplers, request(new_tokens, false));
+  const bool same = cached.tokens == uncached.tokens;
+  std::fprintf(stderr, "check: %s, %lld tokens, cached and uncached draw the same tokens: %s\n",
+               name.c_str(), static_cast<long long>(new_tokens), same ? "ok" : "DIFFERENT");
+  return checked[key] = same;
+}
+
+void generate_tokens(benchmark::State& state, const std::string& name, std::int64_t new_tokens,
+                     bool cached) {
+  if (!same_tokens(name, new_tokens)) {
+    state.SkipWithError("cached and uncached generation differ: see the check line above");
+    return;
+  }
+  bench::Built& b = bench::build(name);
+  const host::GenerationRequest r = request(new_tokens, cached);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(host::generate(*b.pipeline.model, b.pipeline.samplers, r));
+  }
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(new_tokens) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(generate_tokens, gpt_tiny_in_context_cached, "gpt_tiny", 63, true)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(1.0);
+BENCHMARK_CAPTURE(generate_tokens, gpt_tiny_in_context_uncached, "gpt_tiny", 63, false)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(1.0);
+BENCHMARK_CAPTURE(generate_tokens, gpt_tiny_long_cached, "gpt_tiny", 500, true)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0);
+BENCHMARK_CAPTURE(generate_tokens, gpt_tiny_long_uncached, "gpt_tiny", 500, false)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0);
+BENCHMARK_CAPTURE(generate_tokens, lstm_char_long_cached, "lstm_char", 500, true)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0);
+BENCHMARK_CAPTURE(generate_tokens, lstm_char_long_uncached, "lstm_char", 500, false)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0);
+
+// Prints each cached/uncached pair's speed-up, both measured in this run.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      if (run.error_occurred) continue;
+      const std::string name = run.benchmark_name();
+      auto it = run.counters.find("tokens/s");
+      if (it == run.counters.end()) continue;
+      const std::string::size_type cut = name.rfind("_cached");
+      const std::string::size_type uncut = name.rfind("_uncached");
+      if (uncut != std::string::npos) {
+        const std::string pair = name.substr(0, uncut);
+        auto cached = cached_.find(pair);
+        if (cached != cached_.end()) {
+          std::printf("ratio: %s cached %.0f tokens/s against %.0f uncached = %.1fx\n",
+                      pair.c_str(), cached->second, static_cast<double>(it->second),
+                      cached->second / static_cast<double>(it->second));
+        }
+      } else if (cut != std::string::npos) {
+        cached_[name.substr(0, cut)] = it->second;
+      }
+    }
+  }
+
+ private:
+  std::map<std::string, double> cached_;
+};
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
