@@ -81,7 +81,30 @@ TEST(Experiments, EveryShippedExperimentRunsAFewSteps) {
     EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "last" / "model.pt"));
     EXPECT_TRUE(fs::exists(dir / "run" / "config.toml"));
     EXPECT_EQ(loss_lines(dir / "run").size(), 4u);
+    // Every shipped model counts its FLOPs, so the log and the summary carry its MFU.
+    EXPECT_THAT(result.output, ::testing::ContainsRegex("ms/step \\| mfu +[0-9.]+%"));
+    for (const char* key : {"\"mfu\": 0.", "\"model_flops_per_token\": ", "\"peak_gflops\": ",
+                            "\"startup_seconds\": ", "\"peak_rss_mib\": "}) {
+      EXPECT_THAT(summary, HasSubstr(key));
+    }
   }
+}
+
+// A peak given in the experiment is the MFU's denominator: gpt_tiny's count is 6N + 12 L T C =
+// 6 * 801,664 + 12 * 4 * 64 * 128 = 5,203,200 FLOPs per token.
+TEST(Experiments, MfuIsModelFlopsOverTheGivenPeak) {
+  TempDir dir;
+  auto args = short_run(experiment("gpt_tiny"), dir / "run", 2);
+  args.insert(args.end(), {"--set", "train.peak_gflops=1000"});
+  const auto result = run_lmrun(args, lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const std::string summary = read_file(dir / "run" / "summary.json");
+  EXPECT_THAT(summary, HasSubstr("\"model_flops_per_token\": 5.2032e+06"));
+  EXPECT_THAT(summary, HasSubstr("\"peak_gflops\": 1e+03"));
+  auto number = [&](const std::string& key) {
+    return std::stod(summary.substr(summary.find("\"" + key + "\": ") + key.size() + 4));
+  };
+  EXPECT_NEAR(number("mfu"), 5.2032e6 * number("tokens_per_second") / 1e12, 1e-9);
 }
 
 TEST(Training, ResumeContinuesExactlyAsAnUninterruptedRun) {

@@ -14,6 +14,7 @@
 #include "train/peak.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/process.h"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -138,6 +139,7 @@ TrainResult Trainer::run() {
   Metrics last_eval;
   while (state_.step < train.max_steps && stop_reason_.empty()) {
     const double lr = p_.scheduler ? p_.scheduler->lr(state_.step) : p_.optimizer->base_lr();
+    if (startup_seconds_ < 0) startup_seconds_ = seconds_since_process_start();
     const double loss = train_step(lr);
     ++state_.step;
     trained_ = true;
@@ -195,7 +197,14 @@ TrainResult Trainer::run() {
   result.tokens_per_second =
       seconds > 0 ? static_cast<double>(tokens_seen_ - tokens_at_start_) / seconds : 0.0;
   result.diverged = diverged_;
-  metrics_.print("stopped at step " + std::to_string(state_.step) + ": " + stop_reason_, false);
+  char resources[96] = "";
+  if (startup_seconds_ >= 0) {
+    std::snprintf(resources, sizeof resources,
+                  " (first step %.2f s after start, peak RSS %.0f MiB)", startup_seconds_,
+                  peak_rss_mib());
+  }
+  metrics_.print("stopped at step " + std::to_string(state_.step) + ": " + stop_reason_ + resources,
+                 false);
   write_summary(result);
   return result;
 }
@@ -349,6 +358,9 @@ void Trainer::write_summary(const TrainResult& result) const {
   }
   if (peak_gflops_ > 0) summary.add("peak_gflops", peak_gflops_);
   if (mfu(result.tokens_per_second) >= 0) summary.add("mfu", mfu(result.tokens_per_second));
+  // From process start (library loading included) to the first training step of this process.
+  if (startup_seconds_ >= 0) summary.add("startup_seconds", startup_seconds_);
+  if (peak_rss_mib() >= 0) summary.add("peak_rss_mib", peak_rss_mib());
   JsonObject final_metrics;
   for (const auto& [name, value] : result.final_metrics) final_metrics.add(name, value);
   if (result.final_metrics.count("val_loss")) {

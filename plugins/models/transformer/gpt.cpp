@@ -73,32 +73,43 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GptConfig& config)
       register_module("proj", torch::nn::Linear(LinearOptions(n_embd_, n_embd_).bias(config.bias)));
 }
 
-at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, const at::Tensor& masked) {
+at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, const at::Tensor& bias) {
   const std::int64_t B = x.size(0), T = x.size(1), D = n_embd_ / n_head_;
   // Output channels of the fused projection are [q | k | v], each H heads of D.
   at::Tensor qkv = qkv_->forward(x).view({B, T, 3, n_head_, D}).permute({2, 0, 3, 1, 4});
-  return attend(qkv[0], qkv[1], qkv[2], masked);  // each (B, H, T, D)
+  return attend(qkv[0], qkv[1], qkv[2], bias);  // each (B, H, T, D)
 }
 
 at::Tensor CausalSelfAttentionImpl::forward_cached(const at::Tensor& x, const at::Tensor& k_cache,
                                                    const at::Tensor& v_cache, std::int64_t start,
-                                                   const at::Tensor& masked) {
+                                                   const at::Tensor& bias) {
   const std::int64_t B = x.size(0), t = x.size(1), D = n_embd_ / n_head_;
   at::Tensor qkv = qkv_->forward(x).view({B, t, 3, n_head_, D}).permute({2, 0, 3, 1, 4});
   k_cache.narrow(2, start, t).copy_(qkv[1]);  // (B, H, t, D) into (B, H, P, D)
   v_cache.narrow(2, start, t).copy_(qkv[2]);
   // Views of the filled prefix (B, H, start + t, D): strided, no copy.
-  return attend(qkv[0], k_cache.narrow(2, 0, start + t), v_cache.narrow(2, 0, start + t), masked);
+  return attend(qkv[0], k_cache.narrow(2, 0, start + t), v_cache.narrow(2, 0, start + t), bias);
 }
 
 at::Tensor CausalSelfAttentionImpl::attend(const at::Tensor& q, const at::Tensor& k,
-                                           const at::Tensor& v, const at::Tensor& masked) {
-  const std::int64_t B = q.size(0), T = q.size(2);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  at::Tensor att = at::matmul(q, k.transpose(-2, -1)).mul_(scale);  // (B, H, T, S)
-  if (masked.defined()) att.masked_fill_(masked, -std::numeric_limits<double>::infinity());
+                                           const at::Tensor& v, const at::Tensor& bias) {
+  const std::int64_t B = q.size(0), H = q.size(1), T = q.size(2), S = k.size(2), D = q.size(3);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  // Heads folded into the batch: (B*H, T, D). q, k, v are strided views of the fused projection,
+  // so this is the one copy at::matmul would make anyway.
+  const at::Tensor q3 = q.reshape({B * H, T, D});
+  const at::Tensor k3 = k.reshape({B * H, S, D});
+  const at::Tensor v3 = v.reshape({B * H, S, D});
+  at::Tensor att;  // (B*H, T, S)
+  if (bias.defined()) {
+    // scale * q k^T + bias in one product: no separate scaling or masking pass, forward or back.
+    const at::Tensor b = bias.dim() == 4 ? bias.expand({B, H, T, S}).reshape({B * H, T, S}) : bias;
+    att = at::baddbmm(b, q3, k3.transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
+  } else {
+    att = at::bmm(q3, k3.transpose(1, 2)).mul_(scale);
+  }
   att = maybe_dropout(at::softmax(att, -1), dropout_, is_training());
-  at::Tensor y = at::matmul(att, v);               // (B, H, T, D)
+  at::Tensor y = at::bmm(att, v3).view({B, H, T, D});
   y = y.transpose(1, 2).reshape({B, T, n_embd_});  // (B, T, C), heads side by side
   return maybe_dropout(proj_->forward(y), dropout_, is_training());
 }
@@ -121,15 +132,15 @@ BlockImpl::BlockImpl(const GptConfig& config) {
   mlp_ = register_module("mlp", Mlp(config));
 }
 
-at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& masked) {
-  at::Tensor h = x + attn_->forward(ln_1_->forward(x), masked);
+at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& bias) {
+  at::Tensor h = x + attn_->forward(ln_1_->forward(x), bias);
   return h + mlp_->forward(ln_2_->forward(h));
 }
 
 at::Tensor BlockImpl::forward_cached(const at::Tensor& x, const at::Tensor& k_cache,
                                      const at::Tensor& v_cache, std::int64_t start,
-                                     const at::Tensor& masked) {
-  at::Tensor h = x + attn_->forward_cached(ln_1_->forward(x), k_cache, v_cache, start, masked);
+                                     const at::Tensor& bias) {
+  at::Tensor h = x + attn_->forward_cached(ln_1_->forward(x), k_cache, v_cache, start, bias);
   return h + mlp_->forward(ln_2_->forward(h));
 }
 
@@ -183,6 +194,8 @@ void GptImpl::build_constants() {
   const at::Tensor& w = wte_->weight;
   const std::int64_t P = config_.block_size;
   future_ = at::ones({P, P}, at::TensorOptions().dtype(at::kBool).device(w.device())).triu(1);
+  future_bias_ = at::zeros({P, P}, w.options())
+                     .masked_fill_(future_, -std::numeric_limits<double>::infinity());
   if (config_.positions == PositionKind::kSinusoidal) {
     sinusoids_ = sinusoid_table(P, config_.n_embd).to(w.options());
   }
@@ -190,9 +203,10 @@ void GptImpl::build_constants() {
 
 void GptImpl::sync_constants() {
   const at::Tensor& w = wte_->weight;
-  const bool stale = future_.device() != w.device() ||
-                     (sinusoids_.defined() && (sinusoids_.device() != w.device() ||
-                                               sinusoids_.scalar_type() != w.scalar_type()));
+  const bool stale =
+      future_.device() != w.device() || future_bias_.scalar_type() != w.scalar_type() ||
+      (sinusoids_.defined() &&
+       (sinusoids_.device() != w.device() || sinusoids_.scalar_type() != w.scalar_type()));
   if (stale) build_constants();
 }
 
@@ -234,16 +248,19 @@ at::Tensor GptImpl::forward(const at::Tensor& idx, const at::Tensor& key_mask) {
                 shape(key_mask));
   }
   sync_constants();
-  at::Tensor masked = future_.narrow(0, 0, T).narrow(1, 0, T);  // (T, T)
+  at::Tensor bias = future_bias_.narrow(0, 0, T).narrow(1, 0, T);  // (T, T)
   if (key_mask.defined()) {
     // No query sees a padding key, but every query sees itself, so no row of the softmax is
     // empty (a padding query's output is finite and ignored).
+    at::Tensor masked = future_.narrow(0, 0, T).narrow(1, 0, T);
     at::Tensor pad_key = key_mask.to(at::kBool).logical_not().view({B, 1, 1, T});
     at::Tensor self = at::eye(T, masked.options());
     masked = (masked | pad_key) & self.logical_not();  // (B, 1, T, T)
+    bias = at::zeros(masked.sizes(), bias.options())
+               .masked_fill_(masked, -std::numeric_limits<double>::infinity());
   }
   at::Tensor x = embed(idx, 0);  // (B, T, C)
-  for (Block& block : blocks_) x = block->forward(x, masked);
+  for (Block& block : blocks_) x = block->forward(x, bias);
   return head(x);  // (B, T, V)
 }
 
@@ -296,11 +313,11 @@ at::Tensor GptImpl::forward_cached(const at::Tensor& idx, KvCache& cache) {
     }
   }
   // Query rows [start, start + t) against key columns [0, start + t); a single token sees all.
-  at::Tensor masked;
-  if (t > 1) masked = future_.narrow(0, start, t).narrow(1, 0, start + t);  // (t, start + t)
-  at::Tensor x = embed(idx, start);                                         // (B, t, C)
+  at::Tensor bias;
+  if (t > 1) bias = future_bias_.narrow(0, start, t).narrow(1, 0, start + t);  // (t, start + t)
+  at::Tensor x = embed(idx, start);                                            // (B, t, C)
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
-    x = blocks_[i]->forward_cached(x, cache.keys[i], cache.values[i], start, masked);
+    x = blocks_[i]->forward_cached(x, cache.keys[i], cache.values[i], start, bias);
   }
   cache.filled = start + t;
   return head(x.select(1, t - 1));  // (B, V)

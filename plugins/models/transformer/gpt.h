@@ -76,21 +76,21 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
  public:
   explicit CausalSelfAttentionImpl(const GptConfig& config);
 
-  // x (B, T, C); masked: bool, true where a query must not see a key, (T, T) or (B, 1, T, T).
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& masked);
+  // x (B, T, C); bias: added to the scaled scores, -inf where a query must not see a key, 0
+  // elsewhere; (T, T) or (B, 1, T, T).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias);
 
   // x (B, t, C) at positions [start, start + t). Writes its keys and values into k_cache and
   // v_cache (B, H, block_size, D) at those positions, then attends over all start + t of them.
-  // masked: (t, start + t), or undefined when nothing is masked (t == 1).
+  // bias: (t, start + t), or undefined when nothing is masked (t == 1).
   at::Tensor forward_cached(const at::Tensor& x, const at::Tensor& k_cache,
-                            const at::Tensor& v_cache, std::int64_t start,
-                            const at::Tensor& masked);
+                            const at::Tensor& v_cache, std::int64_t start, const at::Tensor& bias);
 
  private:
   friend class GptImpl;  // reads the weights for the decoding kernel
   // q (B, H, T, D), k and v (B, H, S, D) -> (B, T, C) after the output projection.
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                    const at::Tensor& masked);
+                    const at::Tensor& bias);
 
   std::int64_t n_head_;
   std::int64_t n_embd_;
@@ -118,10 +118,10 @@ TORCH_MODULE(Mlp);
 class BlockImpl : public torch::nn::Module {
  public:
   explicit BlockImpl(const GptConfig& config);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& masked);  // (B, T, C)
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& bias);  // (B, T, C)
   at::Tensor forward_cached(const at::Tensor& x, const at::Tensor& k_cache,
                             const at::Tensor& v_cache, std::int64_t start,
-                            const at::Tensor& masked);  // (B, t, C)
+                            const at::Tensor& bias);  // (B, t, C)
 
  private:
   friend class GptImpl;  // reads the weights for the decoding kernel
@@ -197,8 +197,9 @@ class GptImpl : public torch::nn::Module {
   Norm ln_f_{nullptr};
   torch::nn::Linear lm_head_{nullptr};  // untied only
 
-  at::Tensor future_;     // (P, P) bool, true above the diagonal: keys a query must not see
-  at::Tensor sinusoids_;  // (P, C) sinusoidal positions only
+  at::Tensor future_;       // (P, P) bool, true above the diagonal: keys a query must not see
+  at::Tensor future_bias_;  // (P, P) the same as an additive bias: -inf above the diagonal, else 0
+  at::Tensor sinusoids_;    // (P, C) sinusoidal positions only
   bool fast_decode_ = true;
 };
 TORCH_MODULE(Gpt);

@@ -1,0 +1,153 @@
+// What the host costs: gpt_tiny's training step driven through the plugin interfaces
+// (Trainer::train_step: dataset, model, loss, clipping, optimizer, all through the registry)
+// against the same model in a hand-written LibTorch loop (nanoGPT's get_batch, cross_entropy,
+// clip_grad_norm_, torch::optim::AdamW with nanoGPT's two parameter groups). The two steps run
+// alternately in one process, so machine noise falls on both alike; the ratio of their medians
+// is the host's overhead.
+//
+//   build/bin/bench_host
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/types.h>
+// clip_grad.h uses torch::Tensor without including it.
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+
+#include "bench_support.h"
+#include "lmrun/model.h"
+
+using namespace lmrun;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// nanoGPT's train.py loop, written against LibTorch directly.
+class HandWrittenLoop {
+ public:
+  explicit HandWrittenLoop(const bench::Built& like) {
+    const host::Experiment& e = like.experiment;
+    batch_ = e.train.batch_size;
+    block_ = like.pipeline.model_context.sequence_length;
+    // prepare.py: characters sorted, ids in that order; the first 90% is the training split.
+    std::ifstream in(std::string(LMRUN_SOURCE_DIR) + "/data/tinyshakespeare/input.txt");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<int> id(256, -1);
+    for (unsigned char c : text) id[c] = 0;
+    std::int64_t vocab = 0;
+    for (int& i : id) i = i == 0 ? static_cast<int>(vocab++) : -1;
+    data_ = at::empty({static_cast<std::int64_t>(text.size() * 9 / 10)}, at::kLong);
+    auto* out = data_.data_ptr<std::int64_t>();
+    for (std::int64_t i = 0; i < data_.numel(); ++i)
+      out[i] = id[static_cast<unsigned char>(text[i])];
+
+    torch::manual_seed(e.experiment.seed);
+    model_ =
+        bench::registry().create<Model>(e.model.type, e.model.params, like.pipeline.model_context);
+    std::vector<at::Tensor> decay, no_decay;
+    for (const at::Tensor& p : model_->module().parameters()) {
+      (p.dim() >= 2 ? decay : no_decay).push_back(p);
+      params_.push_back(p);
+    }
+    auto options = torch::optim::AdamWOptions(1e-3).betas({0.9, 0.99});
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                   torch::optim::AdamWOptions(options).weight_decay(0.1)));
+    groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                      torch::optim::AdamWOptions(options).weight_decay(0.0)));
+    optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups));
+    generator_ = at::detail::createCPUGenerator(1);
+    model_->module().train();
+  }
+
+  double step() {
+    at::Tensor ix = at::randint(data_.numel() - block_ - 1, {batch_, 1}, generator_, at::kLong);
+    at::Tensor positions = ix + at::arange(block_, at::kLong);  // (B, T)
+    at::Tensor x = data_.index({positions});
+    at::Tensor y = data_.index({positions + 1});
+    at::Tensor logits = model_->forward(x, at::Tensor());  // (B, T, V)
+    at::Tensor loss = at::cross_entropy_loss(logits.view({-1, logits.size(-1)}), y.view({-1}));
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(params_, 1.0);
+    optimizer_->step();
+    optimizer_->zero_grad();
+    return loss.item<double>();
+  }
+
+ private:
+  std::int64_t batch_ = 0, block_ = 0;
+  at::Tensor data_;
+  std::shared_ptr<Model> model_;
+  std::vector<at::Tensor> params_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  at::Generator generator_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double g_ratio = 0, g_plugin_ms = 0, g_hand_ms = 0;
+
+}  // namespace
+
+static void BM_HostOverhead(benchmark::State& state) {
+  bench::Built& g = bench::build("gpt_tiny");
+  HandWrittenLoop hand(g);
+  // Validate: both start near ln 65, the loss of a uniform guess over 65 characters.
+  const double first_plugin = g.trainer->train_step(1e-3), first_hand = hand.step();
+  if (std::fabs(first_plugin - std::log(65.0)) > 0.3 ||
+      std::fabs(first_hand - std::log(65.0)) > 0.3) {
+    state.SkipWithError("a first loss is far from ln 65: the two loops do not train the same way");
+    return;
+  }
+  for (int i = 0; i < 5; ++i) {  // warm-up
+    g.trainer->train_step(1e-3);
+    hand.step();
+  }
+  std::vector<double> plugin, handwritten;
+  for (auto _ : state) {
+    for (int i = 0; i < 60; ++i) {
+      auto start = Clock::now();
+      benchmark::DoNotOptimize(g.trainer->train_step(1e-3));
+      plugin.push_back(seconds(start));
+      start = Clock::now();
+      benchmark::DoNotOptimize(hand.step());
+      handwritten.push_back(seconds(start));
+    }
+  }
+  g_plugin_ms = 1000 * median(plugin);
+  g_hand_ms = 1000 * median(handwritten);
+  g_ratio = g_plugin_ms / g_hand_ms;
+  state.counters["plugin ms/step"] = g_plugin_ms;
+  state.counters["hand-written ms/step"] = g_hand_ms;
+  state.counters["ratio"] = g_ratio;
+}
+BENCHMARK(BM_HostOverhead)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  if (g_ratio > 0) {
+    std::printf(
+        "ratio: gpt_tiny step through the plugin interfaces %.2f ms (median) against %.2f ms "
+        "hand-written = %.3fx (host overhead %+.1f%%)\n",
+        g_plugin_ms, g_hand_ms, g_ratio, 100 * (g_ratio - 1));
+  }
+  return 0;
+}
