@@ -5,7 +5,9 @@
 //   build/bin/bench_generate
 //
 // "in_context" generates 63 tokens after a 1-token prompt (gpt_tiny's window is 64); "long" 500,
-// past it, where an absolute-position transformer must re-read its whole window per token.
+// past it, where an absolute-position transformer must re-read its whole window per token. A
+// recurrent model has no window: uncached it re-reads the whole history per token (timed once). A
+// recurrent model has no window: uncached, it re-reads the whole history every token (run once).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -85,6 +87,10 @@ BENCHMARK_CAPTURE(generate_tokens, lstm_char_long_cached, "lstm_char", 500, true
     ->UseRealTime()
     ->MinTime(2.0);
 BENCHMARK_CAPTURE(generate_tokens, lstm_char_long_uncached, "lstm_char", 500, false)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+BENCHMARK_CAPTURE(generate_tokens, gru_char_long_cached, "gru_char", 500, true)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(2.0);

@@ -189,6 +189,36 @@ TEST_P(Recurrent, HiddenStateDecodingMatchesTheFullForward) {
   EXPECT_EQ(state->length(), 30);
 }
 
+// Batch 1, one token at a time (generation's path, through the plain-C++ step of rnn_kernel.h):
+// from a fresh state, after a prefill by the module, tied and untied, and with widths that are no
+// multiple of the kernel's 8 lanes.
+TEST_P(Recurrent, SingleSequenceDecodingMatchesTheFullForward) {
+  for (const lmrun::Params& params :
+       {small(), small({{"n_embd", std::int64_t{48}}, {"tie_weights", true}}),
+        small({{"n_layer", std::int64_t{3}},
+               {"n_embd", std::int64_t{13}},
+               {"n_hidden", std::int64_t{21}}})}) {
+    auto model = make(GetParam(), params);
+    model->module().eval();
+    at::NoGradGuard no_grad;
+    at::Tensor tokens = random_tokens(1, 40);
+    at::Tensor full = model->forward(tokens, {});  // (1, T, V)
+    for (std::int64_t prefill : {0, 9}) {
+      auto state = model->start_decoding(1);
+      if (prefill > 0) model->decode(*state, tokens.narrow(1, 0, prefill));
+      for (std::int64_t t = prefill; t < 40; ++t) {
+        at::Tensor last = model->decode(*state, tokens.narrow(1, t, 1));
+        ASSERT_LT(max_abs_diff(last, full.select(1, t)), 1e-5) << "position " << t;
+      }
+      EXPECT_EQ(state->length(), 40);
+    }
+  }
+}
+
+TEST_P(Recurrent, SingleSequenceDecodingRejectsAnUnknownToken) {
+  lmrun::test::expect_decode_rejects_unknown_token(*make(GetParam(), small()), kVocab);
+}
+
 TEST_P(Recurrent, DecodingIsUnboundedButChecksTheBatch) {
   auto model = make(GetParam(), small());
   model->module().eval();

@@ -299,15 +299,7 @@ TEST(Transformer, SingleSequenceDecodingMatchesTheFullForward) {
 }
 
 TEST(Transformer, SingleSequenceDecodingRejectsAnUnknownToken) {
-  auto model = make(small());
-  model->module().eval();
-  auto state = model->start_decoding(1);
-  model->decode(*state, random_tokens(1, 3));
-  const std::string message = error_of([&] {
-    model->decode(*state, at::full({1, 1}, kVocab, at::kLong));
-  });
-  EXPECT_TRUE(contains(message, "token id 65 is outside the vocabulary of 65")) << message;
-  EXPECT_EQ(state->length(), 3);
+  lmrun::test::expect_decode_rejects_unknown_token(*make(small()), kVocab);
 }
 
 TEST(Transformer, DecodingPastTheContextIsAClearError) {

@@ -13,7 +13,11 @@
 
 #include <gtest/gtest.h>
 
+#include <ATen/ops/full.h>
+#include <ATen/ops/randint.h>
+
 #include "lmrun/error.h"
+#include "lmrun/model.h"
 #include "registry/plugin_loader.h"
 
 namespace lmrun::test {
@@ -47,6 +51,19 @@ Params plugin_params(Kind kind, const std::string& name,
     params.set(key, value);
   }
   return params;
+}
+
+void expect_decode_rejects_unknown_token(Model& model, std::int64_t vocab) {
+  model.module().eval();
+  auto state = model.start_decoding(1);
+  model.decode(*state, at::randint(vocab, {1, 3}, at::kLong));
+  const std::string message = error_of([&] {
+    model.decode(*state, at::full({1, 1}, vocab, at::kLong));
+  });
+  const std::string expected = "token id " + std::to_string(vocab) +
+                               " is outside the vocabulary of " + std::to_string(vocab);
+  EXPECT_TRUE(contains(message, expected)) << message;
+  EXPECT_EQ(state->length(), 3);
 }
 
 std::string error_of(const std::function<void()>& action) {

@@ -12,6 +12,10 @@
 
 #include "registry/plugin_registry.h"
 
+namespace lmrun {
+class Model;
+}
+
 namespace lmrun::test {
 
 // Every plugin in the build's plugin folder, loaded once per test process. Fails the test (throws)
@@ -30,6 +34,10 @@ std::string error_of(const std::function<void()>& action);
 Error error_from(const std::function<void()>& action);
 
 bool contains(const std::string& text, const std::string& part);
+
+// Conformance for a language model plugin's single-sequence decoding: after 3 tokens, feeding the
+// id `vocab` is an lmrun::Error naming it, and the state keeps its length. Eval mode is set.
+void expect_decode_rejects_unknown_token(Model& model, std::int64_t vocab);
 
 // The repository root and the build's fixture plugin folder.
 std::filesystem::path source_dir();

@@ -11,6 +11,7 @@
 #include <torch/nn/init.h>
 
 #include "lmrun/error.h"
+#include "rnn_kernel.h"
 
 namespace lmrun::models {
 namespace {
@@ -122,9 +123,64 @@ at::Tensor RecurrentLmImpl::forward_cached(const at::Tensor& idx, RecurrentState
                 std::to_string(state.batch_size) + ", but the tokens are " + shape(idx));
   }
   at::NoGradGuard no_grad;
+  if (idx.size(0) == 1 && idx.size(1) == 1 && fast_decode_ &&
+      !(is_training() && config_.dropout > 0)) {
+    at::Tensor logits = decode_one(idx.item<std::int64_t>(), state);
+    if (logits.defined()) return logits;
+  }
   at::Tensor out = run(idx, state.h, state.c);  // (B, t, H)
   state.filled += idx.size(1);
   return logits(out.select(1, idx.size(1) - 1));  // (B, V)
+}
+
+at::Tensor RecurrentLmImpl::decode_one(std::int64_t token, RecurrentState& state) {
+  const RecurrentLmConfig& c = config_;
+  bool usable = true;
+  // A contiguous fp32 CPU tensor's data, or null (usable = false) for anything else.
+  auto data = [&usable](const at::Tensor& t) -> float* {
+    if (!t.defined() || !t.device().is_cpu() || t.scalar_type() != at::kFloat ||
+        !t.is_contiguous()) {
+      usable = false;
+      return nullptr;
+    }
+    return t.data_ptr<float>();
+  };
+  torch::nn::Module& rnn = lstm_ ? static_cast<torch::nn::Module&>(*lstm_) : *gru_;
+  const auto parameters = rnn.named_parameters(/*recurse=*/false);
+  auto parameter = [&](const std::string& name) -> const float* {
+    const at::Tensor* t = parameters.find(name);
+    return t == nullptr ? (usable = false, nullptr) : data(*t);
+  };
+  RnnWeights w;
+  w.lstm = c.cell == CellKind::kLstm;
+  w.vocab_size = c.vocab_size;
+  w.n_embd = c.n_embd;
+  w.n_hidden = c.n_hidden;
+  w.embedding = data(wte_->weight);
+  for (std::int64_t l = 0; l < c.n_layer; ++l) {
+    const std::string k = std::to_string(l);
+    w.layers.push_back({parameter("weight_ih_l" + k), parameter("weight_hh_l" + k),
+                        parameter("bias_ih_l" + k), parameter("bias_hh_l" + k)});
+  }
+  w.head_weight = data(c.tie_weights ? wte_->weight : lm_head_->weight_);
+  w.head_bias = data(lm_head_->bias_);
+  if (!usable) return {};
+  if (token < 0 || token >= c.vocab_size) {
+    throw Error(std::string(name()) + ": token id " + std::to_string(token) +
+                " is outside the vocabulary of " + std::to_string(c.vocab_size));
+  }
+  const auto options = wte_->weight.options();
+  // A fresh state is zeros; a state the op path made is advanced in place when it has our layout.
+  if (!state.h.defined()) state.h = at::zeros({c.n_layer, 1, c.n_hidden}, options);
+  if (w.lstm && !state.c.defined()) state.c = at::zeros({c.n_layer, 1, c.n_hidden}, options);
+  float* h = data(state.h);
+  float* cell = w.lstm ? data(state.c) : nullptr;
+  if (!usable) return {};
+  std::vector<float> scratch(static_cast<std::size_t>(rnn_scratch_size(w)));
+  at::Tensor logits = at::empty({1, c.vocab_size}, options);  // (1, V)
+  rnn_step(w, token, h, cell, scratch.data(), logits.data_ptr<float>());
+  state.filled += 1;
+  return logits;
 }
 
 std::int64_t RecurrentLmImpl::num_parameters() const {

@@ -64,8 +64,9 @@ class HeadImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& tied_weight);
 
  private:
-  at::Tensor weight_;  // (V, H); undefined when tied
-  at::Tensor bias_;    // (V)
+  friend class RecurrentLmImpl;  // reads the weights for the decoding kernel
+  at::Tensor weight_;            // (V, H); undefined when tied
+  at::Tensor bias_;              // (V)
 };
 TORCH_MODULE(Head);
 
@@ -81,6 +82,10 @@ class RecurrentLmImpl : public torch::nn::Module {
   // position (B, V). No autograd.
   at::Tensor forward_cached(const at::Tensor& idx, RecurrentState& state);
 
+  // Single tokens of a batch-1 state on a contiguous fp32 CPU model go through rnn_step()
+  // (rnn_kernel.h) unless this is off; everything else through LibTorch's modules. On by default.
+  void set_fast_decode(bool on) { fast_decode_ = on; }
+
   std::int64_t num_parameters() const;
   std::vector<std::string> describe() const;
   const RecurrentLmConfig& config() const { return config_; }
@@ -93,12 +98,16 @@ class RecurrentLmImpl : public torch::nn::Module {
   at::Tensor logits(const at::Tensor& out);
   void check_tokens(const at::Tensor& idx, const char* what) const;
   const char* name() const;
+  // One token through rnn_step(), advancing `state`; undefined when some tensor does not suit
+  // the kernel (the caller then takes the op path).
+  at::Tensor decode_one(std::int64_t token, RecurrentState& state);
 
   RecurrentLmConfig config_;
   torch::nn::Embedding wte_{nullptr};
   torch::nn::LSTM lstm_{nullptr};  // registered as "rnn" when cell == kLstm
   torch::nn::GRU gru_{nullptr};    // registered as "rnn" when cell == kGru
   Head lm_head_{nullptr};
+  bool fast_decode_ = true;
 };
 TORCH_MODULE(RecurrentLm);
 

@@ -6,77 +6,15 @@
 #include <cmath>
 #include <cstring>
 
+#include "lmrun/cpu_kernels.h"
+
 namespace lmrun::models {
 namespace {
 
+using cpu::dot;
+using cpu::matvec;
+
 constexpr float kNormEps = 1e-5f;
-
-// Four float lanes (one SSE register, which every x86-64 has), two accumulators per row: eight
-// independent partial sums keep the adders busy.
-typedef float Lanes __attribute__((vector_size(16)));
-constexpr std::int64_t kStep = 8;  // floats per loop iteration: two Lanes
-
-inline Lanes load(const float* p) {
-  Lanes v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline float sum_lanes(Lanes v) { return (v[0] + v[2]) + (v[1] + v[3]); }
-
-// out[n] = dot(weight[n, :], x) + bias[n] for n < rows; weight (rows, cols). Four rows at a time,
-// so each load of x feeds four products.
-float dot(const float* a, const float* b, std::int64_t n) {
-  const std::int64_t vector_n = n - n % kStep;
-  Lanes acc{}, acc2{};
-  for (std::int64_t k = 0; k < vector_n; k += kStep) {
-    acc += load(a + k) * load(b + k);
-    acc2 += load(a + k + 4) * load(b + k + 4);
-  }
-  float s = sum_lanes(acc + acc2);
-  for (std::int64_t k = vector_n; k < n; ++k) s += a[k] * b[k];
-  return s;
-}
-
-void matvec(const float* weight, const float* bias, const float* x, std::int64_t rows,
-            std::int64_t cols, float* out) {
-  const std::int64_t vector_cols = cols - cols % kStep;
-  std::int64_t n = 0;
-  for (; n + 4 <= rows; n += 4) {
-    const float* w0 = weight + n * cols;
-    const float* w1 = w0 + cols;
-    const float* w2 = w1 + cols;
-    const float* w3 = w2 + cols;
-    Lanes a0{}, a1{}, a2{}, a3{}, b0{}, b1{}, b2{}, b3{};
-    for (std::int64_t k = 0; k < vector_cols; k += kStep) {
-      const Lanes xa = load(x + k), xb = load(x + k + 4);
-      a0 += load(w0 + k) * xa;
-      b0 += load(w0 + k + 4) * xb;
-      a1 += load(w1 + k) * xa;
-      b1 += load(w1 + k + 4) * xb;
-      a2 += load(w2 + k) * xa;
-      b2 += load(w2 + k + 4) * xb;
-      a3 += load(w3 + k) * xa;
-      b3 += load(w3 + k + 4) * xb;
-    }
-    float s0 = sum_lanes(a0 + b0), s1 = sum_lanes(a1 + b1);
-    float s2 = sum_lanes(a2 + b2), s3 = sum_lanes(a3 + b3);
-    for (std::int64_t k = vector_cols; k < cols; ++k) {
-      s0 += w0[k] * x[k];
-      s1 += w1[k] * x[k];
-      s2 += w2[k] * x[k];
-      s3 += w3[k] * x[k];
-    }
-    out[n] = s0;
-    out[n + 1] = s1;
-    out[n + 2] = s2;
-    out[n + 3] = s3;
-  }
-  for (; n < rows; ++n) out[n] = dot(weight + n * cols, x, cols);
-  if (bias != nullptr) {
-    for (std::int64_t i = 0; i < rows; ++i) out[i] += bias[i];
-  }
-}
 
 // LayerNorm (biased variance, as torch) or RMSNorm over n channels; statistics in double.
 void norm(const float* x, const float* weight, const float* bias, bool rms, std::int64_t n,
