@@ -8,12 +8,15 @@
 
 #include <gtest/gtest.h>
 
+#include <ATen/ATen.h>
 #include <ATen/ops/allclose.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
+#include <torch/optim/adamw.h>
 #include <torch/serialize/archive.h>
+#include <torch/utils.h>
 
 #include "lmrun/optimizer.h"
 #include "support/test_support.h"
@@ -302,6 +305,53 @@ void load_from_string(Optimizer& optimizer, const std::string& bytes) {
   torch::serialize::InputArchive archive;
   archive.load_from(in);
   optimizer.load(archive);
+}
+
+// fp32 CPU parameters take the fused one-pass step (adamw_kernel.h): it must follow LibTorch's own
+// AdamW, and its state must survive a checkpoint like the op path's.
+TEST(Optimizers, AdamwFusedFloatStepFollowsLibTorchAdamW) {
+  torch::manual_seed(5);
+  at::Tensor w = at::randn({7, 13}).set_requires_grad(true);  // odd sizes: no lane multiples
+  at::Tensor b = at::randn({13}).set_requires_grad(true);
+  at::Tensor w_ref = w.detach().clone().set_requires_grad(true);
+  at::Tensor b_ref = b.detach().clone().set_requires_grad(true);
+  auto fused = make("adamw", with({{"lr", 1e-2}, {"weight_decay", 0.1}}), {{"w", w}, {"b", b}});
+  auto options = torch::optim::AdamWOptions(1e-2).betas({0.9, 0.999}).eps(1e-8);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<at::Tensor>{w_ref},
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(options).weight_decay(0.1)));
+  groups.emplace_back(std::vector<at::Tensor>{b_ref},
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(options).weight_decay(0.0)));
+  torch::optim::AdamW reference(std::move(groups), options);
+  for (int t = 0; t < 20; ++t) {
+    at::Tensor gw = at::randn({7, 13}), gb = at::randn({13});
+    w.mutable_grad() = gw.clone();
+    b.mutable_grad() = gb.clone();
+    w_ref.mutable_grad() = gw.clone();
+    b_ref.mutable_grad() = gb.clone();
+    fused->step();
+    reference.step();
+    ASSERT_LT((w - w_ref).abs().max().item<double>(), 1e-6) << "step " << t;
+    ASSERT_LT((b - b_ref).abs().max().item<double>(), 1e-6) << "step " << t;
+  }
+  // The moments are in the checkpoint: a restored optimizer takes the same next step.
+  const std::string bytes = save_to_string(*fused);
+  at::Tensor w2 = w.detach().clone().set_requires_grad(true);
+  at::Tensor b2 = b.detach().clone().set_requires_grad(true);
+  auto restored =
+      make("adamw", with({{"lr", 1e-2}, {"weight_decay", 0.1}}), {{"w", w2}, {"b", b2}});
+  load_from_string(*restored, bytes);
+  at::Tensor gw = at::randn({7, 13}), gb = at::randn({13});
+  w.mutable_grad() = gw.clone();
+  b.mutable_grad() = gb.clone();
+  w2.mutable_grad() = gw.clone();
+  b2.mutable_grad() = gb.clone();
+  fused->step();
+  restored->step();
+  EXPECT_TRUE(at::equal(w, w2));
+  EXPECT_TRUE(at::equal(b, b2));
 }
 
 TEST(Optimizers, SaveLoadRoundTripReproducesTheNextStep) {

