@@ -233,6 +233,18 @@ TEST(Failures, MonitorNamingNoMetricRefusesTheRunAndWritesNothing) {
   EXPECT_FALSE(fs::exists(dir / "run"));
 }
 
+TEST(Failures, Bf16AutocastOnTheCpuIsRefusedWithAHint) {
+  TempDir dir;
+  auto args = short_run(experiment("gpt_tiny"), dir / "run", 2);
+  args.insert(args.end(), {"--set", "train.precision=\"bf16\"", "--set", "train.device=\"cpu\""});
+  const auto result = run_lmrun(args, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("train.precision = \"bf16\" runs the forward pass under "
+                                       "CUDA autocast, but this run trains on the cpu"));
+  EXPECT_THAT(result.output, HasSubstr("or train.precision = \"fp32\""));
+  EXPECT_FALSE(fs::exists(dir / "run"));
+}
+
 TEST(Failures, NonFiniteLossStopsWithAReason) {
   TempDir dir;
   auto args = short_run(experiment("gpt_tiny"), dir / "run", 20);

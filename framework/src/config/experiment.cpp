@@ -47,6 +47,10 @@ const Schema<TrainOptions>& train_schema() {
           "the device's fp32 peak in GFLOP/s, for the MFU in the log; 0: measure a matrix "
           "product at the start of training")
         .min(0);
+    s.add("precision", &TrainOptions::precision,
+          "fp32 everywhere, or bf16: the forward pass and loss under CUDA autocast (weights, "
+          "gradients and optimizer stay fp32; CUDA only)")
+        .choices({"fp32", "bf16"});
     return s;
   }();
   return schema;

@@ -44,6 +44,7 @@ struct TrainOptions {
   std::string device = "auto";        // cpu, cuda, auto
   std::int64_t threads = 0;           // intra-op threads; 0: auto (one: OpenBLAS has its own)
   double peak_gflops = 0.0;  // MFU's denominator; 0: measure the fp32 matmul rate at the start
+  std::string precision = "fp32";  // fp32, or bf16: forward and loss under CUDA autocast
 };
 
 // [generate] (the section is optional: without it a run draws no samples)

@@ -84,6 +84,14 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
                         const PipelineOptions& options) {
   Pipeline p;
   p.device = resolve_device(e.train.device);
+  if (e.train.precision == "bf16" && !p.device.is_cuda()) {
+    // CPU autocast exists, but lmrun keeps the CPU path exact fp32.
+    throw Error(
+        "train.precision = \"bf16\" runs the forward pass under CUDA autocast, but this run "
+        "trains on the " +
+            p.device.str(),
+        "set train.device = \"cuda\" on a machine with a GPU, or train.precision = \"fp32\"");
+  }
 
   p.data = registry.create<Dataset>(e.data.type, e.data.params,
                                     DatasetContext{static_cast<std::uint64_t>(e.experiment.seed)});

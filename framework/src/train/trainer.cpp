@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/utils.h>
 
@@ -37,6 +38,27 @@ std::string format_duration(double seconds) {
   return buffer;
 }
 
+// CUDA autocast to bf16 for the guard's life when `on` (train.precision = "bf16"): matrix products
+// run in bf16, reductions such as softmax and the loss in fp32, as torch.autocast does.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool on) : on_(on) {
+    if (!on_) return;
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  }
+  ~AutocastGuard() {
+    if (!on_) return;
+    at::autocast::set_enabled(false);
+    at::autocast::clear_cache();
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool on_;
+};
+
 }  // namespace
 
 Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_dir,
@@ -61,6 +83,7 @@ Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_
   if (p_.data->has_split(Split::kVal)) state_.eval_metrics.push_back("val_perplexity");
   flops_per_token_ = p_.model->flops_per_token(p_.model_context.sequence_length);
   peak_gflops_ = experiment.train.peak_gflops;
+  bf16_ = experiment.train.precision == "bf16";
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -85,9 +108,13 @@ double Trainer::train_step(double lr) {
   for (std::size_t i = 0; i < batches.size(); ++i) {
     const Batch& batch = batches[i];
     at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
-    at::Tensor logits = p_.model->forward(batch.inputs.to(p_.device), mask);
-    at::Tensor loss =
-        summed_loss(logits, targets[i]) / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+    at::Tensor loss;
+    {
+      AutocastGuard autocast(bf16_);
+      at::Tensor logits = p_.model->forward(batch.inputs.to(p_.device), mask);
+      loss =
+          summed_loss(logits, targets[i]) / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+    }
     loss.backward();
     loss_sum += loss.item<double>();
   }
@@ -113,6 +140,7 @@ Metrics Trainer::evaluate() {
       Batch batch = p_.data->sample(split, experiment_.train.batch_size, eval_generator_);
       at::Tensor targets = masked_targets(batch).to(p_.device);
       at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
+      AutocastGuard autocast(bf16_);
       loss +=
           summed_loss(p_.model->forward(batch.inputs.to(p_.device), mask), targets).item<double>();
       tokens += count_targets(targets);
@@ -228,7 +256,8 @@ void Trainer::log_step(double loss, double lr) {
   if (peak_gflops_ <= 0 && flops_per_token_ > 0) {
     // Measured after the first steps have warmed the caches, and left out of every rate.
     const auto probe_start = Clock::now();
-    peak_gflops_ = measure_matmul_peak(p_.device, 512, 5);
+    // bf16 autocast runs the products in bf16, so that is the peak to compare with.
+    peak_gflops_ = measure_matmul_peak(p_.device, bf16_ ? at::kBFloat16 : at::kFloat, 512, 5);
     const auto probe = Clock::now() - probe_start;
     last_log_ += probe;
     started_ += probe;

@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
+#include <torch/version.h>
 
 #include "decode_kernel.h"
 #include "lmrun/error.h"
@@ -95,6 +96,19 @@ at::Tensor CausalSelfAttentionImpl::attend(const at::Tensor& q, const at::Tensor
                                            const at::Tensor& v, const at::Tensor& bias) {
   const std::int64_t B = q.size(0), H = q.size(1), T = q.size(2), S = k.size(2), D = q.size(3);
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+#if TORCH_VERSION_MAJOR >= 2
+  // LibTorch 2.x on CUDA: the fused kernels (flash / memory-efficient attention). A 2-D bias over
+  // a square is the causal mask, which they take as a flag; anything else as an additive mask.
+  if (q.is_cuda()) {
+    const bool causal = bias.defined() && bias.dim() == 2 && T == S;
+    const c10::optional<at::Tensor> mask =
+        bias.defined() && !causal ? c10::optional<at::Tensor>(bias) : c10::nullopt;
+    at::Tensor y =
+        at::scaled_dot_product_attention(q, k, v, mask, is_training() ? dropout_ : 0.0, causal);
+    y = y.transpose(1, 2).reshape({B, T, n_embd_});  // (B, T, C)
+    return maybe_dropout(proj_->forward(y), dropout_, is_training());
+  }
+#endif
   // Heads folded into the batch: (B*H, T, D). q, k, v are strided views of the fused projection,
   // so this is the one copy at::matmul would make anyway.
   const at::Tensor q3 = q.reshape({B * H, T, D});
