@@ -30,8 +30,9 @@ echo "writing $OUT"
 
 for program in bench_train bench_generate bench_host bench_tokenizer bench_startup; do
   echo "== $program"
-  "$BIN/$program" --benchmark_out="$OUT/$program.json" --benchmark_out_format=json --benchmark_color=false \
-    2>&1 | tee "$OUT/$program.log"
+  # The ratio reporters print through a colouring console reporter: strip its escapes.
+  "$BIN/$program" --benchmark_out="$OUT/$program.json" --benchmark_out_format=json \
+    2>&1 | sed 's/\x1b\[[0-9;]*m//g' | tee "$OUT/$program.log"
   grep '^ratio:' "$OUT/$program.log" | sed 's/^ratio: /- /' >> "$OUT/results.md" || true
 done
 
