@@ -3,21 +3,27 @@
 // against the same model in a hand-written LibTorch loop (nanoGPT's get_batch, cross_entropy,
 // clip_grad_norm_, torch::optim::AdamW with nanoGPT's two parameter groups). The two steps run
 // alternately in one process, so machine noise falls on both alike; the ratio of their medians
-// is the host's overhead.
+// is the host's overhead. It also counts each step's allocations (C++ `new`s and tensor buffers)
+// on both sides.
 //
 //   build/bin/bench_host
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
+
+#include <dlfcn.h>
 
 #include <ATen/ATen.h>
 #include <torch/types.h>
@@ -31,6 +37,35 @@
 
 using namespace lmrun;
 using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------------
+// Allocation counting: every C++ `new` in the process (tensor objects, autograd nodes, our
+// vectors) and every tensor buffer (LibTorch's CPU allocator uses posix_memalign), so that the
+// two loops' allocations per step can be compared.
+
+namespace {
+std::atomic<long> g_news{0};
+std::atomic<long> g_buffers{0};
+}  // namespace
+
+void* operator new(std::size_t size) {
+  g_news.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+// The replacements pair malloc with free by design; GCC cannot see that once they are inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+
+extern "C" int posix_memalign(void** out, std::size_t alignment, std::size_t size) {
+  using Real = int (*)(void**, std::size_t, std::size_t);
+  static const Real real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "posix_memalign"));
+  g_buffers.fetch_add(1, std::memory_order_relaxed);
+  return real(out, alignment, size);
+}
 
 namespace {
 
@@ -122,6 +157,8 @@ double seconds(Clock::time_point start) {
 }
 
 std::map<std::string, std::array<double, 3>> g_results;  // variant -> plugin ms, hand ms, ratio
+// variant -> per step: plugin news, plugin tensor buffers, hand-written news, hand-written buffers
+std::map<std::string, std::array<double, 4>> g_allocations;
 
 void host_overhead(benchmark::State& state, const std::string& variant, bool own_optimizer) {
   bench::Built& g = bench::build("gpt_tiny");
@@ -139,16 +176,32 @@ void host_overhead(benchmark::State& state, const std::string& variant, bool own
     hand.step();
   }
   std::vector<double> plugin, handwritten;
+  long plugin_news = 0, plugin_buffers = 0, hand_news = 0, hand_buffers = 0;
   for (auto _ : state) {
     for (int i = 0; i < 60; ++i) {
+      long news = g_news, buffers = g_buffers;
       auto start = Clock::now();
       benchmark::DoNotOptimize(g.trainer->train_step(1e-3));
       plugin.push_back(seconds(start));
+      plugin_news += g_news - news;
+      plugin_buffers += g_buffers - buffers;
+      news = g_news;
+      buffers = g_buffers;
       start = Clock::now();
       benchmark::DoNotOptimize(hand.step());
       handwritten.push_back(seconds(start));
+      hand_news += g_news - news;
+      hand_buffers += g_buffers - buffers;
     }
   }
+  const auto steps = static_cast<double>(plugin.size());
+  state.counters["plugin news/step"] = static_cast<double>(plugin_news) / steps;
+  state.counters["plugin buffers/step"] = static_cast<double>(plugin_buffers) / steps;
+  state.counters["hand news/step"] = static_cast<double>(hand_news) / steps;
+  state.counters["hand buffers/step"] = static_cast<double>(hand_buffers) / steps;
+  g_allocations[variant] = {
+      static_cast<double>(plugin_news) / steps, static_cast<double>(plugin_buffers) / steps,
+      static_cast<double>(hand_news) / steps, static_cast<double>(hand_buffers) / steps};
   const double plugin_ms = 1000 * median(plugin), hand_ms = 1000 * median(handwritten);
   g_results[variant] = {plugin_ms, hand_ms, plugin_ms / hand_ms};
   state.counters["plugin ms/step"] = plugin_ms;
@@ -179,6 +232,11 @@ int main(int argc, char** argv) {
         "ratio: gpt_tiny step through the plugin interfaces %.2f ms (median) against %.2f ms "
         "hand-written with %s = %.3fx (host overhead %+.1f%%)\n",
         r[0], r[1], variant.c_str(), r[2], 100 * (r[2] - 1));
+    const auto& a = g_allocations[variant];
+    std::printf(
+        "ratio: allocations per step through the plugin interfaces %.0f news + %.0f tensor buffers "
+        "against %.0f + %.0f hand-written with %s = %.2fx / %.2fx\n",
+        a[0], a[1], a[2], a[3], variant.c_str(), a[0] / a[2], a[1] / a[3]);
   }
   return 0;
 }

@@ -7,10 +7,10 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/utils.h>
 
 #include "lmrun/version.h"
+#include "train/clip.h"
 #include "train/loss.h"
 #include "train/peak.h"
 #include "util/fs.h"
@@ -119,9 +119,7 @@ double Trainer::train_step(double lr) {
     loss_sum += loss.item<double>();
   }
   if (experiment_.train.grad_clip > 0) {
-    std::vector<at::Tensor> parameters;
-    for (const auto& named : p_.parameters) parameters.push_back(named.tensor);
-    torch::nn::utils::clip_grad_norm_(parameters, experiment_.train.grad_clip);
+    clip_grad_norm(p_.parameters, experiment_.train.grad_clip, clip_buffer_);
   }
   p_.optimizer->step();
   tokens_seen_ += batches.size() * static_cast<std::int64_t>(batches.front().inputs.numel());
