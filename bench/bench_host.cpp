@@ -163,12 +163,15 @@ std::map<std::string, std::array<double, 4>> g_allocations;
 void host_overhead(benchmark::State& state, const std::string& variant, bool own_optimizer) {
   bench::Built& g = bench::build("gpt_tiny");
   HandWrittenLoop hand(g, own_optimizer);
-  // Validate: both start near ln 65, the loss of a uniform guess over 65 characters (the plugin
-  // path's model has trained a few steps by the second variant: a loose bound).
+  // Validate: the fresh hand-written model starts near ln 65, the loss of a uniform guess over 65
+  // characters; the plugin path's model is shared by the variants and may have trained hundreds
+  // of steps already, so its loss need only be finite and no worse than a guess.
   const double first_plugin = g.trainer->train_step(1e-3), first_hand = hand.step();
-  if (std::fabs(first_plugin - std::log(65.0)) > 1.5 ||
+  if (!std::isfinite(first_plugin) || first_plugin > std::log(65.0) + 0.3 ||
       std::fabs(first_hand - std::log(65.0)) > 0.3) {
-    state.SkipWithError("a first loss is far from ln 65: the two loops do not train the same way");
+    state.SkipWithError(
+        "a first loss is not what a language model's step gives: the two loops "
+        "do not train the same way");
     return;
   }
   for (int i = 0; i < 5; ++i) {  // warm-up

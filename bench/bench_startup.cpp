@@ -6,6 +6,7 @@
 //   build/bin/bench_startup
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -70,52 +71,74 @@ const fs::path kRun =
 
 std::map<std::string, double> results;  // name -> median seconds (or MiB)
 
-void report(benchmark::State& state, const std::string& name, double seconds, double rss) {
-  state.counters["seconds"] = seconds;
-  state.counters["peak RSS MiB"] = rss;
-  results[name] = seconds;
-  results[name + " rss"] = rss;
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? -1 : v[v.size() / 2];
 }
+
+// Every iteration's time and peak RSS; the medians are reported. Any failed iteration fails the
+// benchmark: a median over runs of which one failed would hide it.
+struct Samples {
+  std::vector<double> seconds, rss;
+  bool failed = false;
+
+  void add(benchmark::State& state, const Exit& e, double seconds_of_interest) {
+    failed = failed || e.status != 0 || seconds_of_interest <= 0;
+    seconds.push_back(seconds_of_interest);
+    rss.push_back(e.peak_rss_mib);
+    state.SetIterationTime(seconds_of_interest > 0 ? seconds_of_interest : e.seconds);
+  }
+
+  void report(benchmark::State& state, const std::string& name, const char* failure) const {
+    if (failed) {
+      state.SkipWithError(failure);
+      return;
+    }
+    const double s = median(seconds), r = median(rss);
+    state.counters["median seconds"] = s;
+    state.counters["median peak RSS MiB"] = r;
+    results[name] = s;
+    results[name + " rss"] = r;
+  }
+};
 
 }  // namespace
 
 static void BM_LibTorchFloor(benchmark::State& state) {
-  Exit e;
+  Samples samples;
   for (auto _ : state) {
-    e = run({kBin + "/libtorch_floor"});
-    state.SetIterationTime(e.seconds);
+    const Exit e = run({kBin + "/libtorch_floor"});
+    samples.add(state, e, e.seconds);
   }
-  if (e.status != 0) state.SkipWithError("libtorch_floor failed");
-  report(state, "floor", e.seconds, e.peak_rss_mib);
+  samples.report(state, "floor", "libtorch_floor failed");
 }
 BENCHMARK(BM_LibTorchFloor)->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
 
 static void BM_LmrunVersion(benchmark::State& state) {
-  Exit e;
+  Samples samples;
   for (auto _ : state) {
-    e = run({kBin + "/lmrun", "--version"});
-    state.SetIterationTime(e.seconds);
+    const Exit e = run({kBin + "/lmrun", "--version"});
+    samples.add(state, e, e.seconds);
   }
-  if (e.status != 0) state.SkipWithError("lmrun --version failed");
-  report(state, "version", e.seconds, e.peak_rss_mib);
+  samples.report(state, "version", "lmrun --version failed");
 }
 BENCHMARK(BM_LmrunVersion)->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
 
-// gpt_tiny for 3 steps: the time to the first step comes from the run's own summary.json.
+// gpt_tiny for 3 steps: the time to the first step comes from the run's own summary.json,
+// removed before each run so that a failed run cannot report its predecessor's figure.
 static void BM_GptTinyFirstStep(benchmark::State& state) {
   fs::current_path(LMRUN_SOURCE_DIR);
-  Exit e;
-  double first_step = 0;
+  Samples samples;
   for (auto _ : state) {
-    e = run({kBin + "/lmrun", "experiments/gpt_tiny.toml", "--force", "--set",
-             "experiment.out_dir=\"" + kRun.string() + "\"", "--set", "train.max_steps=3", "--set",
-             "train.eval_batches=1", "--set", "scheduler.warmup_steps=1", "--set",
-             "generate.max_new_tokens=0"});
-    first_step = summary_number(kRun / "summary.json", "startup_seconds");
-    state.SetIterationTime(first_step > 0 ? first_step : e.seconds);
+    std::error_code ec;
+    fs::remove(kRun / "summary.json", ec);
+    const Exit e = run({kBin + "/lmrun", "experiments/gpt_tiny.toml", "--force", "--set",
+                        "experiment.out_dir=\"" + kRun.string() + "\"", "--set",
+                        "train.max_steps=3", "--set", "train.eval_batches=1", "--set",
+                        "scheduler.warmup_steps=1", "--set", "generate.max_new_tokens=0"});
+    samples.add(state, e, summary_number(kRun / "summary.json", "startup_seconds"));
   }
-  if (e.status != 0 || first_step <= 0) state.SkipWithError("the gpt_tiny run failed");
-  report(state, "first step", first_step, e.peak_rss_mib);
+  samples.report(state, "first step", "the gpt_tiny run failed");
   std::error_code ec;
   fs::remove_all(kRun, ec);
 }

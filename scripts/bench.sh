@@ -49,7 +49,7 @@ step_ms() {  # build omp_threads openblas_threads -> median ms/step
   local build=$1 omp=$2 blas=$3 env=()
   [[ "$build" == openmp ]] && env+=("LD_LIBRARY_PATH=$OPENMP_BLAS")
   [[ "$blas" != - ]] && env+=("OPENBLAS_NUM_THREADS=$blas")
-  env "${env[@]}" "$BIN/lmrun" experiments/gpt_tiny.toml --force \
+  env ${env[@]+"${env[@]}"} "$BIN/lmrun" experiments/gpt_tiny.toml --force \
     --set experiment.out_dir="\"$OUT/threads-run\"" --set train.max_steps=150 \
     --set train.eval_interval=0 --set train.log_interval=10 --set train.threads="$omp" \
     --set generate.max_new_tokens=0 2>&1 |

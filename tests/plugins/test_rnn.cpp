@@ -150,6 +150,22 @@ TEST_P(Recurrent, ParameterCountMatchesTheFormula) {
   EXPECT_TRUE(contains(model->summary(), std::to_string(expected))) << model->summary();
 }
 
+// Model FLOPs count 6 per weight that takes part in a product: the cell and the head, and the
+// embedding only when it is the head's weight too (an untied embedding is a lookup).
+TEST_P(Recurrent, FlopsPerTokenCountTheProductsNotTheLookup) {
+  const std::int64_t gates = std::string(GetParam()) == "lstm" ? 4 : 3;
+  auto untied = make(GetParam());  // n_embd 128, n_hidden 256
+  const double untied_weights =
+      static_cast<double>(recurrent_parameters(gates, 2, 128, 256) + kVocab * 256 + kVocab);
+  EXPECT_DOUBLE_EQ(untied->flops_per_token(64), 6.0 * untied_weights);
+  EXPECT_DOUBLE_EQ(untied->flops_per_token(1), untied->flops_per_token(1000));
+
+  auto tied = make(GetParam(), small({{"n_hidden", std::int64_t{32}}, {"tie_weights", true}}));
+  const double tied_weights =
+      static_cast<double>(kVocab * 32 + recurrent_parameters(gates, 2, 32, 32) + kVocab);
+  EXPECT_DOUBLE_EQ(tied->flops_per_token(64), 6.0 * tied_weights);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Causality and decoding
 

@@ -44,8 +44,8 @@ const Schema<TrainOptions>& train_schema() {
           "intra-op (OpenMP) threads; 0: auto (1: BLAS brings its own threads)")
         .min(0);
     s.add("peak_gflops", &TrainOptions::peak_gflops,
-          "the device's fp32 peak in GFLOP/s, for the MFU in the log; 0: measure a matrix "
-          "product at the start of training")
+          "the device's peak in GFLOP/s in the run's precision, the MFU's denominator; 0: "
+          "measure a matrix product (fp32, or bf16 under bf16 precision) at the first log line")
         .min(0);
     s.add("precision", &TrainOptions::precision,
           "fp32 everywhere, or bf16: the forward pass and loss under CUDA autocast (weights, "

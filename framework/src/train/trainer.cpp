@@ -254,8 +254,10 @@ void Trainer::log_step(double loss, double lr) {
   if (peak_gflops_ <= 0 && flops_per_token_ > 0) {
     // Measured after the first steps have warmed the caches, and left out of every rate.
     const auto probe_start = Clock::now();
-    // bf16 autocast runs the products in bf16, so that is the peak to compare with.
-    peak_gflops_ = measure_matmul_peak(p_.device, bf16_ ? at::kBFloat16 : at::kFloat, 512, 5);
+    // bf16 autocast runs the products in bf16, so that is the peak to compare with. A GPU needs
+    // products large enough to fill it (and to outweigh the launch and the synchronisation).
+    const std::int64_t size = p_.device.is_cuda() ? 4096 : 512;
+    peak_gflops_ = measure_matmul_peak(p_.device, bf16_ ? at::kBFloat16 : at::kFloat, size, 5);
     const auto probe = Clock::now() - probe_start;
     last_log_ += probe;
     started_ += probe;

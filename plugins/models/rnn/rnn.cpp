@@ -95,11 +95,15 @@ class RecurrentModel final : public Model {
 
   std::int64_t max_context() const override { return 0; }  // unbounded
 
-  // 6 per parameter (forward 2, backward 4), nanoGPT's convention: every weight takes part in one
-  // product per token; the context does not change the cost of a recurrent step.
+  // 6 per weight of a product (forward 2, backward 4), nanoGPT's convention: the cell's weights
+  // and the head take part in one product per token; an untied embedding is a lookup and costs
+  // none. The context does not change the cost of a recurrent step.
   double flops_per_token(std::int64_t /*context*/) const override {
     double n = 0;
-    for (const at::Tensor& p : lm_->parameters()) n += static_cast<double>(p.numel());
+    for (const auto& named : lm_->named_parameters()) {
+      if (named.key() == "wte.weight" && !lm_->config().tie_weights) continue;
+      n += static_cast<double>(named.value().numel());
+    }
     return 6.0 * n;
   }
 

@@ -10,7 +10,7 @@ void adamw_update(const AdamWStep& s, std::int64_t n, float* __restrict p,
                   const float* __restrict g, float* __restrict m, float* __restrict v) {
   // Locals, not s's fields: a store through p could otherwise alias them and stop vectorisation.
   const float decay = s.decay_factor, beta1 = s.beta1, beta2 = s.beta2;
-  const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
+  const float one_minus_beta1 = s.one_minus_beta1, one_minus_beta2 = s.one_minus_beta2;
   const float step_size = s.step_size, sqrt_bc2 = s.sqrt_bias_correction2, eps = s.eps;
   for (std::int64_t i = 0; i < n; ++i) {
     const float grad = g[i];

@@ -10,8 +10,9 @@ namespace lmrun::optimizers {
 struct AdamWStep {
   float decay_factor;  // 1 - lr * weight_decay
   float beta1, beta2;
-  float step_size;              // lr / (1 - beta1^t)
-  float sqrt_bias_correction2;  // sqrt(1 - beta2^t)
+  float one_minus_beta1, one_minus_beta2;  // computed in double by the caller
+  float step_size;                         // lr / (1 - beta1^t)
+  float sqrt_bias_correction2;             // sqrt(1 - beta2^t)
   float eps;
 };
 

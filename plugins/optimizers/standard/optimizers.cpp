@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -197,6 +198,8 @@ class FusedAdamW final : public torch::optim::AdamW {
         s.decay_factor = static_cast<float>(1.0 - options.lr() * options.weight_decay());
         s.beta1 = static_cast<float>(beta1);
         s.beta2 = static_cast<float>(beta2);
+        s.one_minus_beta1 = static_cast<float>(1.0 - beta1);  // in double, as LibTorch does
+        s.one_minus_beta2 = static_cast<float>(1.0 - beta2);
         s.step_size = static_cast<float>(options.lr() / (1.0 - std::pow(beta1, t)));
         s.sqrt_bias_correction2 = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, t)));
         s.eps = static_cast<float>(options.eps());
@@ -214,20 +217,46 @@ class FusedAdamW final : public torch::optim::AdamW {
            t.layout() == at::kStrided;
   }
 
+  // Every parameter, gradient and existing moment is a plain fp32 CPU array of the parameter's
+  // size (state loaded from a checkpoint could be anything): checked before anything changes, so
+  // a step is either fused throughout or LibTorch's throughout, never half of each.
   bool fusable() const {
     for (const auto& group : param_groups()) {
       if (static_cast<const torch::optim::AdamWOptions&>(group.options()).amsgrad()) return false;
       for (const auto& p : group.params()) {
         if (!plain(p) || (p.grad().defined() && !plain(p.grad()))) return false;
+        const auto it = state().find(key_of(p));
+        if (it == state().end()) continue;
+        const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+        for (const at::Tensor* moment : {&s.exp_avg(), &s.exp_avg_sq()}) {
+          if (!moment->defined() || !moment->device().is_cpu() ||
+              moment->scalar_type() != at::kFloat || moment->layout() != at::kStrided ||
+              moment->numel() != p.numel()) {
+            return false;
+          }
+        }
       }
     }
     return true;
   }
 
+  // torch::optim keys its state by the tensor: LibTorch 1.x by the TensorImpl's address printed
+  // as a string, 2.x by the address itself.
+  using StateKey =
+      std::decay_t<decltype(std::declval<const torch::optim::Optimizer&>().state())>::key_type;
+  template <typename Key = StateKey>  // a template, so that only the matching branch compiles
+  static Key key_of(const at::Tensor& p) {
+    if constexpr (std::is_same_v<Key, std::string>) {
+      return c10::guts::to_string(p.unsafeGetTensorImpl());
+    } else {
+      return p.unsafeGetTensorImpl();
+    }
+  }
+
   // The tensor's state, created as torch::optim::AdamW creates it (zero moments, step 0).
   torch::optim::AdamWParamState& state_for(const at::Tensor& p) {
     auto& all = state();
-    const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+    const StateKey key = key_of(p);
     auto it = all.find(key);
     if (it == all.end()) {
       auto fresh = std::make_unique<torch::optim::AdamWParamState>();
