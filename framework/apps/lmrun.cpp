@@ -19,6 +19,8 @@ constexpr const char* kUsage = R"(usage:
   lmrun FILE.toml [--set KEY=VALUE]... [--force]   run an experiment
   lmrun FILE.toml --resume RUN_DIR|CHECKPOINT      continue a run from its checkpoint
   lmrun check FILE.toml [--set KEY=VALUE]...       validate it and print the resolved config
+  lmrun sweep FILE.toml [--jobs N] [--shard I/N]   run a sweep's trials (--dry-run: list them)
+  lmrun sweep --report SWEEP_DIR                   merge and print a sweep's results
   lmrun generate RUN_DIR [--prompt TEXT] ...       sample from a trained run
   lmrun eval RUN_DIR [--split val|train|test]      loss over a whole split
   lmrun plugins                                    list registered plugins and their files
@@ -49,6 +51,11 @@ int run(int argc, char** argv) {
       "checkpoint,c", po::value<std::string>(),
       "generate, eval: checkpoint name (default: last, else the newest)")(
       "split", po::value<std::string>()->default_value("val"), "eval: train, val or test")(
+      "jobs,j", po::value<std::int64_t>()->default_value(1), "sweep: trials to run at once")(
+      "shard", po::value<std::string>(),
+      "sweep: run the trials whose index is I modulo N (I/N, e.g. a Slurm array's task)")(
+      "dry-run", "sweep: validate every trial and list them, run nothing")(
+      "report", po::value<std::string>(), "sweep: merge and print the results in SWEEP_DIR")(
       "verbose,v", "log each plugin file loaded");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>(), "command and its arguments");
@@ -109,6 +116,21 @@ int run(int argc, char** argv) {
       experiment.file = args[1];
       return command_check(common, experiment);
     }
+    if (command == "sweep") {
+      SweepArgs sweep;
+      sweep.experiment = experiment;
+      sweep.jobs = vm["jobs"].as<std::int64_t>();
+      if (vm.count("shard")) sweep.shard = vm["shard"].as<std::string>();
+      sweep.dry_run = vm.count("dry-run") > 0;
+      if (vm.count("report")) {
+        expect_args(1, "sweep --report SWEEP_DIR");
+        sweep.report = vm["report"].as<std::string>();
+      } else {
+        expect_args(2, "sweep FILE.toml");
+        sweep.experiment.file = args[1];
+      }
+      return command_sweep(common, sweep);
+    }
     if (command == "generate" || command == "eval") {
       expect_args(2, (command + " RUN_DIR").c_str());
       run_dir.run_dir = args[1];
@@ -131,7 +153,7 @@ int run(int argc, char** argv) {
     return usage_error(e.what());
   }
   return usage_error("unknown command '" + command +
-                     "': expected FILE.toml, check, generate, eval, plugins or describe");
+                     "': expected FILE.toml, check, sweep, generate, eval, plugins or describe");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <map>
 #include <sstream>
 
+#include "cli/loaded_registry.h"
 #include "config/emit.h"
 #include "config/experiment.h"
 #include "config/toml_document.h"
@@ -30,19 +31,15 @@ namespace {
 // The plugin path: the build's or install's folder, LMRUN_PLUGIN_PATH, [plugins] paths,
 // --plugin-dir, in that order.
 
-struct LoadedRegistry {
-  PluginRegistry registry;
-  std::vector<LoadedPlugin> loaded;
-  std::vector<LoadFailure> failures;
-
-  std::vector<std::string> failure_messages() const {
-    std::vector<std::string> out;
-    for (const auto& failure : failures) out.push_back(failure.message);
-    return out;
-  }
-};
-
 void warn(const std::string& message) { std::cerr << "lmrun: warning: " << message << "\n"; }
+
+}  // namespace
+
+std::vector<std::string> LoadedRegistry::failure_messages() const {
+  std::vector<std::string> out;
+  for (const auto& failure : failures) out.push_back(failure.message);
+  return out;
+}
 
 std::unique_ptr<LoadedRegistry> load_registry(const CommonArgs& common,
                                               const std::vector<fs::path>& experiment_dirs) {
@@ -87,6 +84,8 @@ std::unique_ptr<LoadedRegistry> load_registry(const CommonArgs& common,
   }
   return result;
 }
+
+namespace {
 
 struct Resolved {
   std::unique_ptr<LoadedRegistry> plugins;
@@ -195,6 +194,14 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   const bool created = !fs::exists(run_dir, ec);
   fs::create_directories(run_dir, ec);
   if (ec) throw Error("cannot create run folder " + run_dir.string() + ": " + ec.message());
+  if (!created && checkpoint.empty()) {
+    // --force starts the run over: the earlier run's records would otherwise mix with this
+    // one's (metrics are appended) or outlive it (checkpoints that --resume would pick).
+    for (const char* name : {"metrics.jsonl", "metrics.csv", "summary.json", "samples.txt",
+                             "checkpoints", "tokenizer"}) {
+      fs::remove_all(run_dir / name, ec);
+    }
+  }
   const std::string config_toml = resolved_toml(e, registry);
   write_file_atomic(run_dir / "config.toml", config_toml);
   std::cout << "lmrun " << kVersion << ": " << e.experiment.name << " -> " << run_dir.string()

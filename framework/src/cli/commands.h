@@ -35,6 +35,17 @@ struct RunDirArgs {
   std::string split = "val";  // eval: --split
 };
 
+// lmrun sweep FILE.toml / lmrun sweep --report DIR
+struct SweepArgs {
+  ExperimentArgs experiment;     // the sweep file and its --set overrides
+  std::int64_t jobs = 1;         // --jobs: trials at once
+  std::string shard;             // --shard I/N; empty: all trials
+  bool dry_run = false;          // --dry-run: validate and list the trials, run nothing
+  std::filesystem::path report;  // --report DIR: only merge and print what DIR holds
+};
+
+int command_sweep(const CommonArgs& common, const SweepArgs& args);
+
 int command_run(const CommonArgs& common, const ExperimentArgs& args);
 int command_check(const CommonArgs& common, const ExperimentArgs& args);
 int command_plugins(const CommonArgs& common);

@@ -123,8 +123,13 @@ void apply_override(TomlDocument& doc, const std::string& assignment) {
   if (equals == std::string::npos || equals == 0) {
     fail(where, "", "expected KEY=VALUE, e.g. --set train.max_steps=200");
   }
-  const std::string key = assignment.substr(0, equals);
-  const std::string text = assignment.substr(equals + 1);
+  set_key(doc, assignment.substr(0, equals), assignment.substr(equals + 1), where);
+}
+
+}  // namespace
+
+void set_key(TomlDocument& doc, const std::string& key, const std::string& text,
+             const std::string& where) {
   const std::vector<std::string> parts = split_key(key);
   if (std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); })) {
     fail(where, key, "empty key segment");
@@ -183,8 +188,6 @@ void apply_override(TomlDocument& doc, const std::string& assignment) {
   }
   doc.raw_overrides[key] = text;
 }
-
-}  // namespace
 
 TomlDocument load_document(const fs::path& file, const std::vector<std::string>& overrides) {
   TomlDocument doc;

@@ -32,6 +32,12 @@ struct TomlDocument {
 TomlDocument load_document(const std::filesystem::path& file,
                            const std::vector<std::string>& overrides);
 
+// Sets a dotted key (model.n_layer, callbacks.0.patience) as `--set KEY=VALUE` does: `text` in
+// TOML syntax (3, 1e-3, "gelu", [0.9, 0.95]) or, when it does not parse, as a string. `where`
+// names the setting in errors and becomes the value's source. Throws ConfigError.
+void set_key(TomlDocument& doc, const std::string& key, const std::string& text,
+             const std::string& where);
+
 // "file:line:column" of a node, or its file alone, or "" when the node has no source.
 std::string location_of(const toml::node& node);
 std::string location_of(const toml::source_region& source);

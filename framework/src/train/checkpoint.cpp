@@ -73,14 +73,6 @@ std::string shape_text(const at::Tensor& t) {
 
 }  // namespace
 
-std::string hash_text(const std::string& text) {
-  std::uint64_t hash = 1469598103934665603ull;
-  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
-  char buffer[17];
-  std::snprintf(buffer, sizeof buffer, "%016" PRIx64, hash);
-  return buffer;
-}
-
 void load_model_weights(const fs::path& dir, Model& model) {
   auto archive = open_archive(dir, "model.pt");
   torch::NoGradGuard no_grad;

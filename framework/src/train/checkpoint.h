@@ -1,14 +1,16 @@
+// clang-format off
 // Checkpoints: a folder per checkpoint, written atomically (temporary folder, fsync, rename), so a
 // crash mid-write leaves the previous one intact.
 //
 //   <run>/checkpoints/<name>/
-//     model.pt        parameters and buffers by their flat module names (the model's documented
-//     keys) optimizer.pt    optimizer state (the optimizer plugin's own layout) rng.pt generator
-//     states: data sampling, evaluation sampling, LibTorch's global one state.toml      format
-//     version, provenance (lmrun and plugin versions, config hash), step,
-//                     tokens seen, elapsed time, scheduler and callback state, latest metrics
-//     tokenizer/      the tokenizer's own files
-//     config.toml     the resolved experiment
+//     model.pt      parameters and buffers by their flat module names (the model's keys)
+//     optimizer.pt  optimizer state (the optimizer plugin's own layout)
+//     rng.pt        generator states: data sampling, evaluation sampling, LibTorch's global one
+//     state.toml    format version, provenance (lmrun and plugin versions, config hash), step,
+//                   tokens seen, elapsed time, scheduler and callback state, latest metrics
+//     tokenizer/    the tokenizer's own files
+//     config.toml   the resolved experiment
+// clang-format on
 #pragma once
 
 #include <cstdint>
@@ -66,7 +68,5 @@ void load_model_weights(const std::filesystem::path& dir, Model& model);
 // The checkpoint a run folder (or a checkpoint folder itself) designates: `dir` if it holds
 // state.toml; else <dir>/checkpoints/last; else the newest checkpoint by step. Throws if none.
 std::filesystem::path find_checkpoint(const std::filesystem::path& dir);
-
-std::string hash_text(const std::string& text);  // 16 hex digits, FNV-1a 64
 
 }  // namespace lmrun::host

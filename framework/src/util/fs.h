@@ -12,4 +12,7 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& con
 
 std::string read_text_file(const std::filesystem::path& path);
 
+// 16 hex digits of FNV-1a 64: a fingerprint of a config's text, not a cryptographic hash.
+std::string hash_text(const std::string& text);
+
 }  // namespace lmrun::host

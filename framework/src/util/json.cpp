@@ -50,6 +50,11 @@ JsonObject& JsonObject::add(std::string_view key, const std::vector<std::string>
   return *this;
 }
 
+JsonObject& JsonObject::add_raw(std::string_view key, std::string json) {
+  fields_.push_back({std::string(key), std::move(json), {}, false, false});
+  return *this;
+}
+
 std::string JsonObject::format(int indent, int depth) const {
   if (fields_.empty()) return "{}";
   const std::string newline = indent > 0 ? "\n" : "";

@@ -29,6 +29,8 @@ class JsonObject {
   JsonObject& add(std::string_view key, JsonObject value);
   JsonObject& add(std::string_view key, std::vector<JsonObject> values);
   JsonObject& add(std::string_view key, const std::vector<std::string>& values);
+  // A value already in JSON syntax (a number, true, a quoted string), written as it is.
+  JsonObject& add_raw(std::string_view key, std::string json);
 
   bool empty() const { return fields_.empty(); }
   // One line, or indented by `indent` spaces per level when indent > 0.

@@ -1,0 +1,319 @@
+// The trial processes of driver.h: posix_spawn, a waitpid loop, the median rule, signals.
+#include "sweep/driver.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "lmrun/error.h"
+#include "util/fs.h"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+
+namespace lmrun::host::sweep {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+volatile std::sig_atomic_t g_signal = 0;
+extern "C" void on_signal(int signal) { g_signal = signal; }
+
+// SIGINT and SIGTERM set g_signal while this lives; the previous handlers come back after.
+class SignalGuard {
+ public:
+  SignalGuard() {
+    g_signal = 0;
+    struct sigaction action {};
+    action.sa_handler = on_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+  }
+  ~SignalGuard() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+std::string hostname() {
+  char buffer[256] = {};
+  if (gethostname(buffer, sizeof buffer - 1) != 0) return "?";
+  return buffer;
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
+bool has_checkpoint(const fs::path& run_dir) {
+  std::error_code ec;
+  const fs::path dir = run_dir / "checkpoints";
+  if (!fs::is_directory(dir, ec)) return false;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (fs::is_regular_file(entry.path() / "state.toml", ec)) return true;
+  }
+  return false;
+}
+
+// A fresh start: everything of an earlier attempt goes but the trial's experiment.
+void clear_for_fresh_start(const fs::path& trial_dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(trial_dir, ec)) {
+    if (entry.path().filename() != "experiment.toml") fs::remove_all(entry.path(), ec);
+  }
+}
+
+// The last "lmrun: error:" line of a log, with its hint; else its last non-empty line.
+std::string error_of_log(const fs::path& log) {
+  std::ifstream in(log);
+  std::string line, error, last;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    if (line.rfind("lmrun: error: ", 0) == 0) {
+      error = line.substr(14);
+    } else if (!error.empty() && line.rfind("  hint: ", 0) == 0) {
+      error += " (hint: " + line.substr(8) + ")";
+    }
+    last = line;
+  }
+  return error.empty() ? last : error;
+}
+
+std::string signal_text(int signal) {
+  const char* name = strsignal(signal);
+  return "signal " + std::to_string(signal) + (name ? std::string(" (") + name + ")" : "");
+}
+
+struct Running {
+  Trial trial;
+  fs::path dir;
+  Clock::time_point started;
+  TrialStatus status;
+  std::string prune_reason;  // set when the median rule stopped it
+};
+
+class Driver {
+ public:
+  Driver(const SweepRecord& record, const DriverOptions& options)
+      : record_(record), options_(options), out_(*options.out) {}
+
+  DriverOutcome run(const std::vector<Trial>& trials) {
+    SignalGuard guard;
+    std::deque<Trial> queue(trials.begin(), trials.end());
+    DriverOutcome outcome;
+    auto last_check = Clock::now();
+    while (!queue.empty() || !running_.empty()) {
+      while (g_signal == 0 && !queue.empty() &&
+             static_cast<std::int64_t>(running_.size()) < options_.jobs) {
+        start(queue.front());
+        queue.pop_front();
+        ++outcome.ran;
+      }
+      reap();
+      if (g_signal != 0) {
+        outcome.interrupted = true;
+        stop_all();
+        break;
+      }
+      if (options_.median_rule && Clock::now() - last_check > std::chrono::seconds(1)) {
+        apply_median_rule();
+        last_check = Clock::now();
+      }
+      if (!running_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return outcome;
+  }
+
+ private:
+  void start(const Trial& trial) {
+    const fs::path dir = options_.sweep_dir / trial.name();
+    const fs::path experiment = dir / "experiment.toml";
+    std::vector<std::string> args = {options_.lmrun.string(), experiment.string()};
+    const bool resume = has_checkpoint(dir);
+    if (resume) {
+      args.insert(args.end(), {"--resume", dir.string()});
+    } else {
+      clear_for_fresh_start(dir);
+      args.push_back("--force");
+    }
+    args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
+
+    // Several trials at once share the cores: each gets its share of BLAS threads, unless the
+    // user chose a number.
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    if (options_.jobs > 1 && std::getenv("OPENBLAS_NUM_THREADS") == nullptr) {
+      const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+      const auto share =
+          std::max<std::int64_t>(1, static_cast<std::int64_t>(cores) / options_.jobs);
+      env.push_back("OPENBLAS_NUM_THREADS=" + std::to_string(share));
+    }
+
+    const fs::path log = dir / "log.txt";
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    pid_t pid = 0;
+    const int error = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+
+    Running r{trial, dir, Clock::now(), {}, {}};
+    r.status.host = hostname();
+    r.status.started = utc_now();
+    if (error != 0) {
+      r.status.status = Status::kFailed;
+      r.status.reason = "cannot start " + options_.lmrun.string() + ": " + std::strerror(error);
+      write_file_atomic(dir / "status.toml", to_toml(r.status));
+      out_ << "[sweep] " << trial.name() << " failed to start: " << r.status.reason << "\n";
+      return;
+    }
+    r.status.status = Status::kRunning;
+    r.status.pid = pid;
+    write_file_atomic(dir / "status.toml", to_toml(r.status));
+    out_ << "[sweep] " << trial.name() << (resume ? " resumed" : " started") << ": "
+         << trial.label() << "  (log: " << log.string() << ")\n"
+         << std::flush;
+    running_.emplace(pid, std::move(r));
+  }
+
+  // Collects every trial that has exited.
+  void reap() {
+    while (!running_.empty()) {
+      int wait_status = 0;
+      const pid_t pid = waitpid(-1, &wait_status, WNOHANG);
+      if (pid <= 0) return;
+      const auto it = running_.find(pid);
+      if (it == running_.end()) continue;
+      finish(it->second, wait_status);
+      running_.erase(it);
+    }
+  }
+
+  void finish(Running& r, int wait_status) {
+    TrialStatus& s = r.status;
+    s.wall_seconds = std::chrono::duration<double>(Clock::now() - r.started).count();
+    s.pid = 0;
+    if (!r.prune_reason.empty()) {
+      s.status = Status::kPruned;
+      s.reason = r.prune_reason;
+    } else if (WIFSIGNALED(wait_status)) {
+      const int signal = WTERMSIG(wait_status);
+      const bool killed = signal == SIGKILL || signal == SIGTERM || signal == SIGINT;
+      s.status = killed ? Status::kKilled : Status::kFailed;
+      s.reason = (killed ? "killed by " : "crashed: ") + signal_text(signal);
+    } else {
+      s.exit_code = WEXITSTATUS(wait_status);
+      if (s.exit_code == 0) {
+        s.status = Status::kCompleted;
+      } else {
+        s.reason = error_of_log(r.dir / "log.txt");
+        const bool diverged = s.reason.rfind("training diverged", 0) == 0;
+        s.status = diverged ? Status::kDiverged : Status::kFailed;
+        if (s.reason.empty()) s.reason = "exit code " + std::to_string(s.exit_code);
+      }
+    }
+    write_file_atomic(r.dir / "status.toml", to_toml(s));
+    out_ << "[sweep] " << r.trial.name() << " " << status_name(s.status) << " after "
+         << static_cast<long long>(s.wall_seconds) << " s";
+    const Curve curve = read_curve(r.dir, record_.metric);
+    if (!curve.empty()) {
+      char value[32];
+      std::snprintf(value, sizeof value, "%.4f", curve.rbegin()->second);
+      out_ << ": " << record_.metric << " " << value << " at step " << curve.rbegin()->first;
+    }
+    if (!s.reason.empty()) out_ << " (" << s.reason << ")";
+    out_ << "\n" << std::flush;
+  }
+
+  void apply_median_rule() {
+    std::vector<Curve> finished;
+    for (const Trial& trial : record_.trials) {
+      const fs::path dir = options_.sweep_dir / trial.name();
+      try {
+        if (read_trial_status(dir).status == Status::kCompleted)
+          finished.push_back(read_curve(dir, record_.metric));
+      } catch (const Error&) {
+        // an unreadable status: not a finished trial
+      }
+    }
+    for (auto& [pid, r] : running_) {
+      if (!r.prune_reason.empty()) continue;
+      const std::string verdict =
+          median_rule_verdict(read_curve(r.dir, record_.metric), finished, *options_.median_rule,
+                              record_.metric, record_.maximize);
+      if (verdict.empty()) continue;
+      r.prune_reason = verdict;
+      out_ << "[sweep] " << r.trial.name() << ": stopping it by the median rule: " << verdict
+           << "\n"
+           << std::flush;
+      kill(pid, SIGTERM);
+    }
+  }
+
+  // On SIGINT or SIGTERM: the trials still running are stopped and recorded as killed.
+  void stop_all() {
+    out_ << "[sweep] interrupted by " << signal_text(g_signal) << ": stopping " << running_.size()
+         << " running trial(s)\n"
+         << std::flush;
+    for (auto& [pid, r] : running_) kill(pid, SIGTERM);
+    for (auto& [pid, r] : running_) {
+      int wait_status = 0;
+      if (waitpid(pid, &wait_status, 0) == pid) {
+        r.prune_reason.clear();
+        finish(r, wait_status);
+        if (r.status.status != Status::kKilled && !is_finished(r.status.status)) {
+          r.status.status = Status::kKilled;
+          r.status.reason = "the sweep was interrupted";
+          write_file_atomic(r.dir / "status.toml", to_toml(r.status));
+        }
+      }
+    }
+    running_.clear();
+  }
+
+  const SweepRecord& record_;
+  const DriverOptions& options_;
+  std::ostream& out_;
+  std::map<pid_t, Running> running_;
+};
+
+}  // namespace
+
+DriverOutcome run_trials(const std::vector<Trial>& trials, const SweepRecord& record,
+                         const DriverOptions& options) {
+  return Driver(record, options).run(trials);
+}
+
+}  // namespace lmrun::host::sweep
