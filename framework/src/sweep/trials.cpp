@@ -398,8 +398,10 @@ std::string results_table(const std::vector<TrialRow>& rows, const SweepRecord& 
   }
   std::string out = "sweep " + record.name + ": " + std::to_string(rows.size()) + " trials (";
   bool first = true;
-  for (const auto& [status, n] : counts) {
-    out += (first ? "" : ", ") + std::to_string(n) + " " + status_name(status);
+  for (Status status : {Status::kCompleted, Status::kPruned, Status::kDiverged, Status::kFailed,
+                        Status::kKilled, Status::kRunning, Status::kPending}) {
+    if (counts[status] == 0) continue;
+    out += (first ? "" : ", ") + std::to_string(counts[status]) + " " + status_name(status);
     first = false;
   }
   out += "), ranked by " + std::string(record.maximize ? "highest " : "lowest ") + record.metric +
