@@ -1,5 +1,6 @@
 // lmrun: the command line. Parses arguments, dispatches to a subcommand, prints any error once.
 #include <cstdint>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -7,6 +8,7 @@
 #include <boost/program_options.hpp>
 
 #include "cli/commands.h"
+#include "cli/launch.h"
 #include "lmrun/error.h"
 #include "lmrun/version.h"
 
@@ -18,6 +20,7 @@ namespace {
 constexpr const char* kUsage = R"(usage:
   lmrun FILE.toml [--set KEY=VALUE]... [--force]   run an experiment
   lmrun FILE.toml --resume RUN_DIR|CHECKPOINT      continue a run from its checkpoint
+  lmrun --nproc N FILE.toml ...                    data-parallel on N local processes
   lmrun check FILE.toml [--set KEY=VALUE]...       validate it and print the resolved config
   lmrun sweep FILE.toml [--jobs N] [--shard I/N]   run a sweep's trials (--dry-run: list them)
   lmrun sweep --report SWEEP_DIR                   merge and print a sweep's results
@@ -56,7 +59,9 @@ int run(int argc, char** argv) {
       "sweep: run the trials whose index is I modulo N (I/N, e.g. a Slurm array's task)")(
       "dry-run", "sweep: validate every trial and list them, run nothing")(
       "report", po::value<std::string>(), "sweep: merge and print the results in SWEEP_DIR")(
-      "verbose,v", "log each plugin file loaded");
+      "verbose,v", "log each plugin file loaded")(
+      "nproc", po::value<int>(),
+      "run: train data-parallel on N local processes (as torchrun --nproc_per_node)");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>(), "command and its arguments");
   po::options_description all;
@@ -107,6 +112,24 @@ int run(int argc, char** argv) {
   run_dir.split = vm["split"].as<std::string>();
 
   const std::string& command = args[0];
+  if (vm.count("nproc")) {
+    const bool is_run =
+        args.size() == 1 && command.size() > 5 && command.substr(command.size() - 5) == ".toml";
+    if (!is_run) return usage_error("--nproc applies to a run: lmrun --nproc N FILE.toml");
+    // The same command line in each worker, without --nproc.
+    std::vector<std::string> worker_args;
+    for (int i = 0; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--nproc") {
+        ++i;
+        continue;
+      }
+      if (a.rfind("--nproc=", 0) == 0) continue;
+      worker_args.push_back(a);
+    }
+    worker_args[0] = std::filesystem::read_symlink("/proc/self/exe").string();
+    return launch_local_workers(vm["nproc"].as<int>(), worker_args);
+  }
   auto expect_args = [&](std::size_t n, const char* shape) {
     if (args.size() != n) throw po::error(std::string("expected: lmrun ") + shape);
   };

@@ -18,6 +18,7 @@
 #include "lmrun/version.h"
 #include "registry/plugin_loader.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/pipeline.h"
 #include "train/trainer.h"
 #include "util/fs.h"
@@ -177,10 +178,16 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   const PluginRegistry& registry = resolved.plugins->registry;
   const fs::path& run_dir = e.experiment.out_dir;
 
+  // Data-parallel: every rank runs this; rank 0 alone writes the run folder and prints.
+  const WorldInfo world = world_from_environment();
+  const bool writer = world.is_writer();
+  std::ostream silent(nullptr);
+  std::ostream& out = writer ? std::cout : silent;
+
   std::error_code ec;
   fs::path checkpoint;
   if (!args.resume.empty()) checkpoint = find_checkpoint(args.resume);
-  if (fs::exists(run_dir, ec) && !args.force && checkpoint.empty()) {
+  if (writer && fs::exists(run_dir, ec) && !args.force && checkpoint.empty()) {
     throw Error("run folder " + run_dir.string() + " already exists",
                 "pass --force to reuse it, --resume " + run_dir.string() +
                     " to continue it, or choose another with --set experiment.out_dir=...");
@@ -190,11 +197,13 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   Pipeline p = build_pipeline(
       e, registry,
       PipelineOptions{run_dir, checkpoint.empty() ? fs::path() : checkpoint / "tokenizer", true});
+  std::unique_ptr<DataParallel> data_parallel;
+  if (world.distributed()) data_parallel = std::make_unique<DataParallel>(world, p.device);
   // Only now, with every plugin built, does the run folder appear.
-  const bool created = !fs::exists(run_dir, ec);
-  fs::create_directories(run_dir, ec);
+  const bool created = writer && !fs::exists(run_dir, ec);
+  if (writer) fs::create_directories(run_dir, ec);
   if (ec) throw Error("cannot create run folder " + run_dir.string() + ": " + ec.message());
-  if (!created && checkpoint.empty()) {
+  if (writer && !created && checkpoint.empty()) {
     // --force starts the run over: the earlier run's records would otherwise mix with this
     // one's (metrics are appended) or outlive it (checkpoints that --resume would pick).
     for (const char* name : {"metrics.jsonl", "metrics.csv", "summary.json", "samples.txt",
@@ -203,32 +212,36 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
     }
   }
   const std::string config_toml = resolved_toml(e, registry);
-  write_file_atomic(run_dir / "config.toml", config_toml);
-  std::cout << "lmrun " << kVersion << ": " << e.experiment.name << " -> " << run_dir.string()
-            << "\n"
-            << "  data       " << one_line(e.data, registry) << ": "
-            << thousands(p.data->num_examples(Split::kTrain)) << " train windows, vocabulary "
-            << p.tokenizer->vocab_size() << "\n"
-            << "  model      " << one_line(e.model, registry) << ": "
-            << thousands(p.parameter_count) << " parameters\n";
+  if (writer) write_file_atomic(run_dir / "config.toml", config_toml);
+  out << "lmrun " << kVersion << ": " << e.experiment.name << " -> " << run_dir.string() << "\n"
+      << "  data       " << one_line(e.data, registry) << ": "
+      << thousands(p.data->num_examples(Split::kTrain)) << " train windows, vocabulary "
+      << p.tokenizer->vocab_size() << "\n"
+      << "  model      " << one_line(e.model, registry) << ": " << thousands(p.parameter_count)
+      << " parameters\n";
   {
     std::istringstream summary(p.model->summary());
-    for (std::string line; std::getline(summary, line);)
-      std::cout << "             " << line << "\n";
+    for (std::string line; std::getline(summary, line);) out << "             " << line << "\n";
   }
-  std::cout << "  optimizer  " << one_line(e.optimizer, registry) << "\n";
-  if (e.scheduler) std::cout << "  scheduler  " << one_line(*e.scheduler, registry) << "\n";
+  out << "  optimizer  " << one_line(e.optimizer, registry) << "\n";
+  if (e.scheduler) out << "  scheduler  " << one_line(*e.scheduler, registry) << "\n";
   for (const auto& callback : e.callbacks)
-    std::cout << "  callback   " << one_line(callback, registry) << "\n";
-  std::cout << "  device     " << p.device.str() << ", " << at::get_num_threads()
-            << " threads; set up in "
-            << static_cast<int>(std::chrono::duration<double, std::milli>(
-                                    std::chrono::steady_clock::now() - build_start)
-                                    .count())
-            << " ms\n"
-            << std::flush;
+    out << "  callback   " << one_line(callback, registry) << "\n";
+  out << "  device     " << p.device.str() << ", " << at::get_num_threads()
+      << " threads; set up in "
+      << static_cast<int>(std::chrono::duration<double, std::milli>(
+                              std::chrono::steady_clock::now() - build_start)
+                              .count())
+      << " ms\n"
+      << std::flush;
 
-  Trainer trainer(e, p, run_dir, provenance_of(resolved, config_toml), std::cout);
+  if (data_parallel) {
+    out << "  world      " << world.world_size << " ranks (c10d Gloo at " << world.master_addr
+        << ":" << world.master_port << "), batch " << e.train.batch_size << " per rank, "
+        << e.train.batch_size * world.world_size << " in all\n"
+        << std::flush;
+  }
+  Trainer trainer(e, p, run_dir, provenance_of(resolved, config_toml), out, data_parallel.get());
   TrainResult result;
   try {
     if (!checkpoint.empty()) trainer.resume(checkpoint);
@@ -238,6 +251,9 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
     if (created && !trainer.trained()) fs::remove_all(run_dir, ec);
     throw;
   }
+
+  if (data_parallel) data_parallel->barrier();
+  if (!writer) return result.diverged ? kExitError : kExitOk;
 
   const fs::path tokenizer_dir = run_dir / "tokenizer";
   fs::remove_all(tokenizer_dir, ec);
@@ -251,10 +267,9 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   }
   if (e.generate)
     write_file_atomic(run_dir / "samples.txt", draw_samples(p, *e.generate, e.experiment.seed));
-  std::cout << "done: " << result.steps << " steps in " << static_cast<int>(result.wall_seconds)
-            << " s";
-  for (const auto& [name, value] : result.final_metrics) std::cout << ", " << name << " " << value;
-  std::cout << "\nrun folder: " << run_dir.string() << "\n";
+  out << "done: " << result.steps << " steps in " << static_cast<int>(result.wall_seconds) << " s";
+  for (const auto& [name, value] : result.final_metrics) out << ", " << name << " " << value;
+  out << "\nrun folder: " << run_dir.string() << "\n";
   return kExitOk;
 }
 

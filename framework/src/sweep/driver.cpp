@@ -1,8 +1,6 @@
 // The trial processes of driver.h: posix_spawn, a waitpid loop, the median rule, signals.
 #include "sweep/driver.h"
 
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,8 +16,7 @@
 
 #include "lmrun/error.h"
 #include "util/fs.h"
-
-extern char** environ;
+#include "util/process.h"
 
 namespace fs = std::filesystem;
 
@@ -164,30 +161,16 @@ class Driver {
 
     // Several trials at once share the cores: each gets its share of BLAS threads, unless the
     // user chose a number.
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    std::vector<std::string> extra;
     if (options_.jobs > 1 && std::getenv("OPENBLAS_NUM_THREADS") == nullptr) {
       const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
       const auto share =
           std::max<std::int64_t>(1, static_cast<std::int64_t>(cores) / options_.jobs);
-      env.push_back("OPENBLAS_NUM_THREADS=" + std::to_string(share));
+      extra.push_back("OPENBLAS_NUM_THREADS=" + std::to_string(share));
     }
-
     const fs::path log = dir / "log.txt";
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
     pid_t pid = 0;
-    const int error = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
+    const int error = spawn_process(args, environment_with(extra), log, pid);
 
     Running r{trial, dir, Clock::now(), {}, {}};
     r.status.host = hostname();

@@ -16,12 +16,14 @@ namespace fs = std::filesystem;
 namespace lmrun::host {
 
 MetricsLog::MetricsLog(const fs::path& run_dir, std::vector<std::string> columns,
-                       std::ostream& console)
+                       std::ostream& console, bool enabled)
     : jsonl_path_(run_dir / "metrics.jsonl"),
       csv_path_(run_dir / "metrics.csv"),
       columns_(std::move(columns)),
       console_(console),
-      terminal_(&console == &std::cout && ::isatty(STDOUT_FILENO)) {
+      terminal_(&console == &std::cout && ::isatty(STDOUT_FILENO)),
+      enabled_(enabled) {
+  if (!enabled_) return;
   if (!fs::exists(csv_path_)) write_file_atomic(csv_path_, "step," + join(columns_, ",") + "\n");
   if (!fs::exists(jsonl_path_)) write_file_atomic(jsonl_path_, "");
 }
@@ -46,11 +48,13 @@ std::string keep_until(const std::string& text, std::int64_t step, bool json) {
 }  // namespace
 
 void MetricsLog::truncate_after(std::int64_t step) {
+  if (!enabled_) return;
   write_file_atomic(jsonl_path_, keep_until(read_text_file(jsonl_path_), step, true));
   write_file_atomic(csv_path_, keep_until(read_text_file(csv_path_), step, false));
 }
 
 void MetricsLog::record(std::int64_t step, const Metrics& values) {
+  if (!enabled_) return;
   JsonObject json;
   json.add("step", step);
   for (const auto& [name, value] : values) json.add(name, value);
@@ -66,6 +70,7 @@ void MetricsLog::record(std::int64_t step, const Metrics& values) {
 }
 
 void MetricsLog::print(const std::string& line, bool progress) {
+  if (!enabled_) return;
   if (terminal_ && progress) {
     console_ << "\r\033[K" << line << std::flush;
     line_open_ = true;
@@ -77,6 +82,7 @@ void MetricsLog::print(const std::string& line, bool progress) {
 }
 
 void MetricsLog::finish_line() {
+  if (!enabled_) return;
   if (line_open_) console_ << "\n";
   line_open_ = false;
 }

@@ -17,8 +17,9 @@ namespace lmrun::host {
 class MetricsLog {
  public:
   // `columns`: every metric name the CSV will hold, in order, after "step".
+  // `enabled` false (a data-parallel rank other than 0): writes and prints nothing.
   MetricsLog(const std::filesystem::path& run_dir, std::vector<std::string> columns,
-             std::ostream& console);
+             std::ostream& console, bool enabled = true);
 
   // Drops records after `step` (resume), keeping the files' earlier lines.
   void truncate_after(std::int64_t step);
@@ -35,6 +36,7 @@ class MetricsLog {
   std::ostream& console_;
   bool terminal_ = false;
   bool line_open_ = false;
+  bool enabled_ = true;
 };
 
 }  // namespace lmrun::host

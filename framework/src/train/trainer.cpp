@@ -62,13 +62,15 @@ class AutocastGuard {
 }  // namespace
 
 Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_dir,
-                 CheckpointProvenance provenance, std::ostream& log)
+                 CheckpointProvenance provenance, std::ostream& log, DataParallel* data_parallel)
     : experiment_(experiment),
       p_(pipeline),
+      dp_(data_parallel),
+      writer_(data_parallel == nullptr || data_parallel->world().is_writer()),
       run_dir_(std::move(run_dir)),
       provenance_(std::move(provenance)),
       log_(log),
-      metrics_(run_dir_, csv_columns(), log),
+      metrics_(run_dir_, csv_columns(), log, writer_),
       data_generator_(
           at::detail::createCPUGenerator(static_cast<std::uint64_t>(experiment.experiment.seed))),
       eval_generator_(at::detail::createCPUGenerator(
@@ -84,10 +86,29 @@ Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_
   flops_per_token_ = p_.model->flops_per_token(p_.model_context.sequence_length);
   peak_gflops_ = experiment.train.peak_gflops;
   bf16_ = experiment.train.precision == "bf16";
+  for (const auto& named : p_.parameters) parameter_tensors_.push_back(named.tensor);
+  if (dp_ != nullptr) {
+    std::vector<at::Tensor> state = parameter_tensors_;
+    for (const at::Tensor& buffer : p_.model->module().buffers()) state.push_back(buffer);
+    dp_->broadcast_from_rank0(state);
+  }
 }
 
 // -----------------------------------------------------------------------------------------------
 // Steps and evaluation
+
+Batch Trainer::sample_slice(Split split, at::Generator& generator) {
+  const std::int64_t batch_size = experiment_.train.batch_size;
+  if (dp_ == nullptr) return p_.data->sample(split, batch_size, generator);
+  // Every rank draws the same global batch and keeps its own slice of it: the ranks see
+  // different data, and together exactly what one process with world x batch_size would.
+  Batch batch = p_.data->sample(split, batch_size * dp_->world().world_size, generator);
+  const std::int64_t start = dp_->world().rank * batch_size;
+  for (at::Tensor* t : {&batch.inputs, &batch.targets, &batch.mask}) {
+    if (t->defined()) *t = t->narrow(0, start, batch_size);
+  }
+  return batch;
+}
 
 double Trainer::train_step(double lr) {
   p_.optimizer->set_lr(lr);
@@ -98,9 +119,9 @@ double Trainer::train_step(double lr) {
   std::vector<Batch> batches;
   std::vector<at::Tensor> targets;
   std::int64_t tokens = 0;
+  const std::int64_t world = dp_ ? dp_->world().world_size : 1;
   for (std::int64_t i = 0; i < experiment_.train.grad_accum_steps; ++i) {
-    batches.push_back(
-        p_.data->sample(Split::kTrain, experiment_.train.batch_size, data_generator_));
+    batches.push_back(sample_slice(Split::kTrain, data_generator_));
     targets.push_back(masked_targets(batches.back()).to(p_.device));
     tokens += count_targets(targets.back());
   }
@@ -118,11 +139,16 @@ double Trainer::train_step(double lr) {
     loss.backward();
     loss_sum += loss.item<double>();
   }
+  if (dp_ != nullptr) {
+    dp_->average_gradients(parameter_tensors_);
+    loss_sum = dp_->average(loss_sum);
+  }
   if (experiment_.train.grad_clip > 0) {
     clip_grad_norm(p_.parameters, experiment_.train.grad_clip, clip_buffer_);
   }
   p_.optimizer->step();
-  tokens_seen_ += batches.size() * static_cast<std::int64_t>(batches.front().inputs.numel());
+  tokens_seen_ +=
+      world * static_cast<std::int64_t>(batches.size()) * batches.front().inputs.numel();
   return loss_sum;
 }
 
@@ -135,13 +161,19 @@ Metrics Trainer::evaluate() {
     double loss = 0.0;
     std::int64_t tokens = 0;
     for (std::int64_t i = 0; i < experiment_.train.eval_batches; ++i) {
-      Batch batch = p_.data->sample(split, experiment_.train.batch_size, eval_generator_);
+      Batch batch = sample_slice(split, eval_generator_);
       at::Tensor targets = masked_targets(batch).to(p_.device);
       at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
       AutocastGuard autocast(bf16_);
       loss +=
           summed_loss(p_.model->forward(batch.inputs.to(p_.device), mask), targets).item<double>();
       tokens += count_targets(targets);
+    }
+    if (dp_ != nullptr) {  // the ranks' sums: the global batches' loss, as one process has it
+      const double world = static_cast<double>(dp_->world().world_size);
+      loss = dp_->average(loss) * world;
+      tokens = static_cast<std::int64_t>(
+          std::llround(dp_->average(static_cast<double>(tokens)) * world));
     }
     metrics[std::string(split_name(split)) + "_loss"] =
         loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
@@ -247,7 +279,9 @@ void Trainer::end_of_step(bool evaluated, const Metrics& eval) {
 
 double Trainer::mfu(double tokens_per_second) const {
   if (flops_per_token_ <= 0 || peak_gflops_ <= 0) return -1.0;
-  return flops_per_token_ * tokens_per_second / (peak_gflops_ * 1e9);
+  // Data-parallel: the tokens of every rank, over the peak of every rank's device.
+  const double devices = dp_ ? static_cast<double>(dp_->world().world_size) : 1.0;
+  return flops_per_token_ * tokens_per_second / (peak_gflops_ * 1e9 * devices);
 }
 
 void Trainer::log_step(double loss, double lr) {
@@ -325,6 +359,7 @@ TrainerSnapshot Trainer::snapshot() const {
 }
 
 void Trainer::write_checkpoint_now(const std::string& name) {
+  if (!writer_) return;  // rank 0 writes; its callbacks keep the folder in order
   const fs::path dir = run_dir_ / "checkpoints" / name;
   fs::create_directories(dir.parent_path());
   at::Generator global = at::detail::getDefaultCPUGenerator();
@@ -369,6 +404,7 @@ void Trainer::resume(const fs::path& checkpoint) {
 // summary.json
 
 void Trainer::write_summary(const TrainResult& result) const {
+  if (!writer_) return;
   JsonObject summary;
   summary.add("format", std::int64_t{1});
   summary.add("lmrun_version", kVersion);

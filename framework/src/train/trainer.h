@@ -24,6 +24,7 @@
 
 #include "config/experiment.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/metrics_log.h"
 #include "train/pipeline.h"
 
@@ -40,8 +41,13 @@ struct TrainResult {
 
 class Trainer final : public TrainerControl {
  public:
+  // With `data_parallel` (a world of several ranks), each rank trains on its slice of every
+  // global batch (batch_size per rank, drawn from one shared stream), gradients are averaged
+  // across ranks, and only rank 0 writes logs, metrics, checkpoints and the summary. The model's
+  // weights are broadcast from rank 0 here.
   Trainer(const Experiment& experiment, Pipeline& pipeline, std::filesystem::path run_dir,
-          CheckpointProvenance provenance, std::ostream& log);
+          CheckpointProvenance provenance, std::ostream& log,
+          DataParallel* data_parallel = nullptr);
 
   // Continues from a checkpoint: weights, optimizer, generators, scheduler and callback state,
   // and the metrics files cut back to its step.
@@ -64,6 +70,8 @@ class Trainer final : public TrainerControl {
   std::filesystem::path save_checkpoint(const std::string& name) override;
 
  private:
+  // batch_size sequences of `split`; data-parallel: this rank's slice of the global batch.
+  Batch sample_slice(Split split, at::Generator& generator);
   void end_of_step(bool evaluated, const Metrics& eval);
   void write_pending_checkpoints();
   void write_checkpoint_now(const std::string& name);
@@ -75,6 +83,9 @@ class Trainer final : public TrainerControl {
 
   const Experiment& experiment_;
   Pipeline& p_;
+  DataParallel* dp_ = nullptr;  // several ranks; null: one process
+  bool writer_ = true;          // rank 0, or the only process
+  std::vector<at::Tensor> parameter_tensors_;
   std::filesystem::path run_dir_;
   CheckpointProvenance provenance_;
   std::ostream& log_;

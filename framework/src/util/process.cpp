@@ -6,8 +6,12 @@
 #include <sstream>
 #include <string>
 
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+extern char** environ;
 
 namespace lmrun::host {
 
@@ -39,6 +43,34 @@ double peak_rss_mib() {
   rusage usage{};
   if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // KiB on Linux
+}
+
+std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+int spawn_process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                  const std::filesystem::path& output, pid_t& pid) {
+  std::vector<std::string> argv_text = argv, env_text = env;
+  std::vector<char*> args, envp;
+  for (auto& a : argv_text) args.push_back(a.data());
+  args.push_back(nullptr);
+  for (auto& e : env_text) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (!output.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, output.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  }
+  const int error = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return error;
 }
 
 }  // namespace lmrun::host
