@@ -5,7 +5,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <thread>
+
 #include "support/test_support.h"
+#include "util/process.h"
 
 namespace fs = std::filesystem;
 using lmrun::test::read_file;
@@ -78,6 +85,9 @@ TEST(Sweep, ACrashAndADivergenceAreRecordedAndTheOthersFinish) {
   EXPECT_TRUE(fs::exists(dir / "out/trial-0002/log.txt"));
   // Each trial's experiment runs by hand too.
   EXPECT_THAT(read_file(dir / "out/trial-0000/experiment.toml"), HasSubstr("lr = 0.001"));
+  // Its folder says what it ran.
+  EXPECT_THAT(read_file(dir / "out/trial-0001/status.toml"),
+              HasSubstr("[params]\n'callbacks.0.at_step' = '1000'\n'optimizer.lr' = '1e+12'"));
 
   // Again: the finished trials are skipped, the failed ones run (and fail) again.
   result = sweep(file);
@@ -194,4 +204,46 @@ min_trials = 1
   // A pruned trial is finished: a re-run skips it.
   result = sweep(file);
   EXPECT_THAT(result.output, HasSubstr("2 already finished, 0 to run"));
+}
+
+TEST(Sweep, SigtermStopsTheRunningTrialsAndRecordsThemAsKilled) {
+  TempDir dir;
+  const fs::path file = dir / "sweep.toml";
+  write_file(file, sweep_file(dir / "out", R"(
+[sweep]
+[sweep.parameters]
+"optimizer.lr" = [1e-3, 2e-3]
+)",
+                              "at_step = 2\nhow = \"hang\""));
+  pid_t pid = 0;
+  ASSERT_EQ(lmrun::host::spawn_process({LMRUN_TEST_BINARY, "sweep", file.string(), "--plugin-dir",
+                                        kFaultDir.string(), "--jobs", "2"},
+                                       lmrun::host::environment_with({}), dir / "sweep.log", pid),
+            0);
+  // Both trials running (and hanging after step 2), as a scheduler's time limit would find them.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto running = [&] {
+    for (const char* trial : {"trial-0000", "trial-0001"}) {
+      if (!fs::exists(dir / "out" / trial / "status.toml") ||
+          status_of(dir / "out" / trial) != "running")
+        return false;
+    }
+    return true;
+  };
+  while (!running() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(running()) << read_file(dir / "sweep.log");
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  kill(pid, SIGTERM);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(WIFEXITED(status)) << read_file(dir / "sweep.log");
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  const std::string log = read_file(dir / "sweep.log");
+  EXPECT_THAT(log, HasSubstr("interrupted by signal 15"));
+  EXPECT_THAT(log, HasSubstr("2 killed"));
+  EXPECT_THAT(log, HasSubstr("run the same command again"));
+  EXPECT_EQ(status_of(dir / "out/trial-0000"), "killed");
+  EXPECT_EQ(status_of(dir / "out/trial-0001"), "killed");
 }

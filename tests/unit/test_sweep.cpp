@@ -387,6 +387,17 @@ TEST(SweepResults, ModeMaxTakesTheHighestValueAndRanksItFirst) {
   EXPECT_EQ(rows[1].trial.index, 1);
 }
 
+TEST(SweepResults, AMetricNoTrialLogsIsNamedWithTheOnesTheyDo) {
+  TempDir dir;
+  sweep::SweepRecord record = scripted_sweep(dir);
+  record.metric = "val_los";
+  auto rows = sweep::collect_rows(dir.path(), record);
+  sweep::rank(rows, record.maximize);
+  EXPECT_THAT(sweep::results_table(rows, record, dir.path()),
+              HasSubstr("warning: trial-0000 completed without logging val_los; its metrics are "
+                        "loss, val_loss (set [sweep] metric to one of them)"));
+}
+
 TEST(SweepResults, AStatusFileThatIsNotOneIsAnErrorNamingIt) {
   TempDir dir;
   write_file(dir / "trial-0000" / "status.toml", "status = \"exploded\"\n");

@@ -174,6 +174,7 @@ class Driver {
 
     Running r{trial, dir, Clock::now(), {}, {}};
     r.status.host = hostname();
+    r.status.params = trial.assignments;
     r.status.started = utc_now();
     if (error != 0) {
       r.status.status = Status::kFailed;
@@ -236,7 +237,7 @@ class Driver {
       std::snprintf(value, sizeof value, "%.4f", curve.rbegin()->second);
       out_ << ": " << record_.metric << " " << value << " at step " << curve.rbegin()->first;
     }
-    if (!s.reason.empty()) out_ << " (" << s.reason << ")";
+    if (!s.reason.empty() && s.status != Status::kPruned) out_ << " (" << s.reason << ")";
     out_ << "\n" << std::flush;
   }
 

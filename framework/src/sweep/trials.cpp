@@ -166,6 +166,9 @@ std::string to_toml(const TrialStatus& s) {
   root.insert("pid", s.pid);
   root.insert("started", s.started);
   root.insert("wall_seconds", s.wall_seconds);
+  toml::table params;
+  for (const auto& a : s.params) params.insert(a.key, a.value);
+  root.insert("params", std::move(params));
   std::ostringstream out;
   out << root << "\n";
   return out.str();
@@ -191,6 +194,10 @@ TrialStatus read_trial_status(const fs::path& trial_dir) {
   s.pid = root["pid"].value_or(std::int64_t{0});
   s.started = root["started"].value_or(std::string());
   s.wall_seconds = root["wall_seconds"].value_or(-1.0);
+  if (const toml::table* params = root["params"].as_table()) {
+    for (const auto& [key, value] : *params)
+      s.params.push_back({std::string(key.str()), value.value_or(std::string())});
+  }
   return s;
 }
 
@@ -241,6 +248,30 @@ std::string median_rule_verdict(const Curve& running, const std::vector<Curve>& 
 
 // ---------------------------------------------------------------------------------------------
 // Rows and tables
+
+namespace {
+
+// Every metric name in a run's metrics.jsonl.
+std::set<std::string> logged_metrics(const fs::path& run_dir) {
+  std::set<std::string> names;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    pt::ptree record;
+    try {
+      std::istringstream text(line);
+      pt::read_json(text, record);
+    } catch (const pt::json_parser_error&) {
+      continue;
+    }
+    for (const auto& [name, value] : record) {
+      if (name != "step") names.insert(name);
+    }
+  }
+  return names;
+}
+
+}  // namespace
 
 std::vector<TrialRow> collect_rows(const fs::path& sweep_dir, const SweepRecord& record) {
   std::vector<TrialRow> rows;
@@ -426,6 +457,17 @@ std::string results_table(const std::vector<TrialRow>& rows, const SweepRecord& 
            (sweep_dir / best.trial.name()).string() + "\n";
   } else {
     out += "best: none yet (no trial has completed with " + record.metric + ")\n";
+    // A sweep metric that no run logs is a typo, not bad luck: say what they log.
+    for (const auto& row : rows) {
+      if (row.status.status != Status::kCompleted) continue;
+      const auto logged = logged_metrics(sweep_dir / row.trial.name());
+      if (logged.count(record.metric)) break;
+      std::string names;
+      for (const auto& name : logged) names += (names.empty() ? "" : ", ") + name;
+      out += "warning: " + row.trial.name() + " completed without logging " + record.metric +
+             "; its metrics are " + names + " (set [sweep] metric to one of them)\n";
+      break;
+    }
   }
   return out;
 }

@@ -48,6 +48,7 @@ struct TrialStatus {
   std::int64_t pid = 0;
   std::string started;  // UTC, ISO 8601
   double wall_seconds = -1;
+  std::vector<Assignment> params;  // the trial's values, so that its folder says what it ran
 };
 std::string to_toml(const TrialStatus& status);
 // Pending when the folder has no status.toml; throws Error when it has one that is unreadable.

@@ -1,5 +1,8 @@
 // c10d process groups for distributed.h. Gloo's device binds to the loopback address for a local
 // world, to GLOO_SOCKET_IFNAME's interface when set (as in PyTorch), else to the host's name.
+// The groups are held by their concrete types: in LibTorch 1.x they derive from ProcessGroup, in
+// 2.x from Backend, and both have these collectives. NCCL (CUDA) exists only in LibTorch builds
+// with it (USE_C10D_NCCL); Debian's CPU build has Gloo alone.
 #include "train/distributed.h"
 
 #include <cstdlib>
@@ -9,6 +12,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include "lmrun/error.h"
 
@@ -65,7 +71,11 @@ WorldInfo world_from_environment() {
 
 struct DataParallel::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#ifdef USE_C10D_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+#endif
+  c10::Device device = c10::Device(c10::kCPU);
   // Buckets of gradients: each a flat buffer and the parameter indices it holds, in order.
   struct Bucket {
     at::Tensor flat;
@@ -74,7 +84,17 @@ struct DataParallel::Impl {
   std::vector<Bucket> buckets;
   std::vector<std::int64_t> layout;  // numel of each parameter the buckets were made for
 
-  void wait(c10::intrusive_ptr<c10d::Work> work, const char* what) {
+  // Calls f with the group in use.
+  template <typename F>
+  auto with_group(F&& f) {
+#ifdef USE_C10D_NCCL
+    if (nccl) return f(*nccl);
+#endif
+    return f(*gloo);
+  }
+
+  template <typename WorkPtr>
+  void wait(WorkPtr work, const char* what) {
     try {
       work->wait();
     } catch (const std::exception& e) {
@@ -87,12 +107,15 @@ struct DataParallel::Impl {
 DataParallel::DataParallel(const WorldInfo& world, c10::Device device,
                            std::chrono::milliseconds timeout)
     : world_(world), impl_(std::make_unique<Impl>()) {
+  impl_->device = device;
+#ifndef USE_C10D_NCCL
   if (device.is_cuda()) {
     throw Error(
         "data-parallel training on CUDA needs LibTorch's NCCL process group, which this "
         "build does not include",
         "train on the CPU with train.device = \"cpu\" (Gloo)");
   }
+#endif
   const std::string where = world.master_addr + ":" + std::to_string(world.master_port);
   try {
     c10d::TCPStoreOptions options;
@@ -103,6 +126,15 @@ DataParallel::DataParallel(const WorldInfo& world, c10::Device device,
     options.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(world.master_addr, options);
     impl_->store = c10::make_intrusive<c10d::PrefixStore>("lmrun", tcp);
+#ifdef USE_C10D_NCCL
+    if (device.is_cuda()) {
+      auto nccl = c10d::ProcessGroupNCCL::Options::create();
+      nccl->timeout = timeout;
+      impl_->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, world.rank,
+                                                                world.world_size, nccl);
+      return;
+    }
+#endif
     auto gloo = c10d::ProcessGroupGloo::Options::create(timeout);
     if (const char* iface = std::getenv("GLOO_SOCKET_IFNAME")) {
       gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(iface));
@@ -112,8 +144,8 @@ DataParallel::DataParallel(const WorldInfo& world, c10::Device device,
       gloo->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     }
     gloo->threads = 2;
-    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, world.rank,
-                                                               world.world_size, gloo);
+    impl_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, world.rank,
+                                                              world.world_size, gloo);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -134,7 +166,8 @@ void DataParallel::broadcast_from_rank0(const std::vector<at::Tensor>& tensors) 
     std::vector<at::Tensor> list{buffer};
     c10d::BroadcastOptions options;
     options.rootRank = 0;
-    impl_->wait(impl_->group->broadcast(list, options), "broadcast");
+    impl_->wait(impl_->with_group([&](auto& group) { return group.broadcast(list, options); }),
+                "broadcast");
     if (!buffer.is_same(t)) t.copy_(buffer);
   }
 }
@@ -174,7 +207,8 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& parameters) 
       offset += layout[i];
     }
     std::vector<at::Tensor> list{bucket.flat};
-    impl_->wait(impl_->group->allreduce(list), "gradient all-reduce");
+    impl_->wait(impl_->with_group([&](auto& group) { return group.allreduce(list); }),
+                "gradient all-reduce");
     bucket.flat.mul_(scale);
     offset = 0;
     for (std::size_t i : bucket.members) {
@@ -186,11 +220,14 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& parameters) 
 }
 
 double DataParallel::average(double value) {
-  std::vector<at::Tensor> list{at::full({1}, value, at::kDouble)};
-  impl_->wait(impl_->group->allreduce(list), "all-reduce");
+  std::vector<at::Tensor> list{
+      at::full({1}, value, at::TensorOptions().dtype(at::kDouble).device(impl_->device))};
+  impl_->wait(impl_->with_group([&](auto& group) { return group.allreduce(list); }), "all-reduce");
   return list[0].item<double>() / world_.world_size;
 }
 
-void DataParallel::barrier() { impl_->wait(impl_->group->barrier(), "barrier"); }
+void DataParallel::barrier() {
+  impl_->wait(impl_->with_group([](auto& group) { return group.barrier(); }), "barrier");
+}
 
 }  // namespace lmrun::host
