@@ -233,7 +233,12 @@ TEST(Sweep, SigtermStopsTheRunningTrialsAndRecordsThemAsKilled) {
   while (!running() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_TRUE(running()) << read_file(dir / "sweep.log");
-  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // The same sweep started again (a shard submitted twice) leaves the running trials alone.
+  auto again = sweep(file);
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.output, HasSubstr("trial-0000 is being run by another sweep process"));
+  EXPECT_THAT(again.output, HasSubstr("2 trial(s) are still running in another sweep process"));
+  EXPECT_EQ(status_of(dir / "out/trial-0000"), "running");
   kill(pid, SIGTERM);
   int status = 0;
   while (waitpid(pid, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < deadline)

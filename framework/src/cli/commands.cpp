@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 
 #include <ATen/Parallel.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -183,29 +184,36 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   const bool writer = world.is_writer();
   std::ostream silent(nullptr);
   std::ostream& out = writer ? std::cout : silent;
+  // The other ranks' plugins and callbacks see a folder of their own that is never created, so
+  // that nothing they do (a checkpoint callback evicting old checkpoints) touches rank 0's.
+  const fs::path rank_dir =
+      writer ? run_dir
+             : fs::temp_directory_path() /
+                   ("lmrun-rank-" + std::to_string(world.rank) + "-" + std::to_string(::getpid()));
 
   std::error_code ec;
   fs::path checkpoint;
   if (!args.resume.empty()) checkpoint = find_checkpoint(args.resume);
   if (writer && fs::exists(run_dir, ec) && !args.force && checkpoint.empty()) {
     throw Error("run folder " + run_dir.string() + " already exists",
-                "pass --force to reuse it, --resume " + run_dir.string() +
+                "pass --force to start the run over in it, --resume " + run_dir.string() +
                     " to continue it, or choose another with --set experiment.out_dir=...");
   }
   configure_runtime(e.train.threads);
   const auto build_start = std::chrono::steady_clock::now();
   Pipeline p = build_pipeline(
       e, registry,
-      PipelineOptions{run_dir, checkpoint.empty() ? fs::path() : checkpoint / "tokenizer", true});
+      PipelineOptions{rank_dir, checkpoint.empty() ? fs::path() : checkpoint / "tokenizer", true});
   std::unique_ptr<DataParallel> data_parallel;
   if (world.distributed()) data_parallel = std::make_unique<DataParallel>(world, p.device);
   // Only now, with every plugin built, does the run folder appear.
   const bool created = writer && !fs::exists(run_dir, ec);
   if (writer) fs::create_directories(run_dir, ec);
   if (ec) throw Error("cannot create run folder " + run_dir.string() + ": " + ec.message());
-  if (writer && !created && checkpoint.empty()) {
-    // --force starts the run over: the earlier run's records would otherwise mix with this
-    // one's (metrics are appended) or outlive it (checkpoints that --resume would pick).
+  if (writer && !created && checkpoint.empty() && fs::exists(run_dir / "config.toml", ec)) {
+    // --force starts an earlier run over: its records would otherwise mix with this one's
+    // (metrics are appended) or outlive it (checkpoints that --resume would pick). Only a run
+    // folder (one with lmrun's config.toml) is cleared, and only of what a run writes.
     for (const char* name : {"metrics.jsonl", "metrics.csv", "summary.json", "samples.txt",
                              "checkpoints", "tokenizer"}) {
       fs::remove_all(run_dir / name, ec);
@@ -241,7 +249,7 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
         << e.train.batch_size * world.world_size << " in all\n"
         << std::flush;
   }
-  Trainer trainer(e, p, run_dir, provenance_of(resolved, config_toml), out, data_parallel.get());
+  Trainer trainer(e, p, rank_dir, provenance_of(resolved, config_toml), out, data_parallel.get());
   TrainResult result;
   try {
     if (!checkpoint.empty()) trainer.resume(checkpoint);

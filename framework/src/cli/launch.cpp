@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -18,6 +19,9 @@
 
 namespace lmrun::host {
 namespace {
+
+volatile std::sig_atomic_t g_forward = 0;
+extern "C" void on_launcher_signal(int signal) { g_forward = signal; }
 
 // A port that was free a moment ago: bound to port 0, the kernel's choice, then released.
 int free_port() {
@@ -71,12 +75,28 @@ int launch_local_workers(int nproc, const std::vector<std::string>& args) {
     }
     ranks[pid] = rank;
   }
+  // SIGINT and SIGTERM to the launcher (a scheduler stopping the job) go on to every worker, so
+  // that none is left training on its own.
+  struct sigaction action {
+  }, old_int{}, old_term{};
+  action.sa_handler = on_launcher_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, &old_int);
+  sigaction(SIGTERM, &action, &old_term);
   int exit_code = 0;
   while (!ranks.empty()) {
     int status = 0;
     const pid_t pid = waitpid(-1, &status, 0);
+    if (g_forward != 0) {
+      for (const auto& [worker, rank] : ranks) kill(worker, g_forward);
+      if (exit_code == 0) exit_code = 128 + g_forward;
+      g_forward = 0;
+    }
     if (pid < 0) {
       if (errno == EINTR) continue;
+      std::cerr << "lmrun: lost track of " << ranks.size() << " worker(s): " << std::strerror(errno)
+                << "\n";
+      if (exit_code == 0) exit_code = 1;
       break;
     }
     const auto it = ranks.find(pid);
@@ -93,6 +113,8 @@ int launch_local_workers(int nproc, const std::vector<std::string>& args) {
       stop_all();
     }
   }
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
   return exit_code;
 }
 

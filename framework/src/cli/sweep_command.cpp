@@ -26,15 +26,6 @@ using sweep::Trial;
 
 constexpr std::size_t kProblemsShown = 12;
 
-std::string quoted(const std::string& text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 std::string join_keys(const sweep::SweepSpec& spec) {
   std::string out;
   for (const auto& p : spec.parameters) out += (out.empty() ? "" : ", ") + p.key;
@@ -52,14 +43,17 @@ TomlDocument trial_document(const TomlDocument& base, const sweep::SweepSpec& sp
             spec.parameters[k].where + ": [sweep.parameters] " + a.key + " = " + a.value + " (" +
                 trial.name() + ")");
   }
-  set_key(doc, "experiment.out_dir", quoted((sweep_dir / trial.name()).string()), "the sweep");
-  set_key(doc, "experiment.name", quoted(name + "-" + trial.name()), "the sweep");
+  set_key(doc, "experiment.out_dir", sweep::toml_string((sweep_dir / trial.name()).string()),
+          "the sweep");
+  set_key(doc, "experiment.name", sweep::toml_string(name + "-" + trial.name()), "the sweep");
   return doc;
 }
 
-std::string fingerprint(const TomlDocument& base, const std::vector<Trial>& trials) {
+// Of the experiment after `base` and --set, the [sweep] table, and the trial list.
+std::string fingerprint(const TomlDocument& base, const toml::table& sweep_table,
+                        const std::vector<Trial>& trials) {
   std::ostringstream text;
-  text << base.root << "\n";
+  text << base.root << "\n" << sweep_table << "\n";
   for (const Trial& trial : trials) text << trial.name() << " " << trial.label() << "\n";
   return hash_text(text.str());
 }
@@ -86,6 +80,7 @@ int command_sweep(const CommonArgs& common, const SweepArgs& args) {
                     args.experiment.file.string() + "`");
   }
   const sweep::SweepSpec spec = sweep::parse_sweep(*sweep_node->as_table());
+  const toml::table sweep_table = *sweep_node->as_table();
   base.root.erase("sweep");
   auto plugins = load_registry(common, plugin_dirs_of(base));
   const std::vector<std::string> failures = plugins->failure_messages();
@@ -120,7 +115,7 @@ int command_sweep(const CommonArgs& common, const SweepArgs& args) {
   }
 
   SweepRecord record;
-  record.fingerprint = fingerprint(base, trials);
+  record.fingerprint = fingerprint(base, sweep_table, trials);
   record.name = name;
   record.metric = spec.metric;
   record.maximize = spec.maximize;
@@ -141,25 +136,32 @@ int command_sweep(const CommonArgs& common, const SweepArgs& args) {
     return kExitOk;
   }
 
-  // The folder: new, or this same sweep; never a mix of two.
+  // The folder: new, or this same sweep; never a mix of two. Shards starting together on a new
+  // folder race to create spec.toml: one does, the others read it back and compare.
   std::error_code ec;
   const fs::path spec_file = sweep_dir / "spec.toml";
-  if (fs::exists(spec_file, ec)) {
+  if (!fs::exists(spec_file, ec) && fs::exists(sweep_dir, ec)) {
+    for (const auto& entry : fs::directory_iterator(sweep_dir, ec)) {
+      const std::string file = entry.path().filename().string();
+      if (file.rfind(".", 0) == 0 || file.rfind("trial-", 0) == 0) continue;  // a sweep's own
+      throw Error(sweep_dir.string() +
+                      " exists and is not a sweep folder (it has no spec.toml, "
+                      "and holds " +
+                      file + ")",
+                  "choose another folder with --set experiment.out_dir=...");
+    }
+  }
+  fs::create_directories(sweep_dir, ec);
+  if (ec) throw Error("cannot create sweep folder " + sweep_dir.string() + ": " + ec.message());
+  if (!write_file_exclusive(spec_file, sweep::to_toml(record))) {
     const SweepRecord existing = sweep::read_sweep_record(sweep_dir);
     if (existing.fingerprint != record.fingerprint) {
       throw Error(sweep_dir.string() + " holds a different sweep (fingerprint " +
                       existing.fingerprint + "; this spec's is " + record.fingerprint +
-                      "): the experiment, the overrides or the parameters changed",
+                      "): the experiment, the overrides or the [sweep] table changed",
                   "give this sweep its own folder with --set experiment.out_dir=..., or delete " +
                       sweep_dir.string() + " to start over");
     }
-  } else if (fs::exists(sweep_dir, ec) && !fs::is_empty(sweep_dir, ec)) {
-    throw Error(sweep_dir.string() + " exists and is not a sweep folder (it has no spec.toml)",
-                "choose another folder with --set experiment.out_dir=...");
-  } else {
-    fs::create_directories(sweep_dir, ec);
-    if (ec) throw Error("cannot create sweep folder " + sweep_dir.string() + ": " + ec.message());
-    write_file_atomic(spec_file, sweep::to_toml(record));
   }
 
   std::vector<Trial> to_run;
@@ -202,16 +204,24 @@ int command_sweep(const CommonArgs& common, const SweepArgs& args) {
     throw Error("the sweep was interrupted; its running trials are recorded as killed",
                 "run the same command again to run them and the rest");
   }
-  std::size_t unfinished = 0;
+  std::size_t unfinished = 0, elsewhere = 0;
   for (const Trial& trial : mine) {
-    if (!sweep::is_finished(sweep::read_trial_status(sweep_dir / trial.name()).status))
+    const sweep::Status status = sweep::read_trial_status(sweep_dir / trial.name()).status;
+    if (status == sweep::Status::kRunning) {
+      ++elsewhere;
+    } else if (!sweep::is_finished(status)) {
       ++unfinished;
+    }
   }
   if (unfinished > 0) {
     throw Error(std::to_string(unfinished) +
                     " trial(s) failed or were killed; the table above "
                     "gives each reason and its log.txt the details",
                 "run the same command again to retry them (finished trials are skipped)");
+  }
+  if (elsewhere > 0) {
+    throw Error(std::to_string(elsewhere) + " trial(s) are still running in another sweep process",
+                "`lmrun sweep --report " + sweep_dir.string() + "` shows the table once they end");
   }
   return kExitOk;
 }

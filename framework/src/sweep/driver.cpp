@@ -1,6 +1,8 @@
 // The trial processes of driver.h: posix_spawn, a waitpid loop, the median rule, signals.
 #include "sweep/driver.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,10 +40,17 @@ class SignalGuard {
     sigemptyset(&action.sa_mask);
     sigaction(SIGINT, &action, &old_int_);
     sigaction(SIGTERM, &action, &old_term_);
+    // An ignored SIGCHLD (inherited across exec) would make the kernel reap the trials itself
+    // and lose their exit statuses.
+    struct sigaction child {};
+    child.sa_handler = SIG_DFL;
+    sigemptyset(&child.sa_mask);
+    sigaction(SIGCHLD, &child, &old_child_);
   }
   ~SignalGuard() {
     sigaction(SIGINT, &old_int_, nullptr);
     sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGCHLD, &old_child_, nullptr);
   }
   SignalGuard(const SignalGuard&) = delete;
   SignalGuard& operator=(const SignalGuard&) = delete;
@@ -49,6 +58,7 @@ class SignalGuard {
  private:
   struct sigaction old_int_ {};
   struct sigaction old_term_ {};
+  struct sigaction old_child_ {};
 };
 
 std::string hostname() {
@@ -71,6 +81,8 @@ bool has_checkpoint(const fs::path& run_dir) {
   const fs::path dir = run_dir / "checkpoints";
   if (!fs::is_directory(dir, ec)) return false;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    // A dot-folder is a checkpoint being written (or left half-written by a kill): not one.
+    if (entry.path().filename().string().rfind(".", 0) == 0) continue;
     if (fs::is_regular_file(entry.path() / "state.toml", ec)) return true;
   }
   return false;
@@ -80,13 +92,16 @@ bool has_checkpoint(const fs::path& run_dir) {
 void clear_for_fresh_start(const fs::path& trial_dir) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(trial_dir, ec)) {
-    if (entry.path().filename() != "experiment.toml") fs::remove_all(entry.path(), ec);
+    const auto name = entry.path().filename();
+    if (name != "experiment.toml" && name != ".lock") fs::remove_all(entry.path(), ec);
   }
 }
 
-// The last "lmrun: error:" line of a log, with its hint; else its last non-empty line.
-std::string error_of_log(const fs::path& log) {
+// The last "lmrun: error:" line of a log after byte `from` (this attempt's part), with its hint;
+// else its last non-empty line.
+std::string error_of_log(const fs::path& log, std::uintmax_t from) {
   std::ifstream in(log);
+  in.seekg(static_cast<std::streamoff>(from));
   std::string line, error, last;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
@@ -110,8 +125,23 @@ struct Running {
   fs::path dir;
   Clock::time_point started;
   TrialStatus status;
-  std::string prune_reason;  // set when the median rule stopped it
+  std::string prune_reason;     // set when the median rule stopped it
+  std::uintmax_t log_from = 0;  // log.txt's size when this attempt started
+  int lock = -1;                // the trial's .lock, held while it runs
 };
+
+// The trial's lock (an flock on <trial>/.lock): held by the sweep process running it, so that a
+// second sweep process (a shard started twice, a requeued job) leaves a running trial alone.
+// -1 when another process holds it.
+int lock_trial(const fs::path& dir) {
+  const int fd = ::open((dir / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("cannot open " + (dir / ".lock").string() + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
 
 class Driver {
  public:
@@ -120,20 +150,29 @@ class Driver {
 
   DriverOutcome run(const std::vector<Trial>& trials) {
     SignalGuard guard;
+    try {
+      return loop(trials);
+    } catch (...) {
+      stop_all("the sweep failed");  // no trial outlives its sweep unrecorded
+      throw;
+    }
+  }
+
+ private:
+  DriverOutcome loop(const std::vector<Trial>& trials) {
     std::deque<Trial> queue(trials.begin(), trials.end());
     DriverOutcome outcome;
     auto last_check = Clock::now();
     while (!queue.empty() || !running_.empty()) {
       while (g_signal == 0 && !queue.empty() &&
              static_cast<std::int64_t>(running_.size()) < options_.jobs) {
-        start(queue.front());
+        if (start(queue.front())) ++outcome.ran;
         queue.pop_front();
-        ++outcome.ran;
       }
       reap();
       if (g_signal != 0) {
         outcome.interrupted = true;
-        stop_all();
+        stop_all("interrupted by " + signal_text(g_signal));
         break;
       }
       if (options_.median_rule && Clock::now() - last_check > std::chrono::seconds(1)) {
@@ -145,9 +184,16 @@ class Driver {
     return outcome;
   }
 
- private:
-  void start(const Trial& trial) {
+  // Starts a trial; false when another sweep process is running it.
+  bool start(const Trial& trial) {
     const fs::path dir = options_.sweep_dir / trial.name();
+    const int lock = lock_trial(dir);
+    if (lock < 0) {
+      out_ << "[sweep] " << trial.name()
+           << " is being run by another sweep process (its .lock is held): left to it\n"
+           << std::flush;
+      return false;
+    }
     const fs::path experiment = dir / "experiment.toml";
     std::vector<std::string> args = {options_.lmrun.string(), experiment.string()};
     const bool resume = has_checkpoint(dir);
@@ -169,10 +215,16 @@ class Driver {
       extra.push_back("OPENBLAS_NUM_THREADS=" + std::to_string(share));
     }
     const fs::path log = dir / "log.txt";
+    std::error_code ec;
+    const std::uintmax_t log_size = fs::exists(log, ec) ? fs::file_size(log, ec) : 0;
     pid_t pid = 0;
-    const int error = spawn_process(args, environment_with(extra), log, pid);
+    // A sweep started inside a distributed job (srun, torchrun) must not make each trial a rank.
+    const int error = spawn_process(
+        args,
+        environment_with(extra, {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}),
+        log, pid);
 
-    Running r{trial, dir, Clock::now(), {}, {}};
+    Running r{trial, dir, Clock::now(), {}, {}, ec ? 0 : log_size, lock};
     r.status.host = hostname();
     r.status.params = trial.assignments;
     r.status.started = utc_now();
@@ -180,8 +232,9 @@ class Driver {
       r.status.status = Status::kFailed;
       r.status.reason = "cannot start " + options_.lmrun.string() + ": " + std::strerror(error);
       write_file_atomic(dir / "status.toml", to_toml(r.status));
+      ::close(lock);
       out_ << "[sweep] " << trial.name() << " failed to start: " << r.status.reason << "\n";
-      return;
+      return true;
     }
     r.status.status = Status::kRunning;
     r.status.pid = pid;
@@ -190,26 +243,45 @@ class Driver {
          << trial.label() << "  (log: " << log.string() << ")\n"
          << std::flush;
     running_.emplace(pid, std::move(r));
+    return true;
   }
 
-  // Collects every trial that has exited.
-  void reap() {
-    while (!running_.empty()) {
+  // Collects every trial that has exited, each by its own pid. `stopped_why`: the sweep is
+  // stopping them, so one that ends unfinished is recorded as killed for that reason.
+  void reap(const std::string* stopped_why = nullptr) {
+    for (auto it = running_.begin(); it != running_.end();) {
       int wait_status = 0;
-      const pid_t pid = waitpid(-1, &wait_status, WNOHANG);
-      if (pid <= 0) return;
-      const auto it = running_.find(pid);
-      if (it == running_.end()) continue;
-      finish(it->second, wait_status);
-      running_.erase(it);
+      const pid_t pid = waitpid(it->first, &wait_status, WNOHANG);
+      if (pid == 0 || (pid < 0 && errno == EINTR)) {
+        ++it;
+        continue;
+      }
+      Running& r = it->second;
+      if (pid < 0) {  // reaped by someone else: its exit status is lost
+        r.prune_reason.clear();
+        r.status.reason = "its exit status was lost (reaped elsewhere)";
+      }
+      finish(r, pid < 0 ? -1 : wait_status);
+      if (stopped_why != nullptr && !is_finished(r.status.status) &&
+          r.status.status != Status::kKilled) {
+        r.status.status = Status::kKilled;
+        r.status.reason = "the sweep was stopped: " + *stopped_why;
+        write_file_atomic(r.dir / "status.toml", to_toml(r.status));
+      }
+      it = running_.erase(it);
     }
   }
 
+  // Records how a trial ended; `wait_status` -1 when unknown.
   void finish(Running& r, int wait_status) {
     TrialStatus& s = r.status;
     s.wall_seconds = std::chrono::duration<double>(Clock::now() - r.started).count();
     s.pid = 0;
-    if (!r.prune_reason.empty()) {
+    const bool exited_ok =
+        wait_status >= 0 && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
+    if (wait_status < 0) {
+      s.status = Status::kFailed;
+    } else if (!r.prune_reason.empty() && !exited_ok) {  // it may have finished first
       s.status = Status::kPruned;
       s.reason = r.prune_reason;
     } else if (WIFSIGNALED(wait_status)) {
@@ -222,13 +294,15 @@ class Driver {
       if (s.exit_code == 0) {
         s.status = Status::kCompleted;
       } else {
-        s.reason = error_of_log(r.dir / "log.txt");
+        s.reason = error_of_log(r.dir / "log.txt", r.log_from);
         const bool diverged = s.reason.rfind("training diverged", 0) == 0;
         s.status = diverged ? Status::kDiverged : Status::kFailed;
         if (s.reason.empty()) s.reason = "exit code " + std::to_string(s.exit_code);
       }
     }
     write_file_atomic(r.dir / "status.toml", to_toml(s));
+    if (r.lock >= 0) ::close(r.lock);
+    r.lock = -1;
     out_ << "[sweep] " << r.trial.name() << " " << status_name(s.status) << " after "
          << static_cast<long long>(s.wall_seconds) << " s";
     const Curve curve = read_curve(r.dir, record_.metric);
@@ -266,25 +340,26 @@ class Driver {
     }
   }
 
-  // On SIGINT or SIGTERM: the trials still running are stopped and recorded as killed.
-  void stop_all() {
-    out_ << "[sweep] interrupted by " << signal_text(g_signal) << ": stopping " << running_.size()
-         << " running trial(s)\n"
+  // The trials still running are stopped (SIGTERM, then SIGKILL after a grace period) and
+  // recorded as killed.
+  void stop_all(const std::string& why) {
+    if (running_.empty()) return;
+    out_ << "[sweep] " << why << ": stopping " << running_.size() << " running trial(s)\n"
          << std::flush;
-    for (auto& [pid, r] : running_) kill(pid, SIGTERM);
     for (auto& [pid, r] : running_) {
-      int wait_status = 0;
-      if (waitpid(pid, &wait_status, 0) == pid) {
-        r.prune_reason.clear();
-        finish(r, wait_status);
-        if (r.status.status != Status::kKilled && !is_finished(r.status.status)) {
-          r.status.status = Status::kKilled;
-          r.status.reason = "the sweep was interrupted";
-          write_file_atomic(r.dir / "status.toml", to_toml(r.status));
-        }
-      }
+      r.prune_reason.clear();
+      kill(pid, SIGTERM);
     }
-    running_.clear();
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    bool killed = false;
+    while (!running_.empty()) {
+      if (!killed && Clock::now() > deadline) {
+        for (auto& [pid, r] : running_) kill(pid, SIGKILL);
+        killed = true;
+      }
+      reap(&why);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
 
   const SweepRecord& record_;

@@ -41,22 +41,7 @@ std::string toml_text(const toml::node& node) {
     }
     return out + "]";
   }
-  if (const auto* s = node.as_string()) {
-    std::string out = "\"";
-    for (char c : s->get()) {
-      if (c == '"' || c == '\\') {
-        out += '\\';
-        out += c;
-      } else if (c == '\n') {
-        out += "\\n";
-      } else if (c == '\t') {
-        out += "\\t";
-      } else {
-        out += c;
-      }
-    }
-    return out + "\"";
-  }
+  if (const auto* s = node.as_string()) return toml_string(s->get());
   return "";  // tables and dates: refused by the caller
 }
 
@@ -381,10 +366,10 @@ double draw(std::uint64_t seed, std::int64_t trial, const std::string& key) {
 // Drawn reals keep 4 significant digits: 0.0009908, not 0.0009907928240421827. The draw is then
 // a point of a fine grid (steps of 0.1% of the value), which no sweep of this size can tell from
 // the continuous distribution, and the tables and folder records stay readable.
-std::string rounded(double value) {
+std::string rounded(double value, double min, double max) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.4g", value);
-  return format_float(std::strtod(buffer, nullptr));
+  return format_float(std::clamp(std::strtod(buffer, nullptr), min, max));
 }
 
 std::string random_value(const ParameterSpec& p, double u) {
@@ -394,10 +379,10 @@ std::string random_value(const ParameterSpec& p, double u) {
       return p.values[std::min(p.values.size() - 1, static_cast<std::size_t>(u * n))];
     }
     case Distribution::kUniform:
-      return rounded(std::clamp(p.min + u * (p.max - p.min), p.min, p.max));
+      return rounded(p.min + u * (p.max - p.min), p.min, p.max);
     case Distribution::kLogUniform:
-      return rounded(std::clamp(std::exp(std::log(p.min) + u * (std::log(p.max) - std::log(p.min))),
-                                p.min, p.max));
+      return rounded(std::exp(std::log(p.min) + u * (std::log(p.max) - std::log(p.min))), p.min,
+                     p.max);
     case Distribution::kInt: {
       const std::int64_t count = (p.int_max - p.int_min) / p.int_step + 1;
       const auto pick =
@@ -469,9 +454,30 @@ Shard parse_shard(const std::string& text) {
   }
   if (!ok || shard.count < 1 || shard.index < 0 || shard.index >= shard.count) {
     throw Error("--shard " + text + ": expected I/N with 0 <= I < N, e.g. --shard 0/4",
-                "under a Slurm array: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT");
+                "under a Slurm array of N tasks (--array=0-N-1): --shard $SLURM_ARRAY_TASK_ID/N");
   }
   return shard;
+}
+
+std::string toml_string(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned char>(c));
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
 }
 
 std::string format_float(double value) {

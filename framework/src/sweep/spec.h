@@ -89,6 +89,9 @@ struct Shard {
 };
 Shard parse_shard(const std::string& text);  // "2/8"; throws Error
 
+// A string in TOML syntax: quoted, with quotes, backslashes and control characters escaped.
+std::string toml_string(const std::string& text);
+
 // A number in TOML syntax, as short as round-trips exactly (1e-07, 0.25, 3.0).
 std::string format_float(double value);
 

@@ -218,7 +218,8 @@ Curve read_curve(const fs::path& run_dir, const std::string& metric) {
       continue;  // a line being written
     }
     const auto step = record.get_optional<std::int64_t>("step");
-    const auto value = record.get_child_optional(metric);
+    // The name as one key: a metric's name may hold a dot, property_tree's path separator.
+    const auto value = record.get_child_optional(pt::ptree::path_type(metric, '\0'));
     if (!step || !value) continue;
     // A value that was not finite is written as null: the worst value there is.
     curve[*step] = number(*value).value_or(std::nan(""));

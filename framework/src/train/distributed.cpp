@@ -172,23 +172,31 @@ void DataParallel::broadcast_from_rank0(const std::vector<at::Tensor>& tensors) 
   }
 }
 
-void DataParallel::average_gradients(const std::vector<at::Tensor>& parameters) {
+void DataParallel::sum_gradients(const std::vector<at::Tensor>& parameters) {
   at::NoGradGuard no_grad;
   std::vector<std::int64_t> layout;
-  for (const at::Tensor& p : parameters) layout.push_back(p.grad().defined() ? p.numel() : 0);
+  for (const at::Tensor& p : parameters) {
+    if (!p.requires_grad()) {
+      layout.push_back(0);
+      continue;
+    }
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    layout.push_back(p.numel());
+  }
   if (layout != impl_->layout) {
-    // (Re)build the buckets: consecutive parameters up to kBucketBytes each.
+    // (Re)build the buckets: consecutive parameters of one dtype, up to kBucketBytes each.
     impl_->buckets.clear();
     impl_->layout = layout;
     std::int64_t bytes = 0;
+    at::ScalarType dtype = at::ScalarType::Undefined;
     for (std::size_t i = 0; i < parameters.size(); ++i) {
       if (layout[i] == 0) continue;
       const at::Tensor& g = parameters[i].grad();
       const std::int64_t size = layout[i] * static_cast<std::int64_t>(g.element_size());
-      if (impl_->buckets.empty() || bytes + size > kBucketBytes ||
-          impl_->buckets.back().flat.scalar_type() != g.scalar_type()) {
+      if (impl_->buckets.empty() || bytes + size > kBucketBytes || dtype != g.scalar_type()) {
         impl_->buckets.push_back({at::Tensor(), {}});
         bytes = 0;
+        dtype = g.scalar_type();
       }
       impl_->buckets.back().members.push_back(i);
       bytes += size;
@@ -199,7 +207,6 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& parameters) 
       bucket.flat = at::empty({n}, parameters[bucket.members.front()].grad().options());
     }
   }
-  const double scale = 1.0 / world_.world_size;
   for (auto& bucket : impl_->buckets) {
     std::int64_t offset = 0;
     for (std::size_t i : bucket.members) {
@@ -209,7 +216,6 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& parameters) 
     std::vector<at::Tensor> list{bucket.flat};
     impl_->wait(impl_->with_group([&](auto& group) { return group.allreduce(list); }),
                 "gradient all-reduce");
-    bucket.flat.mul_(scale);
     offset = 0;
     for (std::size_t i : bucket.members) {
       at::Tensor g = parameters[i].grad();
@@ -219,11 +225,11 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& parameters) 
   }
 }
 
-double DataParallel::average(double value) {
+double DataParallel::sum(double value) {
   std::vector<at::Tensor> list{
       at::full({1}, value, at::TensorOptions().dtype(at::kDouble).device(impl_->device))};
   impl_->wait(impl_->with_group([&](auto& group) { return group.allreduce(list); }), "all-reduce");
-  return list[0].item<double>() / world_.world_size;
+  return list[0].item<double>();
 }
 
 void DataParallel::barrier() {

@@ -6,7 +6,7 @@
 //   if (world.distributed()) {
 //     DataParallel dp(world, device);                   // joins the group (rank 0 hosts the store)
 //     dp.broadcast_from_rank0(tensors);                 // identical starting weights
-//     ... loss.backward(); dp.average_gradients(parameters); optimizer.step(); ...
+//     ... loss.backward(); dp.sum_gradients(parameters); optimizer.step(); ...
 //   }
 //
 // The c10d headers stay in distributed.cpp: they are slow to compile.
@@ -40,9 +40,10 @@ WorldInfo world_from_environment();
 
 class DataParallel {
  public:
-  // Joins the process group; waits up to `timeout` for every rank. Throws lmrun::Error.
+  // Joins the process group; waits up to `timeout` for every rank, and each collective as long
+  // (PyTorch's default: rank 0 writes checkpoints while the others wait). Throws lmrun::Error.
   DataParallel(const WorldInfo& world, c10::Device device,
-               std::chrono::milliseconds timeout = std::chrono::minutes(5));
+               std::chrono::milliseconds timeout = std::chrono::minutes(30));
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
@@ -52,12 +53,13 @@ class DataParallel {
   // Every tensor takes rank 0's values, in place.
   void broadcast_from_rank0(const std::vector<at::Tensor>& tensors);
 
-  // Each defined gradient of `parameters` becomes the mean over the ranks. Gradients travel in
-  // flat buckets of about 25 MB (kept between steps), one all-reduce per bucket.
-  void average_gradients(const std::vector<at::Tensor>& parameters);
+  // Each gradient of `parameters` becomes the sum over the ranks. Gradients travel in flat
+  // buckets of about 25 MB (kept between steps), one all-reduce per bucket. A parameter without a
+  // gradient on this rank takes part with zeros, so that every rank's buckets line up.
+  void sum_gradients(const std::vector<at::Tensor>& parameters);
 
-  // The mean of a number over the ranks (the step's loss, for the log).
-  double average(double value);
+  // The sum of a number over the ranks (token counts, losses, stop flags).
+  double sum(double value);
 
   void barrier();
 

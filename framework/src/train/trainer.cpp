@@ -125,6 +125,9 @@ double Trainer::train_step(double lr) {
     targets.push_back(masked_targets(batches.back()).to(p_.device));
     tokens += count_targets(targets.back());
   }
+  // Data-parallel: each rank divides by every rank's tokens, and the gradients are summed, so
+  // the step is the global batch's token mean even when ranks hold different numbers of them.
+  if (dp_ != nullptr) tokens = std::llround(dp_->sum(static_cast<double>(tokens)));
   double loss_sum = 0.0;
   for (std::size_t i = 0; i < batches.size(); ++i) {
     const Batch& batch = batches[i];
@@ -140,8 +143,8 @@ double Trainer::train_step(double lr) {
     loss_sum += loss.item<double>();
   }
   if (dp_ != nullptr) {
-    dp_->average_gradients(parameter_tensors_);
-    loss_sum = dp_->average(loss_sum);
+    dp_->sum_gradients(parameter_tensors_);
+    loss_sum = dp_->sum(loss_sum);
   }
   if (experiment_.train.grad_clip > 0) {
     clip_grad_norm(p_.parameters, experiment_.train.grad_clip, clip_buffer_);
@@ -170,10 +173,8 @@ Metrics Trainer::evaluate() {
       tokens += count_targets(targets);
     }
     if (dp_ != nullptr) {  // the ranks' sums: the global batches' loss, as one process has it
-      const double world = static_cast<double>(dp_->world().world_size);
-      loss = dp_->average(loss) * world;
-      tokens = static_cast<std::int64_t>(
-          std::llround(dp_->average(static_cast<double>(tokens)) * world));
+      loss = dp_->sum(loss);
+      tokens = std::llround(dp_->sum(static_cast<double>(tokens)));
     }
     metrics[std::string(split_name(split)) + "_loss"] =
         loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
@@ -223,6 +224,10 @@ TrainResult Trainer::run() {
       metrics_.record(state_.step, eval);
     }
     end_of_step(evaluate_now, eval);
+    // Data-parallel ranks stop together: a callback that stops one rank (a wall-clock limit)
+    // must not leave the others waiting in the next step's collectives.
+    if (dp_ != nullptr && dp_->sum(stop_reason_.empty() ? 0.0 : 1.0) > 0 && stop_reason_.empty())
+      stop_reason_ = "another rank stopped";
     if (!std::isfinite(loss)) {
       diverged_ = true;
       if (stop_reason_.empty()) {

@@ -31,7 +31,10 @@ void sync_folder(const fs::path& dir) {
 
 }  // namespace
 
-void write_file_atomic(const fs::path& path, const std::string& content) {
+namespace {
+
+// `content` in a new temporary file beside `path`, flushed to disk; returns its name.
+std::string write_temporary(const fs::path& path, const std::string& content) {
   const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
   std::string temp = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
   const int fd = ::mkstemp(temp.data());
@@ -54,12 +57,33 @@ void write_file_atomic(const fs::path& path, const std::string& content) {
     ::unlink(temp.c_str());
     throw Error("cannot write " + path.string() + ": " + reason);
   }
+  return temp;
+}
+
+}  // namespace
+
+void write_file_atomic(const fs::path& path, const std::string& content) {
+  const std::string temp = write_temporary(path, content);
   if (::rename(temp.c_str(), path.c_str()) != 0) {
     const std::string reason = errno_text();
     ::unlink(temp.c_str());
     throw Error("cannot write " + path.string() + ": " + reason);
   }
-  sync_folder(dir);
+  sync_folder(path.has_parent_path() ? path.parent_path() : fs::path("."));
+}
+
+bool write_file_exclusive(const fs::path& path, const std::string& content) {
+  const std::string temp = write_temporary(path, content);
+  // link() fails with EEXIST instead of replacing: of several writers, exactly one succeeds.
+  const int result = ::link(temp.c_str(), path.c_str());
+  const int error = errno;
+  ::unlink(temp.c_str());
+  if (result == 0) {
+    sync_folder(path.has_parent_path() ? path.parent_path() : fs::path("."));
+    return true;
+  }
+  if (error == EEXIST) return false;
+  throw Error("cannot write " + path.string() + ": " + std::strerror(error));
 }
 
 std::string read_text_file(const fs::path& path) {

@@ -1,6 +1,7 @@
 // /proc and getrusage readings of process.h.
 #include "util/process.h"
 
+#include <algorithm>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -45,9 +46,14 @@ double peak_rss_mib() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // KiB on Linux
 }
 
-std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
+std::vector<std::string> environment_with(const std::vector<std::string>& extra,
+                                          const std::vector<std::string>& remove) {
   std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const std::string name = entry.substr(0, entry.find('='));
+    if (std::find(remove.begin(), remove.end(), name) == remove.end()) env.push_back(entry);
+  }
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
 }

@@ -17,8 +17,10 @@ double seconds_since_process_start();
 // Peak resident set size so far, in MiB (getrusage's ru_maxrss); -1 when unknown.
 double peak_rss_mib();
 
-// This process's environment with `extra` ("K=V") appended.
-std::vector<std::string> environment_with(const std::vector<std::string>& extra);
+// This process's environment without the variables named in `remove`, with `extra` ("K=V")
+// appended.
+std::vector<std::string> environment_with(const std::vector<std::string>& extra,
+                                          const std::vector<std::string>& remove = {});
 
 // Starts argv[0] (a path) with `argv` and `env`; stdin from /dev/null and stdout and stderr
 // appended to `output` when it is not empty, else inherited. Sets `pid`; returns 0 or an errno.
