@@ -107,6 +107,53 @@ TEST(Experiments, MfuIsModelFlopsOverTheGivenPeak) {
   EXPECT_NEAR(number("mfu"), 5.2032e6 * number("tokens_per_second") / 1e12, 1e-9);
 }
 
+// [[metrics]] on a language model: next-token accuracy at every evaluation, logged and
+// monitored like the loss, and reported by `lmrun eval` over a whole split.
+TEST(Training, MetricPluginsAreEvaluatedLoggedAndMonitored) {
+  TempDir dir;
+  lmrun::test::write_file(dir / "acc.toml", "base = \"" + experiment("gpt_tiny").string() + "\"\n" +
+                                                R"(
+[[metrics]]
+type = "accuracy"
+[[metrics]]
+type = "accuracy"
+top_k = 5
+[[callbacks]]
+type = "early_stopping"
+monitor = "val_accuracy"
+mode = "max"
+patience = 10
+)");
+  // The file holds gpt_tiny through `base`, so short_run cannot see its scheduler: set it here.
+  auto with_base = [&](const fs::path& file, const fs::path& out) {
+    auto args = short_run(file, out, 4);
+    args.insert(args.end(),
+                {"--set", "scheduler.warmup_steps=1", "--set", "generate.max_new_tokens=4"});
+    return args;
+  };
+  auto result = run_lmrun(with_base(dir / "acc.toml", dir / "run"), lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("metric     accuracy (top_k=1)"));
+  EXPECT_THAT(result.output, HasSubstr("| val_accuracy 0."));
+  EXPECT_THAT(result.output, HasSubstr("| val_top5_accuracy 0."));
+  const std::string metrics = read_file(dir / "run" / "metrics.jsonl");
+  EXPECT_THAT(metrics, HasSubstr("\"train_accuracy\": 0."));
+  EXPECT_THAT(read_file(dir / "run" / "metrics.csv"), HasSubstr(",val_accuracy,"));
+  EXPECT_THAT(read_file(dir / "run" / "summary.json"), HasSubstr("\"val_top5_accuracy\": 0."));
+
+  auto eval = run_lmrun({"eval", (dir / "run").string()});
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_THAT(eval.output, HasSubstr("val_accuracy = 0."));
+
+  // A metric a classification dataset needs is refused on a language model, before any step.
+  lmrun::test::write_file(dir / "f1.toml", "base = \"" + experiment("gpt_tiny").string() +
+                                               "\"\n[[metrics]]\ntype = \"f1\"\n");
+  result = run_lmrun(with_base(dir / "f1.toml", dir / "f1"), lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("metrics.0: metric 'f1': f1 needs a classification"));
+  EXPECT_FALSE(fs::exists(dir / "f1"));
+}
+
 TEST(Training, ResumeContinuesExactlyAsAnUninterruptedRun) {
   TempDir dir;
   // Dropout on, so the global generator's state matters too; a checkpoint every 4 steps.

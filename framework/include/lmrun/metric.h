@@ -1,7 +1,10 @@
 // Metric plugins: accumulate predictions over an evaluation pass, then report named values.
+// An experiment lists them as [[metrics]] sections; the trainer runs each over every split it
+// evaluates and logs "<split>_<name>" (val_accuracy, val_f1_macro), which early stopping and
+// checkpointing can monitor.
 //
 //   metric->reset();
-//   for (batch : split) metric->update(logits, batch.targets);
+//   for (batch : split) metric->update(logits, targets);   // padding: kIgnoreTarget
 //   lmrun::Metrics values = metric->compute();   // {"accuracy": 0.87}; the trainer adds "val_"
 #pragma once
 
@@ -16,6 +19,9 @@
 
 namespace lmrun {
 
+// A target to leave out (a padded position): cross-entropy's ignore_index.
+inline constexpr std::int64_t kIgnoreTarget = -100;
+
 struct MetricContext {
   std::int64_t num_classes = 0;          // 0 for a language model
   std::vector<std::string> class_names;  // may be empty
@@ -24,9 +30,12 @@ struct MetricContext {
 class LMRUN_API Metric {
  public:
   virtual ~Metric() = default;
+  // The names compute() reports, known before any data (the log's columns, monitors' checks).
+  virtual std::vector<std::string> names() const = 0;
   virtual void reset() = 0;
   // logits (B, C) with targets (B), or (B, T, V) with targets (B, T).
   virtual void update(const at::Tensor& logits, const at::Tensor& targets) = 0;
+  // Every name of names(); a value with nothing to measure (no examples) is NaN.
   virtual Metrics compute() const = 0;
 };
 

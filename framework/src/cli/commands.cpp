@@ -136,6 +136,7 @@ CheckpointProvenance provenance_of(const Resolved& resolved, const std::string& 
   std::vector<const PluginSpec*> specs = {&e.data, &e.tokenizer, &e.model, &e.optimizer};
   if (e.scheduler) specs.push_back(&*e.scheduler);
   for (const auto& spec : e.callbacks) specs.push_back(&spec);
+  for (const auto& spec : e.metrics) specs.push_back(&spec);
   for (const auto& spec : e.samplers) specs.push_back(&spec);
   for (const PluginSpec* spec : specs) {
     const RegistryEntry* entry = resolved.plugins->registry.find_entry(spec->kind, spec->type);
@@ -235,6 +236,7 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   if (e.scheduler) out << "  scheduler  " << one_line(*e.scheduler, registry) << "\n";
   for (const auto& callback : e.callbacks)
     out << "  callback   " << one_line(callback, registry) << "\n";
+  for (const auto& metric : e.metrics) out << "  metric     " << one_line(metric, registry) << "\n";
   out << "  device     " << p.device.str() << ", " << at::get_num_threads()
       << " threads; set up in "
       << static_cast<int>(std::chrono::duration<double, std::milli>(

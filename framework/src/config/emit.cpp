@@ -48,6 +48,7 @@ std::string resolved_toml(const Experiment& e, const PluginRegistry& registry) {
   if (e.scheduler) emit_plugin(out, *e.scheduler, registry, false);
   emit_host(out, "train", train_schema(), e.train);
   for (const auto& callback : e.callbacks) emit_plugin(out, callback, registry, true);
+  for (const auto& metric : e.metrics) emit_plugin(out, metric, registry, true);
   if (e.generate) {
     emit_host(out, "generate", generate_schema(), *e.generate);
     for (const auto& sampler : e.samplers) emit_plugin(out, sampler, registry, true);

@@ -162,7 +162,7 @@ namespace {
 
 const std::vector<std::string> kSections = {"experiment", "data",      "tokenizer", "model",
                                             "optimizer",  "scheduler", "train",     "callbacks",
-                                            "generate",   "plugins"};
+                                            "metrics",    "generate",  "plugins"};
 
 class Validator {
  public:
@@ -462,6 +462,7 @@ Experiment Validator::run() {
   if (const toml::node* node = doc_.root.get("scheduler"))
     experiment.scheduler = plugin_section(node, Kind::kScheduler, "scheduler");
   experiment.callbacks = plugin_list(doc_.root.get("callbacks"), Kind::kCallback, "callbacks");
+  experiment.metrics = plugin_list(doc_.root.get("metrics"), Kind::kMetric, "metrics");
 
   diagnostics_.throw_if_any();
   experiment.plugin_dirs = plugin_dirs_of(doc_);

@@ -6,8 +6,8 @@
 //
 // Host sections ([experiment], [train], [generate], [plugins]) have option structs declared here
 // with the same Schema mechanism plugins use; plugin sections ([data], [tokenizer], [model],
-// [optimizer], [scheduler], [[callbacks]], [[generate.samplers]]) are checked against the
-// parameters their plugin declares. Relative paths in parameters resolve against the working
+// [optimizer], [scheduler], [[callbacks]], [[metrics]], [[generate.samplers]]) are checked against
+// the parameters their plugin declares. Relative paths in parameters resolve against the working
 // directory; `base` and `[plugins] paths` resolve against the file that names them.
 #pragma once
 
@@ -84,6 +84,7 @@ struct Experiment {
   PluginSpec optimizer;
   std::optional<PluginSpec> scheduler;
   std::vector<PluginSpec> callbacks;
+  std::vector<PluginSpec> metrics;                 // [[metrics]]: computed at every evaluation
   std::vector<PluginSpec> samplers;                // [[generate.samplers]], in order
   std::vector<std::filesystem::path> plugin_dirs;  // [plugins] paths, absolute
 };

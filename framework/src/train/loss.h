@@ -10,10 +10,12 @@
 #include <ATen/ops/where.h>
 
 #include "lmrun/dataset.h"
+#include "lmrun/metric.h"
 
 namespace lmrun::host {
 
 inline constexpr int kIgnoreIndex = -100;  // cross_entropy_loss's default ignore_index
+static_assert(kIgnoreIndex == lmrun::kIgnoreTarget, "metrics see the loss's ignored targets");
 
 // Targets with padded positions set to the ignored index.
 inline at::Tensor masked_targets(const Batch& batch) {

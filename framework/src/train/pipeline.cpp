@@ -123,6 +123,14 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
 
   collect_parameters(p);
   p.samplers = make_chain(e, registry, p.tokenizer->vocab_size());
+  const MetricContext metric_context{p.data->num_classes(), p.data->class_names()};
+  for (const auto& spec : e.metrics) {
+    try {
+      p.metrics.push_back(registry.create<Metric>(spec.type, spec.params, metric_context));
+    } catch (const Error& error) {
+      throw error.with_context(spec.key);
+    }
+  }
   if (!options.for_training) {
     p.model->module().eval();
     return p;
@@ -176,16 +184,22 @@ Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size) {
   const std::int64_t n = p.data->num_examples(split);
   double loss = 0.0;
   std::int64_t tokens = 0;
+  for (auto& metric : p.metrics) metric->reset();
   for (std::int64_t begin = 0; begin < n; begin += batch_size) {
     Batch batch = p.data->slice(split, begin, std::min(n, begin + batch_size));
     at::Tensor targets = masked_targets(batch).to(p.device);
     at::Tensor mask = batch.mask.defined() ? batch.mask.to(p.device) : batch.mask;
-    loss += summed_loss(p.model->forward(batch.inputs.to(p.device), mask), targets).item<double>();
+    const at::Tensor logits = p.model->forward(batch.inputs.to(p.device), mask);
+    loss += summed_loss(logits, targets).item<double>();
     tokens += count_targets(targets);
+    for (auto& metric : p.metrics) metric->update(logits, targets);
   }
   p.model->module().train(was_training);
   Metrics metrics;
   const std::string name = split_name(split);
+  for (const auto& metric : p.metrics) {
+    for (const auto& [key, value] : metric->compute()) metrics[name + "_" + key] = value;
+  }
   metrics[name + "_loss"] = loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
   metrics[name + "_examples"] = static_cast<double>(n);
   if (p.data->task() == Task::kLanguageModel)

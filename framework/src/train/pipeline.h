@@ -13,6 +13,7 @@
 #include "config/experiment.h"
 #include "lmrun/callback.h"
 #include "lmrun/dataset.h"
+#include "lmrun/metric.h"
 #include "lmrun/model.h"
 #include "lmrun/optimizer.h"
 #include "lmrun/sampler.h"
@@ -29,6 +30,7 @@ struct Pipeline {
   std::shared_ptr<Optimizer> optimizer;  // null when built for inference only
   std::shared_ptr<Scheduler> scheduler;  // null: the optimizer's lr throughout
   std::vector<std::shared_ptr<Callback>> callbacks;
+  std::vector<std::shared_ptr<Metric>> metrics;  // [[metrics]], run at every evaluation
   std::vector<std::shared_ptr<Sampler>> samplers;
   std::vector<NamedParameter> parameters;  // trainable, each tensor once
   c10::Device device = c10::Device(c10::kCPU);

@@ -23,8 +23,24 @@ using Clock = std::chrono::steady_clock;
 namespace lmrun::host {
 namespace {
 
-std::vector<std::string> csv_columns() {
-  return {"loss", "lr", "tokens_per_second", "mfu", "train_loss", "val_loss", "val_perplexity"};
+// "<split>_<name>" of every [[metrics]] name, for each split the dataset has.
+std::vector<std::string> metric_columns(const Pipeline& p) {
+  std::vector<std::string> out;
+  for (Split split : {Split::kTrain, Split::kVal, Split::kTest}) {
+    if (!p.data->has_split(split)) continue;
+    for (const auto& metric : p.metrics) {
+      for (const auto& name : metric->names())
+        out.push_back(std::string(split_name(split)) + "_" + name);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> csv_columns(const Pipeline& p) {
+  std::vector<std::string> columns = {"loss",       "lr",       "tokens_per_second", "mfu",
+                                      "train_loss", "val_loss", "val_perplexity"};
+  for (const auto& name : metric_columns(p)) columns.push_back(name);
+  return columns;
 }
 
 std::string format_duration(double seconds) {
@@ -70,7 +86,7 @@ Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_
       run_dir_(std::move(run_dir)),
       provenance_(std::move(provenance)),
       log_(log),
-      metrics_(run_dir_, csv_columns(), log, writer_),
+      metrics_(run_dir_, csv_columns(pipeline), log, writer_),
       data_generator_(
           at::detail::createCPUGenerator(static_cast<std::uint64_t>(experiment.experiment.seed))),
       eval_generator_(at::detail::createCPUGenerator(
@@ -83,6 +99,14 @@ Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_
       state_.eval_metrics.push_back(std::string(split_name(split)) + "_loss");
   }
   if (p_.data->has_split(Split::kVal)) state_.eval_metrics.push_back("val_perplexity");
+  for (const auto& name : metric_columns(p_)) state_.eval_metrics.push_back(name);
+  if (dp_ != nullptr && !p_.metrics.empty()) {
+    throw Error(
+        "[[metrics]] are not computed under data-parallel training yet (each rank sees "
+        "only its slice of the evaluation batches)",
+        "train without --nproc/WORLD_SIZE, or evaluate the run afterwards with `lmrun "
+        "eval RUN_DIR`");
+  }
   flops_per_token_ = p_.model->flops_per_token(p_.model_context.sequence_length);
   peak_gflops_ = experiment.train.peak_gflops;
   bf16_ = experiment.train.precision == "bf16";
@@ -163,14 +187,24 @@ Metrics Trainer::evaluate() {
     if (!p_.data->has_split(split)) continue;
     double loss = 0.0;
     std::int64_t tokens = 0;
+    for (auto& metric : p_.metrics) metric->reset();
     for (std::int64_t i = 0; i < experiment_.train.eval_batches; ++i) {
       Batch batch = sample_slice(split, eval_generator_);
       at::Tensor targets = masked_targets(batch).to(p_.device);
       at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
       AutocastGuard autocast(bf16_);
-      loss +=
-          summed_loss(p_.model->forward(batch.inputs.to(p_.device), mask), targets).item<double>();
+      const at::Tensor logits = p_.model->forward(batch.inputs.to(p_.device), mask);
+      loss += summed_loss(logits, targets).item<double>();
       tokens += count_targets(targets);
+      for (auto& metric : p_.metrics) metric->update(logits, targets);
+    }
+    for (const auto& metric : p_.metrics) {
+      const Metrics values = metric->compute();
+      for (const auto& name : metric->names()) {
+        const auto it = values.find(name);
+        metrics[std::string(split_name(split)) + "_" + name] =
+            it == values.end() ? std::nan("") : it->second;
+      }
     }
     if (dp_ != nullptr) {  // the ranks' sums: the global batches' loss, as one process has it
       loss = dp_->sum(loss);
