@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "lmrun/scheduler.h"
@@ -215,5 +216,76 @@ TEST(Schedulers, ANonPositiveBaseLrIsAnError) {
 }
 
 TEST(Schedulers, ANegativeStepIsAnError) { EXPECT_THROW(gpt_tiny("cosine")->lr(-1), lmrun::Error); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// step and plateau
+
+namespace {
+
+TEST(Schedulers, StepMultipliesByGammaEveryStepSize) {
+  auto step =
+      make("step",
+           {{"warmup_steps", std::int64_t{10}}, {"step_size", std::int64_t{100}}, {"gamma", 0.5}});
+  EXPECT_NEAR(step->lr(0), kBase / 11, kTolerance);
+  EXPECT_NEAR(step->lr(10), kBase, kTolerance);
+  EXPECT_NEAR(step->lr(109), kBase, kTolerance);
+  EXPECT_NEAR(step->lr(110), kBase * 0.5, kTolerance);
+  EXPECT_NEAR(step->lr(310), kBase * 0.125, kTolerance);
+  EXPECT_THAT(error_of([] {
+                make("step", {{"gamma", 1.5}});
+              }),
+              ::testing::HasSubstr("gamma = 1.5 is not in (0, 1]"));
+}
+
+TEST(Schedulers, PlateauReducesAfterPatienceEvaluationsWithoutImprovement) {
+  auto plateau = make("plateau", {{"patience", std::int64_t{1}},
+                                  {"factor", 0.5},
+                                  {"cooldown", std::int64_t{1}},
+                                  {"min_lr", 2e-4}});
+  auto eval = [&](double loss) { plateau->on_evaluation(0, {{"val_loss", loss}}); };
+  EXPECT_DOUBLE_EQ(plateau->lr(0), kBase);
+  eval(2.0);  // best
+  eval(2.0);  // not better: 1 bad, within patience
+  EXPECT_DOUBLE_EQ(plateau->lr(5), kBase);
+  eval(2.1);  // 2 bad > patience 1: halve, cooldown 1
+  EXPECT_DOUBLE_EQ(plateau->lr(5), kBase * 0.5);
+  eval(2.2);  // cooldown: not counted
+  eval(2.2);  // 1 bad
+  EXPECT_DOUBLE_EQ(plateau->lr(5), kBase * 0.5);
+  eval(1.0);  // better: reset
+  eval(1.0);
+  eval(1.0);  // 2 bad: halve again
+  EXPECT_DOUBLE_EQ(plateau->lr(5), kBase * 0.25);
+  eval(1.0);  // cooldown
+  eval(1.0);
+  eval(1.0);  // would be 1.25e-4: held at min_lr
+  EXPECT_DOUBLE_EQ(plateau->lr(5), 2e-4);
+  // The state resumes exactly.
+  auto resumed = make("plateau", {{"patience", std::int64_t{1}}, {"factor", 0.5}});
+  resumed->load_state(plateau->save_state());
+  EXPECT_DOUBLE_EQ(resumed->lr(0), 2e-4);
+  EXPECT_EQ(resumed->save_state(), plateau->save_state());
+  EXPECT_THAT(error_of([&] { resumed->load_state("cosine 3"); }),
+              ::testing::HasSubstr("is not one this version reads"));
+}
+
+TEST(Schedulers, PlateauWithModeMaxAndAMonitorItCannotFind) {
+  auto plateau = make("plateau", {{"monitor", std::string("val_f1_macro")},
+                                  {"mode", std::string("max")},
+                                  {"patience", std::int64_t{0}}});
+  plateau->on_evaluation(0, {{"val_f1_macro", 0.5}});
+  plateau->on_evaluation(0, {{"val_f1_macro", 0.6}});
+  EXPECT_DOUBLE_EQ(plateau->lr(0), kBase);
+  plateau->on_evaluation(0, {{"val_f1_macro", 0.55}});  // worse, patience 0: reduce
+  EXPECT_DOUBLE_EQ(plateau->lr(0), kBase * 0.1);
+  auto typo = make("plateau", {{"monitor", std::string("val_los")}});
+  EXPECT_THAT(error_of([&] {
+                typo->on_evaluation(0, {{"val_loss", 1.0}, {"train_loss", 1.0}});
+              }),
+              ::testing::HasSubstr("monitor 'val_los' is not a metric of this run's evaluations "
+                                   "(did you mean val_loss?); they report: train_loss, val_loss"));
+}
 
 }  // namespace
