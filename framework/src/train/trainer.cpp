@@ -98,7 +98,9 @@ Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_
     if (p_.data->has_split(split))
       state_.eval_metrics.push_back(std::string(split_name(split)) + "_loss");
   }
-  if (p_.data->has_split(Split::kVal)) state_.eval_metrics.push_back("val_perplexity");
+  const bool language_model = p_.data->task() == Task::kLanguageModel;
+  if (language_model && p_.data->has_split(Split::kVal))
+    state_.eval_metrics.push_back("val_perplexity");
   for (const auto& name : metric_columns(p_)) state_.eval_metrics.push_back(name);
   if (dp_ != nullptr && !p_.metrics.empty()) {
     throw Error(
@@ -213,7 +215,8 @@ Metrics Trainer::evaluate() {
     metrics[std::string(split_name(split)) + "_loss"] =
         loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
   }
-  if (metrics.count("val_loss")) metrics["val_perplexity"] = std::exp(metrics["val_loss"]);
+  if (metrics.count("val_loss") && p_.data->task() == Task::kLanguageModel)
+    metrics["val_perplexity"] = std::exp(metrics["val_loss"]);
   p_.model->module().train();
   return metrics;
 }

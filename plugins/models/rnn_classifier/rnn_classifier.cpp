@@ -1,0 +1,212 @@
+// Model `rnn_classifier`: token embedding -> LSTM or GRU (layers, bidirectional, dropout between
+// layers) run over packed sequences, so padding never reaches a real position in either
+// direction -> pooling over the real positions (`last`: the final hidden state of each
+// direction; `mean`; `max`; `attention`: additive attention whose weights, zero on padding, stay
+// readable for inspection) -> dropout -> an optional hidden layer (ReLU) -> class logits (B, C).
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/rnn.h>
+#include <torch/nn/utils/rnn.h>
+
+#include "lmrun/model.h"
+#include "lmrun/plugin.h"
+#include "lmrun/schema.h"
+
+namespace lmrun::models {
+namespace {
+
+namespace rnn_utils = torch::nn::utils::rnn;
+
+struct Options {
+  std::string cell = "lstm";
+  std::int64_t n_embd = 128;
+  std::int64_t n_hidden = 128;
+  std::int64_t n_layer = 1;
+  bool bidirectional = true;
+  double dropout = 0.0;
+  std::string pooling = "last";
+  std::int64_t head_hidden = 0;  // 0: a linear head
+};
+
+struct ClassifierImpl : torch::nn::Module {
+  ClassifierImpl(const Options& o, const ModelContext& c) : o_(o) {
+    const std::int64_t dirs = o.bidirectional ? 2 : 1;
+    const double between = o.n_layer > 1 ? o.dropout : 0.0;
+    wte = register_module("wte", torch::nn::Embedding(c.vocab_size, o.n_embd));
+    if (o.cell == "lstm") {
+      lstm = register_module("rnn", torch::nn::LSTM(torch::nn::LSTMOptions(o.n_embd, o.n_hidden)
+                                                        .num_layers(o.n_layer)
+                                                        .bidirectional(o.bidirectional)
+                                                        .dropout(between)
+                                                        .batch_first(true)));
+    } else {
+      gru = register_module("rnn", torch::nn::GRU(torch::nn::GRUOptions(o.n_embd, o.n_hidden)
+                                                      .num_layers(o.n_layer)
+                                                      .bidirectional(o.bidirectional)
+                                                      .dropout(between)
+                                                      .batch_first(true)));
+    }
+    const std::int64_t width = dirs * o.n_hidden;
+    if (o.pooling == "attention") {
+      attn_proj = register_module("attn_proj", torch::nn::Linear(width, width));
+      attn_score = register_module(
+          "attn_score", torch::nn::Linear(torch::nn::LinearOptions(width, 1).bias(false)));
+    }
+    std::int64_t head_in = width;
+    if (o.head_hidden > 0) {
+      hidden = register_module("hidden", torch::nn::Linear(width, o.head_hidden));
+      head_in = o.head_hidden;
+    }
+    head = register_module("head", torch::nn::Linear(head_in, c.num_classes));
+    drop = register_module("drop", torch::nn::Dropout(o.dropout));
+  }
+
+  at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) {
+    const std::int64_t b = inputs.size(0), t = inputs.size(1);
+    const at::Tensor real =
+        mask.defined() ? mask : at::ones({b, t}, inputs.options().dtype(at::kBool));
+    const at::Tensor lengths = real.sum(1).clamp_min(1).to(at::kCPU, at::kLong);
+    const at::Tensor x = drop->forward(wte->forward(inputs));  // (B, T, E)
+    const auto packed = rnn_utils::pack_padded_sequence(x, lengths, /*batch_first=*/true,
+                                                        /*enforce_sorted=*/false);
+    // The packed output and the last layer's final states, (layers * dirs, B, H).
+    auto [out_packed, h_n] = [&]() -> std::tuple<rnn_utils::PackedSequence, at::Tensor> {
+      if (lstm) {
+        auto [output, state] = lstm->forward_with_packed_input(packed);
+        return {output, std::get<0>(state)};
+      }
+      return gru->forward_with_packed_input(packed);
+    }();
+    at::Tensor pooled;
+    if (o_.pooling == "last") {
+      // The last layer's final state of each direction: the forward one after the last real
+      // token, the backward one after reading back to the first.
+      pooled = o_.bidirectional ? at::cat({h_n[-2], h_n[-1]}, 1) : h_n[-1];
+    } else {
+      const at::Tensor out = std::get<0>(rnn_utils::pad_packed_sequence(
+          out_packed, /*batch_first=*/true, 0.0, t));  // (B, T, H'), zeros at padding
+      const at::Tensor keep = real.unsqueeze(-1);
+      if (o_.pooling == "mean") {
+        pooled = out.sum(1) / lengths.to(out.device()).unsqueeze(1).to(out.scalar_type());
+      } else if (o_.pooling == "max") {
+        pooled = std::get<0>(
+            out.masked_fill(keep.logical_not(), -std::numeric_limits<float>::infinity()).max(1));
+      } else {  // attention
+        at::Tensor scores =
+            attn_score->forward(at::tanh(attn_proj->forward(out))).squeeze(-1);  // (B, T)
+        scores = scores.masked_fill(real.logical_not(), -std::numeric_limits<float>::infinity());
+        last_attention = at::softmax(scores, 1);
+        pooled = (last_attention.unsqueeze(-1) * out).sum(1);
+      }
+    }
+    at::Tensor h = drop->forward(pooled);
+    if (hidden) h = drop->forward(at::relu(hidden->forward(h)));
+    return head->forward(h);
+  }
+
+  Options o_;
+  torch::nn::Embedding wte{nullptr};
+  torch::nn::LSTM lstm{nullptr};
+  torch::nn::GRU gru{nullptr};
+  torch::nn::Linear attn_proj{nullptr}, attn_score{nullptr}, hidden{nullptr}, head{nullptr};
+  torch::nn::Dropout drop{nullptr};
+  at::Tensor last_attention;  // (B, T) of the last forward with attention pooling
+};
+TORCH_MODULE(Classifier);
+
+class RnnClassifier final : public Model {
+ public:
+  RnnClassifier(const Options& o, const ModelContext& c) : o_(o), net_(Classifier(o, c)) {}
+  torch::nn::Module& module() override { return *net_; }
+  at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) override {
+    return net_->forward(inputs, mask);
+  }
+  std::unique_ptr<DecodeState> start_decoding(std::int64_t) override { throw no_decoding(); }
+  at::Tensor decode(DecodeState&, const at::Tensor&) override { throw no_decoding(); }
+  std::int64_t max_context() const override { return 0; }
+  std::string summary() const override {
+    std::int64_t n = 0;
+    for (const auto& p : net_->parameters()) n += p.numel();
+    return std::string(o_.bidirectional ? "bidirectional " : "") + o_.cell + " " +
+           std::to_string(o_.n_layer) + "x" + std::to_string(o_.n_hidden) + ", embedding " +
+           std::to_string(o_.n_embd) + ", " + o_.pooling + " pooling, " +
+           (o_.head_hidden > 0 ? std::to_string(o_.head_hidden) + "-unit hidden layer, " : "") +
+           std::to_string(n) + " parameters\n";
+  }
+  // 6 per weight of a product (nanoGPT's convention): the recurrent layers and the attention
+  // run at every token, the head once per text (spread over its `context` tokens); the
+  // embedding is a lookup.
+  double flops_per_token(std::int64_t context) const override {
+    double per_token = 0, per_text = 0;
+    for (const auto& named : net_->named_parameters()) {
+      const std::string& name = named.key();
+      const auto n = static_cast<double>(named.value().numel());
+      if (name.rfind("wte.", 0) == 0) continue;
+      if (name.rfind("rnn.", 0) == 0 || name.rfind("attn_", 0) == 0) {
+        per_token += n;
+      } else {
+        per_text += n;
+      }
+    }
+    return 6.0 * (per_token + per_text / static_cast<double>(std::max<std::int64_t>(context, 1)));
+  }
+
+  // Attention weights (B, T) of the last forward pass; undefined for other poolings.
+  const at::Tensor& attention() const { return net_->last_attention; }
+
+ private:
+  static Error no_decoding() {
+    return Error("rnn_classifier is a classifier: it does not generate text",
+                 "remove [generate] from the experiment");
+  }
+  Options o_;
+  Classifier net_;
+};
+
+void register_classifier(Registry& registry) {
+  Schema<Options> schema;
+  schema.add("cell", &Options::cell, "the recurrent cell").choices({"lstm", "gru"});
+  schema.add("n_embd", &Options::n_embd, "embedding width").min(1);
+  schema.add("n_hidden", &Options::n_hidden, "hidden units per direction").min(1);
+  schema.add("n_layer", &Options::n_layer, "stacked recurrent layers").min(1);
+  schema.add("bidirectional", &Options::bidirectional, "read the text both ways");
+  schema
+      .add("dropout", &Options::dropout,
+           "on the embeddings, between layers, on the pooled vector and the hidden layer")
+      .min(0);
+  schema
+      .add("pooling", &Options::pooling,
+           "last: final states; mean / max over real tokens; attention: learned weights")
+      .choices({"last", "mean", "max", "attention"});
+  schema
+      .add("head_hidden", &Options::head_hidden,
+           "units of a ReLU hidden layer before the output; 0: a linear head")
+      .min(0);
+  registry.add<Model>("rnn_classifier",
+                      "LSTM/GRU text classifier: packed sequences, pooling, MLP head", schema,
+                      [](const Options& options, const ModelContext& context) {
+                        if (context.num_classes < 2) {
+                          throw Error("rnn_classifier needs a classification dataset (it has " +
+                                          std::to_string(context.num_classes) + " classes)",
+                                      "use data.type = \"text_classification\"");
+                        }
+                        if (options.dropout >= 1.0) {
+                          throw Error("dropout must be below 1");
+                        }
+                        return std::make_shared<RnnClassifier>(options, context);
+                      });
+}
+
+}  // namespace
+}  // namespace lmrun::models
+
+LMRUN_PLUGIN("rnn_classifier", "0.1.0", lmrun::models::register_classifier)

@@ -1,0 +1,102 @@
+// The `rnn_classifier` model through the real loader: logits (B, C) for every cell and pooling,
+// padding that never changes the output (whatever the padded ids, in either direction), learning
+// a toy task, and the errors.
+#include <map>
+#include <memory>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/optim/adam.h>
+
+#include "lmrun/model.h"
+#include "support/test_support.h"
+
+namespace {
+
+using lmrun::Model;
+using lmrun::test::error_of;
+using ::testing::HasSubstr;
+
+constexpr std::int64_t kVocab = 20;
+
+std::shared_ptr<Model> make(const std::map<std::string, lmrun::Value>& params,
+                            std::int64_t classes = 3) {
+  torch::manual_seed(5);
+  return lmrun::test::plugin_registry().create<Model>(
+      "rnn_classifier", lmrun::test::plugin_params(lmrun::Kind::kModel, "rnn_classifier", params),
+      lmrun::ModelContext{kVocab, 16, classes, 0});
+}
+
+struct Variant {
+  std::string cell, pooling;
+  bool bidirectional;
+};
+
+std::vector<Variant> variants() {
+  std::vector<Variant> out;
+  for (const char* cell : {"lstm", "gru"}) {
+    for (const char* pooling : {"last", "mean", "max", "attention"}) {
+      for (bool bidirectional : {true, false}) out.push_back({cell, pooling, bidirectional});
+    }
+  }
+  return out;
+}
+
+TEST(RnnClassifier, PaddingNeverChangesTheOutput) {
+  for (const auto& v : variants()) {
+    SCOPED_TRACE(v.cell + " " + v.pooling + (v.bidirectional ? " bidirectional" : ""));
+    auto model = make({{"cell", v.cell},
+                       {"pooling", v.pooling},
+                       {"bidirectional", v.bidirectional},
+                       {"n_layer", std::int64_t{2}},
+                       {"n_embd", std::int64_t{8}},
+                       {"n_hidden", std::int64_t{6}},
+                       {"head_hidden", std::int64_t{5}},
+                       {"dropout", 0.3}});
+    model->module().eval();
+    torch::NoGradGuard no_grad;
+    const at::Tensor short_text = at::tensor({4, 7, 1, 9}, at::kLong).view({1, 4});
+    const at::Tensor longer = at::tensor({2, 3, 5, 6, 8, 11, 12}, at::kLong).view({1, 7});
+    const at::Tensor alone = model->forward(short_text, at::Tensor());
+    EXPECT_EQ(alone.sizes(), (std::vector<std::int64_t>{1, 3}));
+    // The same text in a batch, padded with arbitrary ids behind a mask.
+    at::Tensor batch =
+        at::tensor({4, 7, 1, 9, 13, 17, 19, 2, 3, 5, 6, 8, 11, 12}, at::kLong).view({2, 7});
+    at::Tensor mask = at::ones({2, 7}, at::kBool);
+    mask[0].slice(0, 4, 7).fill_(false);
+    const at::Tensor padded = model->forward(batch, mask);
+    EXPECT_EQ(padded.sizes(), (std::vector<std::int64_t>{2, 3}));
+    EXPECT_TRUE(at::allclose(padded[0], alone[0], 1e-5, 1e-6)) << padded[0] << alone[0];
+    EXPECT_TRUE(at::allclose(padded[1], model->forward(longer, at::Tensor())[0], 1e-5, 1e-6));
+  }
+}
+
+TEST(RnnClassifier, LearnsWhetherATokenOccurs) {
+  auto model = make({{"n_embd", std::int64_t{16}}, {"n_hidden", std::int64_t{16}}}, 2);
+  torch::optim::Adam adam(model->module().parameters(), torch::optim::AdamOptions(1e-2));
+  torch::manual_seed(3);
+  const at::Tensor inputs = at::randint(1, kVocab, {64, 10}, at::kLong);
+  const at::Tensor targets = (inputs == 7).any(1).to(at::kLong);  // class 1: token 7 occurs
+  double first = 0, last = 0;
+  for (int step = 0; step < 60; ++step) {
+    adam.zero_grad();
+    const at::Tensor loss = at::cross_entropy_loss(model->forward(inputs, at::Tensor()), targets);
+    loss.backward();
+    adam.step();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_LT(last, first / 4) << first << " -> " << last;
+}
+
+TEST(RnnClassifier, RefusesALanguageModelDatasetAndDecoding) {
+  EXPECT_THAT(error_of([] { make({}, 0); }), HasSubstr("needs a classification dataset"));
+  auto model = make({});
+  EXPECT_THAT(error_of([&] { model->start_decoding(1); }), HasSubstr("does not generate text"));
+  EXPECT_THAT(model->summary(), HasSubstr("bidirectional lstm 1x128"));
+}
+
+}  // namespace
