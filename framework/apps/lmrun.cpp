@@ -25,7 +25,9 @@ constexpr const char* kUsage = R"(usage:
   lmrun sweep FILE.toml [--jobs N] [--shard I/N]   run a sweep's trials (--dry-run: list them)
   lmrun sweep --report SWEEP_DIR                   merge and print a sweep's results
   lmrun generate RUN_DIR [--prompt TEXT] ...       sample from a trained run
-  lmrun eval RUN_DIR [--split val|train|test]      loss over a whole split
+  lmrun eval RUN_DIR [--split val|train|test]      every metric over a split (and the
+                                                   confusion matrix of a classifier)
+  lmrun predict RUN_DIR --text TEXT | --input FILE label texts with a classifier (JSONL)
   lmrun plugins                                    list registered plugins and their files
   lmrun describe NAME | KIND.NAME | SECTION        a plugin's (or host section's) parameters
 
@@ -54,6 +56,11 @@ int run(int argc, char** argv) {
       "checkpoint,c", po::value<std::string>(),
       "generate, eval: checkpoint name (default: last, else the newest)")(
       "split", po::value<std::string>()->default_value("val"), "eval: train, val or test")(
+      "text", po::value<std::vector<std::string>>()->composing(),
+      "predict: a text to label (repeatable)")(
+      "input,i", po::value<std::string>(), "predict: a file of texts, one per line (- for stdin)")(
+      "output,o", po::value<std::string>(),
+      "predict: write the JSONL here instead of stdout; eval: write a JSON report here")(
       "jobs,j", po::value<std::int64_t>()->default_value(1), "sweep: trials to run at once")(
       "shard", po::value<std::string>(),
       "sweep: run the trials whose index is I modulo N (I/N, e.g. a Slurm array's task)")(
@@ -110,6 +117,9 @@ int run(int argc, char** argv) {
   if (vm.count("num-samples")) run_dir.num_samples = vm["num-samples"].as<std::int64_t>();
   if (vm.count("seed")) run_dir.seed = vm["seed"].as<std::int64_t>();
   run_dir.split = vm["split"].as<std::string>();
+  if (vm.count("text")) run_dir.texts = vm["text"].as<std::vector<std::string>>();
+  if (vm.count("input")) run_dir.input = vm["input"].as<std::string>();
+  if (vm.count("output")) run_dir.output = vm["output"].as<std::string>();
 
   const std::string& command = args[0];
   if (vm.count("nproc")) {
@@ -154,11 +164,11 @@ int run(int argc, char** argv) {
       }
       return command_sweep(common, sweep);
     }
-    if (command == "generate" || command == "eval") {
+    if (command == "generate" || command == "eval" || command == "predict") {
       expect_args(2, (command + " RUN_DIR").c_str());
       run_dir.run_dir = args[1];
-      return command == "generate" ? command_generate(common, run_dir)
-                                   : command_eval(common, run_dir);
+      if (command == "generate") return command_generate(common, run_dir);
+      return command == "eval" ? command_eval(common, run_dir) : command_predict(common, run_dir);
     }
     if (command == "plugins") {
       expect_args(1, "plugins");
@@ -175,8 +185,9 @@ int run(int argc, char** argv) {
   } catch (const po::error& e) {
     return usage_error(e.what());
   }
-  return usage_error("unknown command '" + command +
-                     "': expected FILE.toml, check, sweep, generate, eval, plugins or describe");
+  return usage_error(
+      "unknown command '" + command +
+      "': expected FILE.toml, check, sweep, generate, eval, predict, plugins or describe");
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <torch/optim/adam.h>
 
 #include "lmrun/model.h"
+#include "lmrun/tokenizer.h"
 #include "support/test_support.h"
 
 namespace {
@@ -97,6 +98,60 @@ TEST(RnnClassifier, RefusesALanguageModelDatasetAndDecoding) {
   auto model = make({});
   EXPECT_THAT(error_of([&] { model->start_decoding(1); }), HasSubstr("does not generate text"));
   EXPECT_THAT(model->summary(), HasSubstr("bidirectional lstm 1x128"));
+}
+
+TEST(RnnClassifier, EmbeddingsFromGloveFrozenOrFineTuned) {
+  const auto& registry = lmrun::test::plugin_registry();
+  auto tokenizer = registry.create<lmrun::Tokenizer>(
+      "word", lmrun::test::plugin_params(lmrun::Kind::kTokenizer, "word"), {});
+  tokenizer->fit("The king and the queen. Zyxwv handed it over.");
+  const std::string glove =
+      (lmrun::test::source_dir() / "data" / "glove_6b_50d_top2446" / "glove.6B.50d.top2446.txt")
+          .string();
+  auto build = [&](std::map<std::string, lmrun::Value> params, bool from_checkpoint = false) {
+    params.emplace("embeddings", glove);
+    params.emplace("n_embd", std::int64_t{50});
+    lmrun::ModelContext context{tokenizer->vocab_size(), 16, 2, tokenizer->special_id("<pad>")};
+    context.tokenizer = tokenizer.get();
+    context.weights_from_checkpoint = from_checkpoint;
+    torch::manual_seed(5);
+    return registry.create<Model>(
+        "rnn_classifier", lmrun::test::plugin_params(lmrun::Kind::kModel, "rnn_classifier", params),
+        context);
+  };
+  auto row_of = [&](Model& model, const std::string& word) {
+    const auto ids = tokenizer->encode(word);
+    return model.module().named_parameters()["wte.weight"][ids.at(0)];
+  };
+
+  auto model = build({});
+  // Words: the king and queen . zyxwv handed it over: all but the made-up one are in the file.
+  EXPECT_THAT(model->summary(), HasSubstr(": 8 of 9 words found (88.9%); missing, e.g. 'zyxwv'; "
+                                          "fine-tuned"));
+  EXPECT_NEAR(row_of(*model, "the")[0].item<double>(), 0.418, 1e-6);
+  EXPECT_NEAR(row_of(*model, "handed")[0].item<double>(), -0.4732, 1e-6);  // the last line
+  // The made-up word keeps a random row at the vectors' scale (GloVe 50d: std about 0.4, far
+  // from the N(0, 1) of a fresh embedding).
+  EXPECT_LT(row_of(*model, "zyxwv").std().item<double>(), 0.9);
+  EXPECT_TRUE(model->module().named_parameters()["wte.weight"].requires_grad());
+
+  // Frozen: no gradient, so the optimizer never sees it.
+  auto frozen = build({{"freeze_embeddings", true}});
+  EXPECT_FALSE(frozen->module().named_parameters()["wte.weight"].requires_grad());
+  EXPECT_THAT(frozen->summary(), HasSubstr("; frozen"));
+
+  // Weights that a checkpoint replaces: the file is not read (it may be gone).
+  auto resumed = build({{"embeddings", std::string("/no/such/file.txt")}}, true);
+  EXPECT_THAT(resumed->summary(), HasSubstr("embeddings as trained"));
+
+  EXPECT_THAT(error_of([&] {
+                build({{"n_embd", std::int64_t{32}}});
+              }),
+              HasSubstr("holds 50-dimensional vectors, but model.n_embd = 32"));
+  EXPECT_THAT(error_of([&] {
+                build({{"embeddings", std::string("/no/such/file.txt")}});
+              }),
+              HasSubstr("cannot read word vectors /no/such/file.txt"));
 }
 
 }  // namespace

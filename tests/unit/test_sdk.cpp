@@ -1,5 +1,6 @@
 // The SDK's header-only pieces: Schema binding, value formatting, constraints, and the registry's
-// typed add/create doors, plus the host's typo suggestions.
+// typed add/create doors, the host's typo suggestions, and the word-vector reader on the real
+// GloVe sample with its quirks.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -8,7 +9,9 @@
 #include "lmrun/scheduler.h"
 #include "lmrun/schema.h"
 #include "lmrun/suggest.h"
+#include "lmrun/word_vectors.h"
 #include "registry/plugin_registry.h"
+#include "support/test_support.h"
 
 using namespace lmrun;
 using testing::HasSubstr;
@@ -107,7 +110,11 @@ TEST(Params, FormatValueWritesTomlThatReadsBack) {
   EXPECT_EQ(format_value(Value(std::int64_t{-3})), "-3");
   EXPECT_EQ(format_value(Value(1e-3)), "0.001");
   EXPECT_EQ(format_value(Value(2.0)), "2.0");
-  EXPECT_EQ(format_value(Value(1e-8)), "1e-08");
+  EXPECT_EQ(format_value(Value(1e-8)), "1e-8");
+  EXPECT_EQ(format_value(Value(3e-4)), "0.0003");
+  EXPECT_EQ(format_value(Value(5203200.0)), "5203200.0");
+  EXPECT_EQ(format_value(Value(2.5e20)), "2.5e+20");
+  EXPECT_EQ(format_value(Value(-1.5e-7)), "-1.5e-7");
   EXPECT_EQ(format_value(Value(0.1 + 0.2)), "0.30000000000000004");
   EXPECT_EQ(format_value(Value(std::numeric_limits<double>::infinity())), "inf");
   EXPECT_EQ(format_value(Value(std::string("a \"q\"\n"))), "\"a \\\"q\\\"\\n\"");
@@ -230,4 +237,50 @@ TEST(Suggest, NearestIsAPlausibleTypo) {
   EXPECT_EQ(lmrun::nearest("xy", keys), "");
   EXPECT_EQ(lmrun::did_you_mean("sede", keys), " (did you mean seed?)");
   EXPECT_EQ(lmrun::edit_distance("ab", "ba"), 1u);
+}
+
+namespace {
+
+std::filesystem::path glove() {
+  return lmrun::test::source_dir() / "data" / "glove_6b_50d_top2446" / "glove.6B.50d.top2446.txt";
+}
+
+}  // namespace
+
+TEST(WordVectors, ReadsTheGloveSampleWithItsQuirks) {
+  // "handed" is the last line, which has no newline; "\x92s" is one of the cp1252 words.
+  const WordVectors v = read_word_vectors(glove(), {"the", "king", "handed", "\x92s", "zzzz"});
+  EXPECT_EQ(v.dim, 50);
+  EXPECT_EQ(v.lines, 2446);
+  EXPECT_EQ(v.non_utf8_words, 5);
+  ASSERT_EQ(v.found.size(), 4u);  // every wanted word but the made-up one
+  EXPECT_FLOAT_EQ(v.found.at("the")[0], 0.418f);
+  EXPECT_FLOAT_EQ(v.found.at("the")[1], 0.24968f);
+  EXPECT_FLOAT_EQ(v.found.at("the")[49], -0.78581f);
+  EXPECT_EQ(v.found.at("handed").size(), 50u);
+  EXPECT_EQ(v.found.count("zzzz"), 0u);
+}
+
+TEST(WordVectors, HeadersCrlfSpacesDuplicatesAndErrors) {
+  lmrun::test::TempDir dir;
+  lmrun::test::write_file(dir / "v.txt",
+                          "3 2\r\nhello 1 2\r\n\r\nhello 9 9\r\n. . . 3 4\nworld 5 6");
+  const WordVectors v = read_word_vectors(dir / "v.txt", {"hello", ". . .", "world"});
+  EXPECT_EQ(v.dim, 2);  // from the "N D" header, which is not a vector
+  EXPECT_EQ(v.lines, 4);
+  EXPECT_EQ(v.found.at("hello"), (std::vector<float>{1, 2}));  // the first of a duplicate
+  EXPECT_EQ(v.found.at(". . ."), (std::vector<float>{3, 4}));  // a word with spaces
+  EXPECT_EQ(v.found.at("world"), (std::vector<float>{5, 6}));
+
+  lmrun::test::write_file(dir / "short.txt", "a 1 2 3\nb 1 2\n");
+  EXPECT_THAT(lmrun::test::error_of([&] { read_word_vectors(dir / "short.txt", {"b"}); }),
+              HasSubstr("short.txt:2: expected a word and 3 numbers, found 3 fields"));
+  lmrun::test::write_file(dir / "nan.txt", "a 1 2\nb 1 x2\n");
+  EXPECT_THAT(lmrun::test::error_of([&] { read_word_vectors(dir / "nan.txt", {"b"}); }),
+              HasSubstr("nan.txt:2: 'x2' in the vector of 'b' is not a number"));
+  lmrun::test::write_file(dir / "empty.txt", "\n\n");
+  EXPECT_THAT(lmrun::test::error_of([&] { read_word_vectors(dir / "empty.txt", {}); }),
+              HasSubstr("hold no vectors"));
+  EXPECT_THAT(lmrun::test::error_of([&] { read_word_vectors(dir / "none.txt", {}); }),
+              HasSubstr("cannot read word vectors"));
 }

@@ -19,6 +19,7 @@
 #include <torch/nn/module.h>
 
 #include "lmrun/registry.h"
+#include "lmrun/tokenizer.h"
 
 namespace lmrun {
 
@@ -27,6 +28,13 @@ struct ModelContext {
   std::int64_t sequence_length = 0;  // the data's window or padded length (block_size)
   std::int64_t num_classes = 0;      // 0 for a language model
   std::int64_t pad_id = -1;          // the tokenizer's <pad> id, -1 when it has none
+  // The run's fitted or loaded tokenizer, for initialisation that needs each id's text (word
+  // vectors): tokenizer->decode({id}). Valid during construction only; null in unit tests that
+  // build a model alone.
+  const Tokenizer* tokenizer = nullptr;
+  // True when a checkpoint's weights replace the initial ones right after construction (resume,
+  // eval, generate, predict): skip initialisation that reads files.
+  bool weights_from_checkpoint = false;
 };
 
 // What a model carries between decode() calls. Owned by the caller, made by the model.

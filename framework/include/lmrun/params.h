@@ -7,6 +7,7 @@
 // against the working directory); an empty path stays empty, meaning "not given".
 #pragma once
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -101,13 +102,19 @@ inline std::string quote(std::string_view s) {
 inline std::string format_double(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  std::string s;
-  for (int precision = 1; precision <= 17; ++precision) {
-    std::ostringstream out;
-    out.precision(precision);
-    out << v;
-    s = out.str();
-    if (std::stod(s) == v) break;
+  // The shortest digits that read back exactly: fixed from 1e-4 up to 1e15 (0.0003, 100.0,
+  // 5203200.0), scientific beyond (1e-8, 2.5e+20).
+  char text[64];
+  const double magnitude = std::fabs(v);
+  const bool fixed = magnitude == 0.0 || (magnitude >= 1e-4 && magnitude < 1e15);
+  const auto result =
+      std::to_chars(text, text + sizeof text, v,
+                    fixed ? std::chars_format::fixed : std::chars_format::scientific);
+  std::string s(text, result.ptr);
+  if (const auto e = s.find('e'); e != std::string::npos) {
+    // "1e-08" -> "1e-8": no zeros at the front of the exponent.
+    std::size_t digits = e + 2;
+    while (digits + 1 < s.size() && s[digits] == '0') s.erase(digits, 1);
   }
   if (s.find_first_of(".en") == std::string::npos) s += ".0";
   return s;

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "cli/loaded_registry.h"
+#include "cli/run_dir.h"
 #include "config/emit.h"
 #include "config/experiment.h"
 #include "config/toml_document.h"
@@ -87,13 +88,6 @@ std::unique_ptr<LoadedRegistry> load_registry(const CommonArgs& common,
   return result;
 }
 
-namespace {
-
-struct Resolved {
-  std::unique_ptr<LoadedRegistry> plugins;
-  Experiment experiment;
-};
-
 Resolved resolve(const CommonArgs& common, const ExperimentArgs& args) {
   TomlDocument doc = load_document(args.file, args.overrides);
   Resolved resolved;
@@ -102,6 +96,8 @@ Resolved resolve(const CommonArgs& common, const ExperimentArgs& args) {
       resolve_experiment(doc, resolved.plugins->registry, resolved.plugins->failure_messages());
   return resolved;
 }
+
+namespace {
 
 std::string one_line(const PluginSpec& spec, const PluginRegistry& registry) {
   std::string out = spec.type;
@@ -283,14 +279,6 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   return kExitOk;
 }
 
-namespace {
-
-// A run folder's experiment, re-validated with the current plugins, and its checkpoint.
-struct RunDir {
-  Resolved resolved;
-  fs::path checkpoint;
-};
-
 RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args) {
   const fs::path config = args.run_dir / "config.toml";
   if (!fs::is_regular_file(config)) {
@@ -311,8 +299,6 @@ RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args) {
   return run;
 }
 
-}  // namespace
-
 int command_generate(const CommonArgs& common, const RunDirArgs& args) {
   RunDir run = open_run_dir(common, args);
   const Experiment& e = run.resolved.experiment;
@@ -327,26 +313,6 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
   Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
   std::cerr << "lmrun: generating from " << run.checkpoint.string() << "\n";
   draw_samples(p, g, e.experiment.seed);
-  return kExitOk;
-}
-
-int command_eval(const CommonArgs& common, const RunDirArgs& args) {
-  RunDir run = open_run_dir(common, args);
-  const Experiment& e = run.resolved.experiment;
-  Split split = Split::kVal;
-  if (args.split == "train")
-    split = Split::kTrain;
-  else if (args.split == "test")
-    split = Split::kTest;
-  else if (args.split != "val")
-    throw Error("--split must be train, val or test, not '" + args.split + "'");
-  configure_runtime(e.train.threads);
-  Pipeline p = build_pipeline(e, run.resolved.plugins->registry,
-                              PipelineOptions{args.run_dir, run.checkpoint / "tokenizer", false});
-  load_model_weights(run.checkpoint, *p.model);
-  const Metrics metrics = evaluate_split(p, split, e.train.batch_size);
-  std::cout << "checkpoint " << run.checkpoint.string() << "\n";
-  for (const auto& [name, value] : metrics) std::cout << "  " << name << " = " << value << "\n";
   return kExitOk;
 }
 

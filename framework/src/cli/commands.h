@@ -22,7 +22,7 @@ struct ExperimentArgs {
   std::filesystem::path resume;        // --resume RUN_DIR or CHECKPOINT_DIR
 };
 
-// lmrun generate RUN_DIR / lmrun eval RUN_DIR
+// lmrun generate | eval | predict | inspect RUN_DIR
 struct RunDirArgs {
   std::filesystem::path run_dir;
   std::vector<std::string>
@@ -32,7 +32,10 @@ struct RunDirArgs {
   std::optional<std::int64_t> max_new_tokens;
   std::optional<std::int64_t> num_samples;
   std::optional<std::int64_t> seed;
-  std::string split = "val";  // eval: --split
+  std::string split = "val";       // eval: --split
+  std::vector<std::string> texts;  // predict: --text, in order
+  std::filesystem::path input;     // predict: --input FILE, one text per line; "-": stdin
+  std::filesystem::path output;    // predict: JSONL here (default stdout); eval: a JSON report
 };
 
 // lmrun sweep FILE.toml / lmrun sweep --report DIR
@@ -51,6 +54,7 @@ int command_check(const CommonArgs& common, const ExperimentArgs& args);
 int command_plugins(const CommonArgs& common);
 int command_generate(const CommonArgs& common, const RunDirArgs& args);
 int command_eval(const CommonArgs& common, const RunDirArgs& args);
+int command_predict(const CommonArgs& common, const RunDirArgs& args);
 int command_describe(const CommonArgs& common, const std::string& name);
 
 // Exit codes.

@@ -137,6 +137,11 @@ void write_checkpoint(const fs::path& dir, Pipeline& p, const TrainerSnapshot& s
     context.insert("sequence_length", p.model_context.sequence_length);
     context.insert("num_classes", p.model_context.num_classes);
     context.insert("pad_id", p.model_context.pad_id);
+    if (!p.class_names.empty()) {
+      toml::array names;
+      for (const auto& name : p.class_names) names.push_back(name);
+      context.insert("class_names", std::move(names));
+    }
     state.insert("model_context", std::move(context));
     std::ostringstream text;
     text << "# lmrun checkpoint state\n" << state << "\n";
@@ -197,6 +202,23 @@ ModelContext read_model_context(const fs::path& dir) {
     throw checkpoint_error(dir, "state.toml has no valid [model_context]");
   }
   return context;
+}
+
+std::vector<std::string> read_class_names(const fs::path& dir) {
+  const toml::table state = read_state(dir);
+  const std::int64_t classes = state["model_context"]["num_classes"].value_or<std::int64_t>(0);
+  std::vector<std::string> names;
+  if (const toml::array* saved = state["model_context"]["class_names"].as_array()) {
+    for (const auto& name : *saved) names.push_back(name.value_or<std::string>(""));
+  }
+  if (names.empty()) {
+    for (std::int64_t c = 0; c < classes; ++c) names.push_back(std::to_string(c));
+  }
+  if (static_cast<std::int64_t>(names.size()) != classes) {
+    throw checkpoint_error(dir, "state.toml names " + std::to_string(names.size()) +
+                                    " classes for a model of " + std::to_string(classes));
+  }
+  return names;
 }
 
 TrainerSnapshot read_checkpoint(const fs::path& dir, Pipeline& p,

@@ -62,6 +62,10 @@ TrainerSnapshot read_checkpoint(const std::filesystem::path& dir, Pipeline& pipe
 // The ModelContext the checkpoint's model was built for.
 ModelContext read_model_context(const std::filesystem::path& dir);
 
+// A classifier checkpoint's label names in id order: those saved, or "0".."C-1" for a checkpoint
+// written before names were saved. Empty for a language model.
+std::vector<std::string> read_class_names(const std::filesystem::path& dir);
+
 // Model weights only (generate, eval): the same checks as read_checkpoint.
 void load_model_weights(const std::filesystem::path& dir, Model& model);
 

@@ -118,7 +118,11 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
   model_context.sequence_length = p.data->sequence_length();
   model_context.num_classes = p.data->num_classes();
   model_context.pad_id = p.tokenizer->special_id("<pad>");
+  model_context.tokenizer = p.tokenizer.get();
+  model_context.weights_from_checkpoint = !options.tokenizer_dir.empty();
+  p.class_names = p.data->class_names();
   p.model = registry.create<Model>(e.model.type, e.model.params, model_context);
+  model_context.tokenizer = nullptr;  // the context outlives construction, the pointer need not
   p.model->module().to(p.device);
 
   collect_parameters(p);
@@ -166,7 +170,11 @@ Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& reg
     throw error.with_context("checkpoint " + checkpoint.string());
   }
   p.model_context = read_model_context(checkpoint);
+  p.class_names = read_class_names(checkpoint);
+  p.model_context.tokenizer = p.tokenizer.get();
+  p.model_context.weights_from_checkpoint = true;
   p.model = registry.create<Model>(e.model.type, e.model.params, p.model_context);
+  p.model_context.tokenizer = nullptr;
   p.model->module().to(p.device);
   load_model_weights(checkpoint, *p.model);
   p.model->module().eval();
@@ -175,7 +183,8 @@ Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& reg
   return p;
 }
 
-Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size) {
+Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size,
+                       const BatchObserver& observe) {
   if (!p.data->has_split(split))
     throw Error(std::string("the dataset has no ") + split_name(split) + " split");
   torch::NoGradGuard no_grad;
@@ -193,6 +202,7 @@ Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size) {
     loss += summed_loss(logits, targets).item<double>();
     tokens += count_targets(targets);
     for (auto& metric : p.metrics) metric->update(logits, targets);
+    if (observe) observe(logits, targets);
   }
   p.model->module().train(was_training);
   Metrics metrics;

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
 #include "config/experiment.h"
@@ -34,7 +36,8 @@ struct Pipeline {
   std::vector<std::shared_ptr<Sampler>> samplers;
   std::vector<NamedParameter> parameters;  // trainable, each tensor once
   c10::Device device = c10::Device(c10::kCPU);
-  ModelContext model_context;  // what the model was built for (saved in checkpoints)
+  ModelContext model_context;            // what the model was built for (saved in checkpoints)
+  std::vector<std::string> class_names;  // classification: label names in id order (saved too)
   std::int64_t parameter_count = 0;
 };
 
@@ -56,8 +59,12 @@ Pipeline build_inference_pipeline(const Experiment& experiment, const PluginRegi
                                   const std::filesystem::path& checkpoint);
 
 // Loss over every example of a split, in order (num_examples / slice), in eval mode without
-// gradients: "<split>_loss", and "<split>_perplexity" for language models.
-Metrics evaluate_split(Pipeline& pipeline, Split split, std::int64_t batch_size);
+// gradients: "<split>_loss", "<split>_examples", "<split>_perplexity" for language models, and
+// every [[metrics]] value as "<split>_<name>". `observe`, when given, sees each batch's logits
+// and targets (padding as kIgnoreTarget) too.
+using BatchObserver = std::function<void(const at::Tensor& logits, const at::Tensor& targets)>;
+Metrics evaluate_split(Pipeline& pipeline, Split split, std::int64_t batch_size,
+                       const BatchObserver& observe = {});
 
 // "cpu", "cuda", "auto" -> a device; throws when cuda is asked for and absent.
 c10::Device resolve_device(const std::string& name);

@@ -4,11 +4,15 @@
 // direction; `mean`; `max`; `attention`: additive attention whose weights, zero on padding, stay
 // readable for inspection) -> dropout -> an optional hidden layer (ReLU) -> class logits (B, C).
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
+#include <unordered_set>
 #include <vector>
 
 #include <torch/nn/modules/dropout.h>
@@ -20,6 +24,7 @@
 #include "lmrun/model.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
+#include "lmrun/word_vectors.h"
 
 namespace lmrun::models {
 namespace {
@@ -35,6 +40,8 @@ struct Options {
   double dropout = 0.0;
   std::string pooling = "last";
   std::int64_t head_hidden = 0;  // 0: a linear head
+  std::string embeddings;        // a word-vector file (GloVe text) to initialise wte from
+  bool freeze_embeddings = false;
 };
 
 struct ClassifierImpl : torch::nn::Module {
@@ -123,9 +130,91 @@ struct ClassifierImpl : torch::nn::Module {
 };
 TORCH_MODULE(Classifier);
 
+std::string ascii_lower(std::string word) {
+  for (char& ch : word) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return word;
+}
+
+// Copies the vectors of the vocabulary's words into the embedding: each id's text as the
+// tokenizer decodes it, else its lower case. Missing words keep random rows, drawn at the found
+// vectors' scale so that they do not stand out. Returns the coverage line for summary().
+std::string load_word_vectors(torch::nn::Embedding& wte, const Options& o, const ModelContext& c) {
+  if (c.tokenizer == nullptr)
+    throw Error("model.embeddings needs the run's tokenizer, and this model was built without one");
+  const Tokenizer& tokenizer = *c.tokenizer;
+  std::set<std::int64_t> specials;
+  for (const char* token : {"<pad>", "<unk>", "<bos>", "<eos>"}) {
+    if (tokenizer.special_id(token) >= 0) specials.insert(tokenizer.special_id(token));
+  }
+  std::vector<std::string> words(static_cast<std::size_t>(c.vocab_size));
+  std::unordered_set<std::string> wanted;
+  for (std::int64_t id = 0; id < c.vocab_size; ++id) {
+    if (specials.count(id)) continue;
+    std::string& word = words[static_cast<std::size_t>(id)];
+    word = tokenizer.decode({id});
+    wanted.insert(word);
+    wanted.insert(ascii_lower(word));
+  }
+  const WordVectors vectors = read_word_vectors(o.embeddings, wanted);
+  if (vectors.dim != o.n_embd) {
+    throw Error("model.embeddings " + o.embeddings + " holds " + std::to_string(vectors.dim) +
+                    "-dimensional vectors, but model.n_embd = " + std::to_string(o.n_embd),
+                "set model.n_embd = " + std::to_string(vectors.dim));
+  }
+  torch::NoGradGuard no_grad;
+  at::Tensor weight = wte->weight;
+  std::vector<std::int64_t> missing;
+  std::vector<std::string> missing_words;
+  std::int64_t found = 0;
+  for (std::int64_t id = 0; id < c.vocab_size; ++id) {
+    if (specials.count(id)) continue;
+    const std::string& word = words[static_cast<std::size_t>(id)];
+    auto it = vectors.found.find(word);
+    if (it == vectors.found.end()) it = vectors.found.find(ascii_lower(word));
+    if (it == vectors.found.end()) {
+      missing.push_back(id);
+      if (missing_words.size() < 5) missing_words.push_back(word);
+      continue;
+    }
+    weight[id].copy_(at::tensor(it->second, at::kFloat));
+    ++found;
+  }
+  const auto words_total = c.vocab_size - static_cast<std::int64_t>(specials.size());
+  if (found > 0 && !missing.empty()) {
+    // The initial N(0, 1) rows, scaled to the found vectors' spread.
+    std::vector<std::int64_t> found_ids;
+    for (std::int64_t id = 0; id < c.vocab_size; ++id) {
+      if (!specials.count(id) && std::find(missing.begin(), missing.end(), id) == missing.end())
+        found_ids.push_back(id);
+    }
+    const double spread =
+        weight.index_select(0, at::tensor(found_ids, at::kLong)).std().item<double>();
+    const at::Tensor rows = at::tensor(missing, at::kLong);
+    weight.index_copy_(0, rows, weight.index_select(0, rows) * spread);
+  }
+  std::string line = "embeddings from " + o.embeddings + ": " + std::to_string(found) + " of " +
+                     std::to_string(words_total) + " words found";
+  char percent[32];
+  std::snprintf(percent, sizeof percent, " (%.1f%%)",
+                words_total > 0 ? 100.0 * static_cast<double>(found) / words_total : 0.0);
+  line += percent;
+  if (!missing_words.empty()) {
+    line += "; missing, e.g.";
+    for (const auto& word : missing_words) line += " '" + word + "'";
+  }
+  return line + (o.freeze_embeddings ? "; frozen" : "; fine-tuned");
+}
+
 class RnnClassifier final : public Model {
  public:
-  RnnClassifier(const Options& o, const ModelContext& c) : o_(o), net_(Classifier(o, c)) {}
+  RnnClassifier(const Options& o, const ModelContext& c) : o_(o), net_(Classifier(o, c)) {
+    if (!o.embeddings.empty()) {
+      embeddings_ = c.weights_from_checkpoint
+                        ? "embeddings as trained (first from " + o.embeddings + ")"
+                        : load_word_vectors(net_->wte, o, c);
+    }
+    if (o.freeze_embeddings) net_->wte->weight.set_requires_grad(false);
+  }
   torch::nn::Module& module() override { return *net_; }
   at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) override {
     return net_->forward(inputs, mask);
@@ -134,13 +223,18 @@ class RnnClassifier final : public Model {
   at::Tensor decode(DecodeState&, const at::Tensor&) override { throw no_decoding(); }
   std::int64_t max_context() const override { return 0; }
   std::string summary() const override {
-    std::int64_t n = 0;
-    for (const auto& p : net_->parameters()) n += p.numel();
+    std::int64_t n = 0, frozen = 0;
+    for (const auto& p : net_->parameters()) {
+      n += p.numel();
+      if (!p.requires_grad()) frozen += p.numel();
+    }
     return std::string(o_.bidirectional ? "bidirectional " : "") + o_.cell + " " +
            std::to_string(o_.n_layer) + "x" + std::to_string(o_.n_hidden) + ", embedding " +
            std::to_string(o_.n_embd) + ", " + o_.pooling + " pooling, " +
            (o_.head_hidden > 0 ? std::to_string(o_.head_hidden) + "-unit hidden layer, " : "") +
-           std::to_string(n) + " parameters\n";
+           std::to_string(n) + " parameters" +
+           (frozen > 0 ? " (" + std::to_string(frozen) + " frozen)" : "") + "\n" +
+           (embeddings_.empty() ? "" : embeddings_ + "\n");
   }
   // 6 per weight of a product (nanoGPT's convention): the recurrent layers and the attention
   // run at every token, the head once per text (spread over its `context` tokens); the
@@ -170,6 +264,7 @@ class RnnClassifier final : public Model {
   }
   Options o_;
   Classifier net_;
+  std::string embeddings_;  // the coverage line, or empty
 };
 
 void register_classifier(Registry& registry) {
@@ -191,6 +286,11 @@ void register_classifier(Registry& registry) {
       .add("head_hidden", &Options::head_hidden,
            "units of a ReLU hidden layer before the output; 0: a linear head")
       .min(0);
+  schema.add("embeddings", &Options::embeddings,
+             "a word-vector file (GloVe text format) to initialise the embedding from; its "
+             "dimension must equal n_embd. Empty: random");
+  schema.add("freeze_embeddings", &Options::freeze_embeddings,
+             "keep the embedding fixed during training (the optimizer never sees it)");
   registry.add<Model>("rnn_classifier",
                       "LSTM/GRU text classifier: packed sequences, pooling, MLP head", schema,
                       [](const Options& options, const ModelContext& context) {

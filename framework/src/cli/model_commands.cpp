@@ -1,0 +1,276 @@
+// lmrun eval and lmrun predict: a trained run's model over a split, or over new texts.
+#include <ATen/ops/full.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/tensor.h>
+#include <ATen/ops/zeros.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/run_dir.h"
+#include "lmrun/utf8.h"
+#include "train/checkpoint.h"
+#include "train/pipeline.h"
+#include "util/fs.h"
+#include "util/json.h"
+
+namespace fs = std::filesystem;
+
+namespace lmrun::host {
+namespace {
+
+Split parse_split(const std::string& name) {
+  if (name == "train") return Split::kTrain;
+  if (name == "val") return Split::kVal;
+  if (name == "test") return Split::kTest;
+  throw Error("--split must be train, val or test, not '" + name + "'");
+}
+
+// Counts of (true class, predicted class) over a pass, padding (kIgnoreTarget) left out.
+class ConfusionCounts {
+ public:
+  explicit ConfusionCounts(std::int64_t classes)
+      : classes_(classes), counts_(static_cast<std::size_t>(classes * classes), 0) {}
+
+  void add(const at::Tensor& logits, const at::Tensor& targets) {
+    const at::Tensor predicted = logits.argmax(-1).reshape({-1}).to(at::kCPU).contiguous();
+    const at::Tensor truth = targets.reshape({-1}).to(at::kCPU).contiguous();
+    const auto* p = predicted.data_ptr<std::int64_t>();
+    const auto* t = truth.data_ptr<std::int64_t>();
+    for (std::int64_t i = 0; i < truth.numel(); ++i) {
+      if (t[i] < 0 || t[i] >= classes_) continue;
+      ++counts_[static_cast<std::size_t>(t[i] * classes_ + p[i])];
+    }
+  }
+
+  std::int64_t at(std::int64_t truth, std::int64_t predicted) const {
+    return counts_[static_cast<std::size_t>(truth * classes_ + predicted)];
+  }
+  std::int64_t classes() const { return classes_; }
+
+ private:
+  std::int64_t classes_;
+  std::vector<std::int64_t> counts_;
+};
+
+std::string fixed(double value, int digits) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", digits, value);
+  return text;
+}
+
+std::string pad_left(const std::string& text, std::size_t width) {
+  return text.size() >= width ? text : std::string(width - text.size(), ' ') + text;
+}
+
+// Rows are true labels, columns predictions; totals, each class's recall and precision.
+std::string confusion_table(const ConfusionCounts& c, const std::vector<std::string>& names) {
+  const std::int64_t n = c.classes();
+  std::size_t width = 7;  // "predicted", "total", "recall" columns, and every count
+  for (const auto& name : names) width = std::max(width, name.size());
+  std::int64_t total = 0;
+  std::vector<std::int64_t> row_sum(static_cast<std::size_t>(n)),
+      column_sum(static_cast<std::size_t>(n));
+  for (std::int64_t t = 0; t < n; ++t) {
+    for (std::int64_t p = 0; p < n; ++p) {
+      row_sum[static_cast<std::size_t>(t)] += c.at(t, p);
+      column_sum[static_cast<std::size_t>(p)] += c.at(t, p);
+      total += c.at(t, p);
+    }
+  }
+  std::ostringstream out;
+  out << "confusion matrix (rows: true label, columns: predicted)\n  " << std::string(width, ' ');
+  for (const auto& name : names) out << "  " << pad_left(name, width);
+  out << "  " << pad_left("total", width) << "  " << pad_left("recall", width) << "\n";
+  for (std::int64_t t = 0; t < n; ++t) {
+    const auto rows = row_sum[static_cast<std::size_t>(t)];
+    out << "  " << pad_left(names[static_cast<std::size_t>(t)], width);
+    for (std::int64_t p = 0; p < n; ++p) out << "  " << pad_left(std::to_string(c.at(t, p)), width);
+    out << "  " << pad_left(std::to_string(rows), width) << "  "
+        << pad_left(rows > 0 ? fixed(static_cast<double>(c.at(t, t)) / rows, 4) : "-", width)
+        << "\n";
+  }
+  out << "  " << pad_left("total", width);
+  for (std::int64_t p = 0; p < n; ++p)
+    out << "  " << pad_left(std::to_string(column_sum[static_cast<std::size_t>(p)]), width);
+  out << "  " << pad_left(std::to_string(total), width) << "\n  " << pad_left("precision", width);
+  for (std::int64_t p = 0; p < n; ++p) {
+    const auto columns = column_sum[static_cast<std::size_t>(p)];
+    out << "  "
+        << pad_left(columns > 0 ? fixed(static_cast<double>(c.at(p, p)) / columns, 4) : "-", width);
+  }
+  out << "\n";
+  return out.str();
+}
+
+// The text as it can appear in JSON: invalid UTF-8 bytes become U+FFFD, one per byte.
+std::string valid_utf8(std::string_view text) {
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t start = pos;
+    if (utf8::decode(text, pos) == utf8::kInvalid) {
+      out += "\xEF\xBF\xBD";
+      pos = start + 1;
+    } else {
+      out.append(text.substr(start, pos - start));
+    }
+  }
+  return out;
+}
+
+void write_output(const fs::path& file, const std::string& text) {
+  if (file.empty()) {
+    std::cout << text << std::flush;
+  } else {
+    write_file_atomic(file, text);
+  }
+}
+
+}  // namespace
+
+int command_eval(const CommonArgs& common, const RunDirArgs& args) {
+  const Split split = parse_split(args.split);
+  RunDir run = open_run_dir(common, args);
+  const Experiment& e = run.resolved.experiment;
+  configure_runtime(e.train.threads);
+  Pipeline p = build_pipeline(e, run.resolved.plugins->registry,
+                              PipelineOptions{args.run_dir, run.checkpoint / "tokenizer", false});
+  load_model_weights(run.checkpoint, *p.model);
+  const bool classify = p.data->task() == Task::kClassification;
+  ConfusionCounts confusion(classify ? p.model_context.num_classes : 0);
+  BatchObserver observe;
+  if (classify)
+    observe = [&](const at::Tensor& logits, const at::Tensor& t) { confusion.add(logits, t); };
+  const Metrics metrics = evaluate_split(p, split, e.train.batch_size, observe);
+
+  std::size_t width = 0;
+  for (const auto& entry : metrics) width = std::max(width, entry.first.size());
+  std::ostringstream text;
+  text << "checkpoint " << run.checkpoint.string() << ", " << args.split << " split\n";
+  JsonObject values;
+  for (const auto& [name, value] : metrics) {
+    values.add(name, value);
+    // The confusion_matrix metric's counts read better as the table below.
+    if (classify && name.find("_confusion_") != std::string::npos) continue;
+    const bool count = value == std::floor(value) && std::fabs(value) < 1e15;  // _examples
+    text << "  " << name << std::string(width - name.size() + 2, ' ')
+         << (count ? std::to_string(static_cast<std::int64_t>(value)) : fixed(value, 6)) << "\n";
+  }
+  JsonObject report;
+  report.add("checkpoint", run.checkpoint.string()).add("split", args.split).add("metrics", values);
+  if (classify) {
+    text << confusion_table(confusion, p.class_names);
+    std::vector<JsonObject> rows;
+    for (std::int64_t t = 0; t < confusion.classes(); ++t) {
+      JsonObject row;
+      row.add("true", p.class_names[static_cast<std::size_t>(t)]);
+      JsonObject counts;
+      for (std::int64_t q = 0; q < confusion.classes(); ++q)
+        counts.add(p.class_names[static_cast<std::size_t>(q)], confusion.at(t, q));
+      row.add("predicted", counts);
+      rows.push_back(row);
+    }
+    report.add("class_names", p.class_names).add("confusion_matrix", rows);
+  }
+  std::cout << text.str() << std::flush;
+  if (!args.output.empty()) write_file_atomic(args.output, report.str(2) + "\n");
+  return kExitOk;
+}
+
+int command_predict(const CommonArgs& common, const RunDirArgs& args) {
+  if (args.texts.empty() && args.input.empty())
+    throw Error("predict needs texts",
+                "pass --text \"...\" (repeatable) or --input FILE (- for stdin)");
+  std::vector<std::string> texts = args.texts;
+  if (!args.input.empty()) {
+    std::ifstream file;
+    std::istream* in = &std::cin;
+    if (args.input != "-") {
+      file.open(args.input, std::ios::binary);
+      if (!file) throw Error("cannot read --input " + args.input.string());
+      in = &file;
+    }
+    for (std::string line; std::getline(*in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF files
+      texts.push_back(std::move(line));
+    }
+  }
+
+  RunDir run = open_run_dir(common, args);
+  const Experiment& e = run.resolved.experiment;
+  configure_runtime(e.train.threads);
+  Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
+  const ModelContext& context = p.model_context;
+  if (context.num_classes <= 0) {
+    throw Error(args.run_dir.string() +
+                    " holds a language model; predict labels texts with a "
+                    "classifier",
+                "sample from it with `lmrun generate " + args.run_dir.string() + "`");
+  }
+
+  // Encoded as the dataset does: truncated to the model's context, an empty text as one <unk>,
+  // padded with <pad> behind a mask.
+  const std::int64_t pad = std::max<std::int64_t>(context.pad_id, 0);
+  const std::int64_t unk = p.tokenizer->special_id("<unk>");
+  const std::int64_t batch_size = std::max<std::int64_t>(e.train.batch_size, 1);
+  torch::NoGradGuard no_grad;
+  std::string out;
+  for (std::size_t begin = 0; begin < texts.size(); begin += static_cast<std::size_t>(batch_size)) {
+    const std::size_t end = std::min(texts.size(), begin + static_cast<std::size_t>(batch_size));
+    std::vector<std::vector<std::int64_t>> ids;
+    std::int64_t width = 1;
+    for (std::size_t i = begin; i < end; ++i) {
+      std::vector<std::int64_t> one;
+      try {
+        one = p.tokenizer->encode(texts[i]);
+      } catch (const Error& error) {
+        throw error.with_context("text " + std::to_string(i + 1));
+      }
+      if (context.sequence_length > 0 &&
+          static_cast<std::int64_t>(one.size()) > context.sequence_length)
+        one.resize(static_cast<std::size_t>(context.sequence_length));
+      if (one.empty()) one.push_back(unk >= 0 ? unk : pad);
+      width = std::max<std::int64_t>(width, static_cast<std::int64_t>(one.size()));
+      ids.push_back(std::move(one));
+    }
+    const auto b = static_cast<std::int64_t>(ids.size());
+    at::Tensor inputs = at::full({b, width}, pad, at::kLong);
+    at::Tensor mask = at::zeros({b, width}, at::kBool);
+    for (std::int64_t r = 0; r < b; ++r) {
+      const auto& row = ids[static_cast<std::size_t>(r)];
+      const auto n = static_cast<std::int64_t>(row.size());
+      inputs[r].narrow(0, 0, n).copy_(at::tensor(row, at::kLong));
+      mask[r].narrow(0, 0, n).fill_(true);
+    }
+    const at::Tensor probabilities =
+        at::softmax(p.model->forward(inputs.to(p.device), mask.to(p.device)), -1)
+            .to(at::kCPU, at::kDouble)
+            .contiguous();
+    for (std::int64_t r = 0; r < b; ++r) {
+      const double* row = probabilities[r].data_ptr<double>();
+      const auto best = std::max_element(row, row + context.num_classes) - row;
+      JsonObject all;
+      for (std::int64_t c = 0; c < context.num_classes; ++c)
+        all.add(p.class_names[static_cast<std::size_t>(c)], row[c]);
+      JsonObject record;
+      record.add("text", valid_utf8(texts[begin + static_cast<std::size_t>(r)]))
+          .add("label", p.class_names[static_cast<std::size_t>(best)])
+          .add("confidence", row[best])
+          .add("probabilities", all);
+      out += record.str() + "\n";
+    }
+  }
+  write_output(args.output, out);
+  std::cerr << "lmrun: " << texts.size() << " texts labelled with " << run.checkpoint.string()
+            << (args.output.empty() ? "" : " -> " + args.output.string()) << "\n";
+  return kExitOk;
+}
+
+}  // namespace lmrun::host
