@@ -28,6 +28,8 @@ constexpr const char* kUsage = R"(usage:
   lmrun eval RUN_DIR [--split val|train|test]      every metric over a split (and the
                                                    confusion matrix of a classifier)
   lmrun predict RUN_DIR --text TEXT | --input FILE label texts with a classifier (JSONL)
+  lmrun inspect RUN_DIR [--split val]              layers, memory, weight and activation
+                                                   statistics of a trained model
   lmrun plugins                                    list registered plugins and their files
   lmrun describe NAME | KIND.NAME | SECTION        a plugin's (or host section's) parameters
 
@@ -55,7 +57,7 @@ int run(int argc, char** argv) {
       "seed", po::value<std::int64_t>(), "generate: sampling seed")(
       "checkpoint,c", po::value<std::string>(),
       "generate, eval: checkpoint name (default: last, else the newest)")(
-      "split", po::value<std::string>()->default_value("val"), "eval: train, val or test")(
+      "split", po::value<std::string>()->default_value("val"), "eval, inspect: train, val or test")(
       "text", po::value<std::vector<std::string>>()->composing(),
       "predict: a text to label (repeatable)")(
       "input,i", po::value<std::string>(), "predict: a file of texts, one per line (- for stdin)")(
@@ -164,10 +166,12 @@ int run(int argc, char** argv) {
       }
       return command_sweep(common, sweep);
     }
-    if (command == "generate" || command == "eval" || command == "predict") {
+    if (command == "generate" || command == "eval" || command == "predict" ||
+        command == "inspect") {
       expect_args(2, (command + " RUN_DIR").c_str());
       run_dir.run_dir = args[1];
       if (command == "generate") return command_generate(common, run_dir);
+      if (command == "inspect") return command_inspect(common, run_dir);
       return command == "eval" ? command_eval(common, run_dir) : command_predict(common, run_dir);
     }
     if (command == "plugins") {
@@ -187,7 +191,7 @@ int run(int argc, char** argv) {
   }
   return usage_error(
       "unknown command '" + command +
-      "': expected FILE.toml, check, sweep, generate, eval, predict, plugins or describe");
+      "': expected FILE.toml, check, sweep, generate, eval, predict, inspect, plugins or describe");
 }
 
 }  // namespace

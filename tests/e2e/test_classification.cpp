@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <regex>
 #include <sstream>
 
@@ -183,4 +184,67 @@ TEST(Predict, LabelsTextsAndFilesAndAgreesWithEval) {
   predict = run_lmrun({"predict", run.string(), "--input", "missing.txt"}, dir.path());
   EXPECT_EQ(predict.exit_code, 1);
   EXPECT_THAT(predict.output, HasSubstr("cannot read --input missing.txt"));
+}
+
+TEST(Inspect, LayersMemoryWeightsAndActivationsOfAClassifier) {
+  TempDir dir;
+  std::vector<Example> test;
+  const fs::path run = train_classifier(dir, test);
+  const auto inspect = run_lmrun({"inspect", run.string(), "--split", "test"}, dir.path());
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  const std::string& out = inspect.output;
+  // Every parameter with its shape (n_embd 16, GRU 16 units both ways: 3 gates of 16 = 48 rows).
+  EXPECT_THAT(out, testing::ContainsRegex("wte.weight +\\[[0-9]+, 16\\] +[0-9,]+  yes"));
+  EXPECT_THAT(out, testing::ContainsRegex("rnn.weight_ih_l0_reverse +\\[48, 16\\] +768  yes"));
+  EXPECT_THAT(out, testing::ContainsRegex("head.weight +\\[2, 32\\] +64  yes"));
+  // Gradients take what the (all trainable) parameters take; AdamW's state is on disk.
+  std::smatch parameters, gradients;
+  ASSERT_TRUE(std::regex_search(out, parameters, std::regex("parameters +([0-9.]+ MiB)")));
+  ASSERT_TRUE(std::regex_search(out, gradients, std::regex("gradients +([0-9.]+ MiB)")));
+  EXPECT_EQ(parameters[1], gradients[1]);
+  EXPECT_THAT(out, HasSubstr("(adamw: the checkpoint's optimizer.pt)"));
+  EXPECT_THAT(out, testing::ContainsRegex("head.bias +[-0-9.e]+ +[0-9.e]+ +[-0-9.e]+ +[-0-9.e]+ "
+                                          "+0.0%  [^\n]+\n"));
+  // The model's own stages on 16 test texts, padding left out.
+  EXPECT_THAT(out, HasSubstr("activations on 16 test examples"));
+  EXPECT_THAT(out, HasSubstr("padded positions left out"));
+  for (const char* stage : {"embeddings", "rnn", "pooled", "logits"})
+    EXPECT_THAT(out, testing::ContainsRegex(std::string("\n  ") + stage + " +\\[16")) << stage;
+}
+
+TEST(CrossValidation, TrainsEachFoldAndReportsMeanAndStd) {
+  TempDir dir;
+  std::vector<Example> test;
+  train_classifier(dir, test);  // writes the data and clf.toml (and a run we do not need)
+  const auto result =
+      run_lmrun({"clf.toml", "--set", "data.folds=3", "--set", "data.val_fraction=0.0", "--set",
+                 "train.max_steps=20", "--set", "experiment.out_dir=cv"},
+                dir.path());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  for (const char* fold : {"fold-0", "fold-1", "fold-2"})
+    EXPECT_TRUE(fs::exists(dir / "cv" / fold / "checkpoints" / "last")) << fold;
+  EXPECT_THAT(result.output, HasSubstr("==== fold 3/3: val is fold 2"));
+  EXPECT_THAT(result.output, HasSubstr("cross-validation, 3 folds"));
+  // val_accuracy's mean and sample std agree with its three fold values.
+  const std::string csv = read_file(dir / "cv" / "cross_validation.csv");
+  std::smatch row;
+  ASSERT_TRUE(std::regex_search(
+      csv, row,
+      std::regex("\nval_accuracy,([-0-9.e]+),([-0-9.e]+),([-0-9.e]+),([-0-9.e]+),([-0-9.e]+)\n")))
+      << csv;
+  const double f0 = std::stod(row[3]), f1 = std::stod(row[4]), f2 = std::stod(row[5]);
+  const double mean = (f0 + f1 + f2) / 3;
+  const double sd = std::sqrt(
+      ((f0 - mean) * (f0 - mean) + (f1 - mean) * (f1 - mean) + (f2 - mean) * (f2 - mean)) / 2);
+  EXPECT_NEAR(std::stod(row[1]), mean, 1e-12);
+  EXPECT_NEAR(std::stod(row[2]), sd, 1e-12);
+  EXPECT_THAT(csv, HasSubstr("\ntest_accuracy,"));  // the shared test file, per fold
+  EXPECT_THAT(read_file(dir / "cv" / "cross_validation.json"), HasSubstr("\"folds\": 3"));
+
+  // The same folder again needs --force; a cross-validation does not resume.
+  auto again = run_lmrun({"clf.toml", "--set", "data.folds=3", "--set", "data.val_fraction=0.0",
+                          "--set", "experiment.out_dir=cv"},
+                         dir.path());
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.output, HasSubstr("already exists"));
 }

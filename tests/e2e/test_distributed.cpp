@@ -7,6 +7,8 @@
 #include <cmath>
 #include <map>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "support/test_support.h"
 
@@ -40,7 +42,8 @@ std::map<std::string, std::map<int, double>> curves(const fs::path& run_dir) {
   std::string line;
   while (std::getline(in, line)) {
     const int step = std::stoi(line.substr(line.find(':') + 1));
-    for (const char* metric : {"loss", "val_loss", "train_loss"}) {
+    for (const char* metric :
+         {"loss", "val_loss", "train_loss", "val_accuracy", "train_accuracy"}) {
       const std::string key = std::string("\"") + metric + "\": ";
       const auto at = line.find(key);
       if (at != std::string::npos) out[metric][step] = std::stod(line.substr(at + key.size()));
@@ -49,9 +52,11 @@ std::map<std::string, std::map<int, double>> curves(const fs::path& run_dir) {
   return out;
 }
 
-void expect_same_curves(const fs::path& a, const fs::path& b, double tolerance) {
+void expect_same_curves(const fs::path& a, const fs::path& b, double tolerance,
+                        const std::vector<std::string>& metrics = {"loss", "val_loss",
+                                                                   "train_loss"}) {
   const auto ca = curves(a), cb = curves(b);
-  for (const char* metric : {"loss", "val_loss", "train_loss"}) {
+  for (const auto& metric : metrics) {
     ASSERT_EQ(ca.count(metric), 1u) << metric;
     ASSERT_EQ(cb.count(metric), 1u) << metric;
     const auto& x = ca.at(metric);
@@ -85,6 +90,24 @@ TEST(DataParallel, TwoRanksFollowOneProcessWithTheSameGlobalBatch) {
   expect_same_curves(dir / "one", dir / "two", kTolerance);
   // The summary counts every rank's tokens: 20 steps of 8 sequences of 32.
   EXPECT_THAT(read_file(dir / "two/summary.json"), HasSubstr("\"tokens_seen\": 5120"));
+}
+
+TEST(DataParallel, MetricsUnderTwoRanksAreThoseOfOneProcess) {
+  // Every rank evaluates the whole global batches when [[metrics]] are set, so val_accuracy is
+  // over the same 2 x 8 sequences of 32 tokens as one process's. Rounding may flip an argmax
+  // whose two logits tie to 1e-7: the tolerance allows one such flip in the 512 predictions.
+  TempDir dir;
+  const std::string metric = "[[metrics]]\ntype = \"accuracy\"\n";
+  lmrun::test::write_file(dir / "one.toml", experiment(dir / "one") + metric);
+  lmrun::test::write_file(dir / "two.toml", experiment(dir / "two") + metric);
+  auto one = run_lmrun({(dir / "one.toml").string()});
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two =
+      run_lmrun({"--nproc", "2", (dir / "two.toml").string(), "--set", "train.batch_size=4"});
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  expect_same_curves(dir / "one", dir / "two", kTolerance, {"loss", "val_loss", "train_loss"});
+  expect_same_curves(dir / "one", dir / "two", 1.01 / 512, {"val_accuracy", "train_accuracy"});
+  EXPECT_THAT(read_file(dir / "two/summary.json"), HasSubstr("\"val_accuracy\": 0."));
 }
 
 TEST(DataParallel, ResumeWithTwoRanksContinuesTheSameCurve) {

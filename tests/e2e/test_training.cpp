@@ -75,12 +75,18 @@ TEST(Experiments, EveryShippedExperimentRunsAFewSteps) {
     const auto result = run_lmrun(short_run(file, dir / "run", 4), lmrun::test::source_dir());
     ASSERT_EQ(result.exit_code, 0) << result.output;
     EXPECT_THAT(result.output, HasSubstr("stopped at step 4: max_steps"));
-    const std::string summary = read_file(dir / "run" / "summary.json");
+    // A cross-validation (data.folds) is a run per fold, and their statistics.
+    const bool folds = fs::exists(dir / "run" / "fold-0");
+    if (folds) {
+      EXPECT_TRUE(fs::exists(dir / "run" / "cross_validation.json"));
+    }
+    const fs::path run = folds ? dir / "run" / "fold-0" : dir / "run";
+    const std::string summary = read_file(run / "summary.json");
     EXPECT_THAT(summary, HasSubstr("\"steps\": 4"));
     EXPECT_THAT(summary, HasSubstr("\"val_loss\": "));
-    EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "last" / "model.pt"));
-    EXPECT_TRUE(fs::exists(dir / "run" / "config.toml"));
-    EXPECT_EQ(loss_lines(dir / "run").size(), 4u);
+    EXPECT_TRUE(fs::exists(run / "checkpoints" / "last" / "model.pt"));
+    EXPECT_TRUE(fs::exists(run / "config.toml"));
+    EXPECT_EQ(loss_lines(run).size(), 4u);
     // Every shipped model counts its FLOPs, so the log and the summary carry its MFU.
     EXPECT_THAT(result.output, ::testing::ContainsRegex("ms/step \\| mfu +[0-9.]+%"));
     for (const char* key : {"\"mfu\": 0.", "\"model_flops_per_token\": ", "\"peak_gflops\": ",
@@ -224,6 +230,14 @@ TEST(Training, GenerateAndEvalFromARunFolder) {
   EXPECT_THAT(eval.output, Not(HasSubstr("confusion matrix")));  // a language model has none
   EXPECT_EQ(run_lmrun({"eval", run, "--split", "test"}, dir.path()).exit_code,
             1);  // text_file has no test split
+  const auto inspect = run_lmrun({"inspect", run}, dir.path());
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_THAT(inspect.output,
+              testing::ContainsRegex("blocks.3.mlp.fc.weight +\\[512, 128\\] +65,536"));
+  EXPECT_THAT(inspect.output, testing::ContainsRegex("total +[0-9,]+  [0-9,]+ trainable"));
+  for (const char* stage : {"embeddings", "blocks.0", "blocks.3", "ln_f", "logits"})
+    EXPECT_THAT(inspect.output,
+                testing::ContainsRegex(std::string("\n  ") + stage + " +\\[12, 64"));
   const auto predict = run_lmrun({"predict", run, "--text", "ROMEO"}, dir.path());
   EXPECT_EQ(predict.exit_code, 1);
   EXPECT_THAT(predict.output, HasSubstr("holds a language model"));

@@ -144,6 +144,74 @@ TEST(TextClassification, TheStratifiedSplitKeepsProportionsIsDisjointAndSeeded) 
   EXPECT_NE(test_text(make(params, 7)), test_text(make(params, 8)));
 }
 
+TEST(TextClassification, CrossValidationFoldsAreDisjointStratifiedAndCoverTrain) {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 103; ++i)
+    text += "text w" + std::to_string(i) + "\t" + (i % 5 < 3 ? "a" : "b") + "\n";
+  write_file(dir / "all.tsv", text);
+  auto texts_of = [&](std::int64_t fold, Split split) {
+    // test_fraction 0.1 stays out of every fold: 10 of the 103 rows.
+    auto d = make({{"train", path(dir / "all.tsv")},
+                   {"test_fraction", 0.1},
+                   {"folds", std::int64_t{5}},
+                   {"fold", fold}});
+    auto tokenizer = lmrun::test::plugin_registry().create<lmrun::Tokenizer>(
+        "word", lmrun::test::plugin_params(lmrun::Kind::kTokenizer, "word", {}), {});
+    tokenizer->fit(text);
+    d->prepare(*tokenizer);
+    std::vector<std::string> out;
+    const Batch b = d->slice(split, 0, d->num_examples(split));
+    for (std::int64_t i = 0; i < b.inputs.size(0); ++i) {
+      std::vector<std::int64_t> ids(b.inputs[i].data_ptr<std::int64_t>(),
+                                    b.inputs[i].data_ptr<std::int64_t>() + b.inputs.size(1));
+      out.push_back(tokenizer->decode(ids) + "/" +
+                    std::to_string(b.targets[i].item<std::int64_t>()));
+    }
+    return out;
+  };
+  const auto test = texts_of(0, Split::kTest);
+  ASSERT_EQ(test.size(), 10u);
+  std::multiset<std::string> vals;
+  for (std::int64_t k = 0; k < 5; ++k) {
+    SCOPED_TRACE("fold " + std::to_string(k));
+    const auto val = texts_of(k, Split::kVal), train = texts_of(k, Split::kTrain);
+    EXPECT_EQ(texts_of(k, Split::kTest), test);  // the same test split for every fold
+    // 93 rows dealt to 5 folds: 18 or 19 each, and train is the other four.
+    EXPECT_TRUE(val.size() == 18 || val.size() == 19) << val.size();
+    EXPECT_EQ(val.size() + train.size(), 93u);
+    std::set<std::string> in_train(train.begin(), train.end());
+    int a = 0;
+    for (const auto& v : val) {
+      EXPECT_EQ(in_train.count(v), 0u) << v;  // no val text in its own train
+      a += v.back() == '0';
+    }
+    // Stratified: class a is 56 of the 93 (60%), so 10 or 11 of each fold, give or take one.
+    EXPECT_GE(a, 10);
+    EXPECT_LE(a, 12);
+    vals.insert(val.begin(), val.end());
+  }
+  // The folds' vals are disjoint and together are all of train.
+  EXPECT_EQ(vals.size(), 93u);
+  EXPECT_EQ(std::set<std::string>(vals.begin(), vals.end()).size(), 93u);
+
+  EXPECT_THAT(error_of([&] {
+                make({{"train", path(dir / "all.tsv")},
+                      {"folds", std::int64_t{5}},
+                      {"fold", std::int64_t{5}}});
+              }),
+              HasSubstr("fold = 5 is not one of the 5 folds (0..4)"));
+  EXPECT_THAT(
+      error_of([&] {
+        make({{"train", path(dir / "all.tsv")}, {"folds", std::int64_t{5}}, {"val_fraction", 0.1}});
+      }),
+      HasSubstr("each fold is the val split in turn"));
+  EXPECT_THAT(error_of([&] {
+                make({{"train", path(dir / "all.tsv")}, {"folds", std::int64_t{1}}});
+              }),
+              HasSubstr("folds = 1 holds nothing out"));
+}
+
 TEST(TextClassification, ErrorsNameTheFileTheLineAndTheFix) {
   TempDir dir;
   write_file(dir / "train.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n");

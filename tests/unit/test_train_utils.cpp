@@ -13,6 +13,7 @@
 #include "train/clip.h"
 #include "train/peak.h"
 #include "util/process.h"
+#include "util/tensor_stats.h"
 
 namespace {
 
@@ -93,3 +94,18 @@ TEST(Process, ReportsItsAgeAndPeakMemory) {
 }
 
 }  // namespace
+
+TEST(TensorStats, HistogramHeightsAreCountsOverTheFullestBin) {
+  // Three values in the first bin, one in the last, none between: full, 3/8 rounded up, spaces.
+  const at::Tensor values = torch::tensor({0.0f, 0.0f, 0.0f, 1.0f});
+  EXPECT_EQ(lmrun::host::histogram(values, 0.0, 1.0), "█" + std::string(14, ' ') + "▃");
+  EXPECT_EQ(lmrun::host::histogram(torch::tensor({2.0f, 2.0f}), 2.0, 2.0), "(all          2)");
+}
+
+TEST(TensorStats, StatisticsLineHasMeanStdMinMaxZerosAndHistogram) {
+  const std::string line = lmrun::host::statistics(torch::tensor({0.0f, 2.0f, 0.0f, 2.0f}));
+  // Unbiased std of {0, 2, 0, 2}: sqrt(4/3) = 1.155.
+  EXPECT_EQ(line,
+            "         1     1.155         0         2    50.0%  █" + std::string(14, ' ') + "█");
+  EXPECT_EQ(lmrun::host::statistics(at::empty({0})), "(empty)");
+}

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
@@ -35,6 +36,12 @@ struct ModelContext {
   // True when a checkpoint's weights replace the initial ones right after construction (resume,
   // eval, generate, predict): skip initialisation that reads files.
   bool weights_from_checkpoint = false;
+};
+
+// A named intermediate tensor of one forward pass (`lmrun inspect`).
+struct Activation {
+  std::string name;  // "embedding", "blocks.0", "pooled", "logits"
+  at::Tensor value;  // (B, T, ...) per position or (B, ...) per text
 };
 
 // What a model carries between decode() calls. Owned by the caller, made by the model.
@@ -63,6 +70,12 @@ class LMRUN_API Model {
   virtual at::Tensor decode(DecodeState& state, const at::Tensor& tokens) = 0;
   // Longest context decode() accepts; 0 when unbounded (recurrent models).
   virtual std::int64_t max_context() const = 0;
+
+  // Optional. forward() with its intermediate tensors, in the order computed, the logits last,
+  // for `lmrun inspect`'s activation statistics. The default reports the logits alone.
+  virtual std::vector<Activation> activations(const at::Tensor& inputs, const at::Tensor& mask) {
+    return {Activation{"logits", forward(inputs, mask)}};
+  }
 
   // Several lines: architecture, parameter count.
   virtual std::string summary() const = 0;

@@ -173,6 +173,7 @@ std::string draw_samples(Pipeline& p, const GenerateOptions& g, std::int64_t exp
 int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   Resolved resolved = resolve(common, args);
   const Experiment& e = resolved.experiment;
+  if (!args.single_run && folds_of(e) >= 2) return command_cross_validate(common, args, e);
   const PluginRegistry& registry = resolved.plugins->registry;
   const fs::path& run_dir = e.experiment.out_dir;
 

@@ -20,6 +20,7 @@ struct ExperimentArgs {
   std::vector<std::string> overrides;  // --set KEY=VALUE
   bool force = false;                  // --force: reuse an existing run folder
   std::filesystem::path resume;        // --resume RUN_DIR or CHECKPOINT_DIR
+  bool single_run = false;  // one run even when data.folds asks for cross-validation (its folds)
 };
 
 // lmrun generate | eval | predict | inspect RUN_DIR
@@ -55,6 +56,7 @@ int command_plugins(const CommonArgs& common);
 int command_generate(const CommonArgs& common, const RunDirArgs& args);
 int command_eval(const CommonArgs& common, const RunDirArgs& args);
 int command_predict(const CommonArgs& common, const RunDirArgs& args);
+int command_inspect(const CommonArgs& common, const RunDirArgs& args);
 int command_describe(const CommonArgs& common, const std::string& name);
 
 // Exit codes.

@@ -23,7 +23,6 @@
 namespace fs = std::filesystem;
 
 namespace lmrun::host {
-namespace {
 
 Split parse_split(const std::string& name) {
   if (name == "train") return Split::kTrain;
@@ -31,6 +30,17 @@ Split parse_split(const std::string& name) {
   if (name == "test") return Split::kTest;
   throw Error("--split must be train, val or test, not '" + name + "'");
 }
+
+Pipeline trained_pipeline(const RunDir& run, const fs::path& run_dir) {
+  const Experiment& e = run.resolved.experiment;
+  configure_runtime(e.train.threads);
+  Pipeline p = build_pipeline(e, run.resolved.plugins->registry,
+                              PipelineOptions{run_dir, run.checkpoint / "tokenizer", false});
+  load_model_weights(run.checkpoint, *p.model);
+  return p;
+}
+
+namespace {
 
 // Counts of (true class, predicted class) over a pass, padding (kIgnoreTarget) left out.
 class ConfusionCounts {
@@ -135,14 +145,25 @@ void write_output(const fs::path& file, const std::string& text) {
 
 }  // namespace
 
+Metrics evaluate_run(const CommonArgs& common, const RunDirArgs& args,
+                     const std::vector<Split>& splits) {
+  RunDir run = open_run_dir(common, args);
+  const Experiment& e = run.resolved.experiment;
+  Pipeline p = trained_pipeline(run, args.run_dir);
+  Metrics all;
+  for (Split split : splits) {
+    if (!p.data->has_split(split)) continue;
+    for (const auto& [name, value] : evaluate_split(p, split, e.train.batch_size))
+      all[name] = value;
+  }
+  return all;
+}
+
 int command_eval(const CommonArgs& common, const RunDirArgs& args) {
   const Split split = parse_split(args.split);
   RunDir run = open_run_dir(common, args);
   const Experiment& e = run.resolved.experiment;
-  configure_runtime(e.train.threads);
-  Pipeline p = build_pipeline(e, run.resolved.plugins->registry,
-                              PipelineOptions{args.run_dir, run.checkpoint / "tokenizer", false});
-  load_model_weights(run.checkpoint, *p.model);
+  Pipeline p = trained_pipeline(run, args.run_dir);
   const bool classify = p.data->task() == Task::kClassification;
   ConfusionCounts confusion(classify ? p.model_context.num_classes : 0);
   BatchObserver observe;

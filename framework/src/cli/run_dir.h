@@ -4,10 +4,13 @@
 
 #include <filesystem>
 #include <memory>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/loaded_registry.h"
 #include "config/experiment.h"
+#include "lmrun/common.h"
+#include "train/pipeline.h"
 
 namespace lmrun::host {
 
@@ -27,5 +30,24 @@ struct RunDir {
 
 // Throws lmrun::Error when the folder has no config.toml or the checkpoint asked for is missing.
 RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args);
+
+// The run's dataset, saved tokenizer and model with the checkpoint's weights, for inference
+// (eval, inspect); the runtime configured as the experiment asks.
+Pipeline trained_pipeline(const RunDir& run, const std::filesystem::path& run_dir);
+
+// "train", "val", "test" (--split); throws lmrun::Error otherwise.
+Split parse_split(const std::string& name);
+
+// Every metric of the run folder's checkpoint over each of `splits` the dataset has, whole
+// (lmrun eval without the printing).
+Metrics evaluate_run(const CommonArgs& common, const RunDirArgs& args,
+                     const std::vector<Split>& splits);
+
+// The experiment's data.folds (0 when its dataset has no such parameter).
+std::int64_t folds_of(const Experiment& e);
+
+// lmrun FILE.toml when data.folds >= 2: one run per fold, then the folds' statistics.
+int command_cross_validate(const CommonArgs& common, const ExperimentArgs& args,
+                           const Experiment& e);
 
 }  // namespace lmrun::host

@@ -102,13 +102,6 @@ Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_
   if (language_model && p_.data->has_split(Split::kVal))
     state_.eval_metrics.push_back("val_perplexity");
   for (const auto& name : metric_columns(p_)) state_.eval_metrics.push_back(name);
-  if (dp_ != nullptr && !p_.metrics.empty()) {
-    throw Error(
-        "[[metrics]] are not computed under data-parallel training yet (each rank sees "
-        "only its slice of the evaluation batches)",
-        "train without --nproc/WORLD_SIZE, or evaluate the run afterwards with `lmrun "
-        "eval RUN_DIR`");
-  }
   flops_per_token_ = p_.model->flops_per_token(p_.model_context.sequence_length);
   peak_gflops_ = experiment.train.peak_gflops;
   bf16_ = experiment.train.precision == "bf16";
@@ -185,13 +178,21 @@ Metrics Trainer::evaluate() {
   torch::NoGradGuard no_grad;
   p_.model->module().eval();
   Metrics metrics;
+  // Metrics need every prediction in one place. Under data parallelism with [[metrics]], each
+  // rank therefore evaluates the whole global batches (the same draws as its slices would come
+  // from), so that every rank holds exactly what one process would; without metrics, each rank
+  // evaluates its slice and the losses are summed.
+  const bool whole = dp_ != nullptr && !p_.metrics.empty();
   for (Split split : {Split::kTrain, Split::kVal, Split::kTest}) {
     if (!p_.data->has_split(split)) continue;
     double loss = 0.0;
     std::int64_t tokens = 0;
     for (auto& metric : p_.metrics) metric->reset();
     for (std::int64_t i = 0; i < experiment_.train.eval_batches; ++i) {
-      Batch batch = sample_slice(split, eval_generator_);
+      Batch batch =
+          whole ? p_.data->sample(split, experiment_.train.batch_size * dp_->world().world_size,
+                                  eval_generator_)
+                : sample_slice(split, eval_generator_);
       at::Tensor targets = masked_targets(batch).to(p_.device);
       at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
       AutocastGuard autocast(bf16_);
@@ -208,7 +209,7 @@ Metrics Trainer::evaluate() {
             it == values.end() ? std::nan("") : it->second;
       }
     }
-    if (dp_ != nullptr) {  // the ranks' sums: the global batches' loss, as one process has it
+    if (dp_ != nullptr && !whole) {  // the ranks' sums: the global batches' loss, as one has it
       loss = dp_->sum(loss);
       tokens = std::llround(dp_->sum(static_cast<double>(tokens)));
     }

@@ -48,6 +48,8 @@ struct Options {
   std::string text_column = "sentence";
   std::string label_column = "label";
   std::int64_t max_len = 256;
+  std::int64_t folds = 0;  // >= 2: k-fold cross-validation, `fold` is the val split
+  std::int64_t fold = 0;
 };
 
 struct Row {
@@ -230,6 +232,23 @@ class TextClassification final : public Dataset {
       throw Error(std::string(kWho) + "both a test file and test_fraction",
                   "give one: test = \"test.tsv\", or test_fraction = 0.1 of train");
     }
+    if (o_.folds == 1) {
+      throw Error(std::string(kWho) + "folds = 1 holds nothing out",
+                  "set folds = 0 (no cross-validation) or folds >= 2");
+    }
+    if (o_.folds >= 2) {
+      if (o_.fold >= o_.folds) {
+        throw Error(std::string(kWho) + "fold = " + std::to_string(o_.fold) +
+                    " is not one of the " + std::to_string(o_.folds) + " folds (0.." +
+                    std::to_string(o_.folds - 1) + ")");
+      }
+      if (!o_.val.empty() || o_.val_fraction > 0) {
+        throw Error(std::string(kWho) + "with folds = " + std::to_string(o_.folds) +
+                        ", each fold is the val split in turn: a val file or val_fraction "
+                        "has no place",
+                    "remove val / val_fraction, or set folds = 0");
+      }
+    }
     std::vector<Row> train = read_rows(o_.train, o_);
     make_labels(train);
     split(std::move(train), seed);
@@ -320,7 +339,10 @@ class TextClassification final : public Dataset {
   }
 
   // The stratified split: each class's rows shuffled with the seed, its first share to test,
-  // the next to val, the rest to train, so every split keeps the class proportions.
+  // the next to val, the rest to train, so every split keeps the class proportions. With folds,
+  // the rows after test are dealt to the K folds in turn, continuing from class to class (fold
+  // sizes differ by at most one, and so do a class's counts in any two folds); fold `fold` is
+  // val. The deal depends on the seed alone, so the K runs of one experiment see disjoint vals.
   void split(std::vector<Row> train, std::uint64_t seed) {
     std::map<std::string, std::vector<Row>> by_class;
     for (auto& row : train) by_class[row.label].push_back(std::move(row));
@@ -334,7 +356,12 @@ class TextClassification final : public Dataset {
       const auto tests = static_cast<std::size_t>(std::llround(n * o_.test_fraction));
       const auto vals = static_cast<std::size_t>(std::llround(n * o_.val_fraction));
       for (std::size_t i = 0; i < rows.size(); ++i) {
-        const int s = i < tests ? 2 : i < tests + vals ? 1 : 0;
+        int s = i < tests ? 2 : i < tests + vals ? 1 : 0;
+        if (o_.folds >= 2 && i >= tests) {
+          s = static_cast<std::int64_t>(dealt_++ % static_cast<std::uint64_t>(o_.folds)) == o_.fold
+                  ? 1
+                  : 0;
+        }
         rows_[s].push_back(std::move(rows[i]));
       }
     }
@@ -377,6 +404,7 @@ class TextClassification final : public Dataset {
   std::vector<std::string> names_;              // class id -> label
   std::map<std::string, std::int64_t> ids_of_;  // label -> class id
   std::int64_t pad_ = 0;
+  std::uint64_t dealt_ = 0;  // rows dealt to folds so far
   std::int64_t longest_ = 1;
 };
 
@@ -401,6 +429,12 @@ void register_dataset(Registry& registry) {
   schema.add("label_column", &Options::label_column, "the label's column name (with a header)");
   schema.add("max_len", &Options::max_len, "tokens kept per text (longer ones are truncated)")
       .min(1);
+  schema
+      .add("folds", &Options::folds,
+           "k-fold cross-validation: `lmrun FILE.toml` trains once per fold, each holding one "
+           "fold out as val, and reports every metric's mean and std; 0: off")
+      .min(0);
+  schema.add("fold", &Options::fold, "the fold held out as val in this run (0..folds-1)").min(0);
   registry.add<Dataset>("text_classification",
                         "labelled texts from TSV/CSV files, padded batches with a mask", schema,
                         [](const Options& options, const DatasetContext& context) {

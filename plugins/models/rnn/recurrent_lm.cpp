@@ -100,10 +100,13 @@ at::Tensor RecurrentLmImpl::logits(const at::Tensor& out) {
   return lm_head_->forward(x, wte_->weight);
 }
 
-at::Tensor RecurrentLmImpl::forward(const at::Tensor& idx) {
+at::Tensor RecurrentLmImpl::forward(const at::Tensor& idx, std::vector<Activation>* record) {
   check_tokens(idx, "inputs");
-  at::Tensor h, c;                // zero initial state
-  return logits(run(idx, h, c));  // (B, T, V)
+  at::Tensor h, c;                                       // zero initial state
+  if (record == nullptr) return logits(run(idx, h, c));  // (B, T, V)
+  record->push_back({"embeddings", wte_->forward(idx)});
+  record->push_back({"rnn", run(idx, h, c)});
+  return logits(record->back().value);
 }
 
 RecurrentState RecurrentLmImpl::make_state(std::int64_t batch_size) const {

@@ -74,8 +74,9 @@ class RecurrentLmImpl : public torch::nn::Module {
  public:
   explicit RecurrentLmImpl(RecurrentLmConfig config);
 
-  // idx (B, T) int64 -> logits (B, T, V), starting from a zero hidden state.
-  at::Tensor forward(const at::Tensor& idx);
+  // idx (B, T) int64 -> logits (B, T, V), starting from a zero hidden state. `record`, when
+  // given, receives the embeddings and the last layer's outputs (Model::activations).
+  at::Tensor forward(const at::Tensor& idx, std::vector<Activation>* record = nullptr);
 
   RecurrentState make_state(std::int64_t batch_size) const;
   // Feeds idx (B, t) after the tokens in `state`, advances it, and returns the logits of the last

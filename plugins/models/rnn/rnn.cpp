@@ -80,6 +80,13 @@ class RecurrentModel final : public Model {
     return lm_->forward(inputs);
   }
 
+  std::vector<Activation> activations(const at::Tensor& inputs, const at::Tensor&) override {
+    std::vector<Activation> out;
+    at::Tensor logits = lm_->forward(inputs, &out);
+    out.push_back({"logits", logits});
+    return out;
+  }
+
   std::unique_ptr<DecodeState> start_decoding(std::int64_t batch_size) override {
     return std::make_unique<RecurrentState>(lm_->make_state(batch_size));
   }

@@ -77,12 +77,15 @@ struct ClassifierImpl : torch::nn::Module {
     drop = register_module("drop", torch::nn::Dropout(o.dropout));
   }
 
-  at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) {
+  // `record`, when given, receives each stage's output (Model::activations).
+  at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask,
+                     std::vector<Activation>* record = nullptr) {
     const std::int64_t b = inputs.size(0), t = inputs.size(1);
     const at::Tensor real =
         mask.defined() ? mask : at::ones({b, t}, inputs.options().dtype(at::kBool));
     const at::Tensor lengths = real.sum(1).clamp_min(1).to(at::kCPU, at::kLong);
     const at::Tensor x = drop->forward(wte->forward(inputs));  // (B, T, E)
+    if (record) record->push_back({"embeddings", x});
     const auto packed = rnn_utils::pack_padded_sequence(x, lengths, /*batch_first=*/true,
                                                         /*enforce_sorted=*/false);
     // The packed output and the last layer's final states, (layers * dirs, B, H).
@@ -93,6 +96,10 @@ struct ClassifierImpl : torch::nn::Module {
       }
       return gru->forward_with_packed_input(packed);
     }();
+    if (record) {
+      record->push_back({"rnn", std::get<0>(rnn_utils::pad_packed_sequence(
+                                    out_packed, /*batch_first=*/true, 0.0, t))});
+    }
     at::Tensor pooled;
     if (o_.pooling == "last") {
       // The last layer's final state of each direction: the forward one after the last real
@@ -112,11 +119,16 @@ struct ClassifierImpl : torch::nn::Module {
             attn_score->forward(at::tanh(attn_proj->forward(out))).squeeze(-1);  // (B, T)
         scores = scores.masked_fill(real.logical_not(), -std::numeric_limits<float>::infinity());
         last_attention = at::softmax(scores, 1);
+        if (record) record->push_back({"attention", last_attention});
         pooled = (last_attention.unsqueeze(-1) * out).sum(1);
       }
     }
+    if (record) record->push_back({"pooled", pooled});
     at::Tensor h = drop->forward(pooled);
-    if (hidden) h = drop->forward(at::relu(hidden->forward(h)));
+    if (hidden) {
+      h = drop->forward(at::relu(hidden->forward(h)));
+      if (record) record->push_back({"hidden", h});
+    }
     return head->forward(h);
   }
 
@@ -218,6 +230,12 @@ class RnnClassifier final : public Model {
   torch::nn::Module& module() override { return *net_; }
   at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) override {
     return net_->forward(inputs, mask);
+  }
+  std::vector<Activation> activations(const at::Tensor& inputs, const at::Tensor& mask) override {
+    std::vector<Activation> out;
+    at::Tensor logits = net_->forward(inputs, mask, &out);
+    out.push_back({"logits", logits});
+    return out;
   }
   std::unique_ptr<DecodeState> start_decoding(std::int64_t) override { throw no_decoding(); }
   at::Tensor decode(DecodeState&, const at::Tensor&) override { throw no_decoding(); }

@@ -247,7 +247,8 @@ at::Tensor GptImpl::head(const at::Tensor& x) {
   return at::linear(ln_f_->forward(x), config_.tie_weights ? wte_->weight : lm_head_->weight);
 }
 
-at::Tensor GptImpl::forward(const at::Tensor& idx, const at::Tensor& key_mask) {
+at::Tensor GptImpl::forward(const at::Tensor& idx, const at::Tensor& key_mask,
+                            std::vector<Activation>* record) {
   check_tokens(idx, "inputs");
   const std::int64_t B = idx.size(0), T = idx.size(1);
   if (T > config_.block_size) {
@@ -274,8 +275,17 @@ at::Tensor GptImpl::forward(const at::Tensor& idx, const at::Tensor& key_mask) {
                .masked_fill_(masked, -std::numeric_limits<double>::infinity());
   }
   at::Tensor x = embed(idx, 0);  // (B, T, C)
-  for (Block& block : blocks_) x = block->forward(x, bias);
-  return head(x);  // (B, T, V)
+  if (record == nullptr) {
+    for (Block& block : blocks_) x = block->forward(x, bias);
+    return head(x);  // (B, T, V)
+  }
+  record->push_back({"embeddings", x});
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    x = blocks_[i]->forward(x, bias);
+    record->push_back({"blocks." + std::to_string(i), x});
+  }
+  record->push_back({"ln_f", ln_f_->forward(x)});
+  return at::linear(record->back().value, config_.tie_weights ? wte_->weight : lm_head_->weight);
 }
 
 KvCache GptImpl::make_cache(std::int64_t batch_size) const {

@@ -152,8 +152,10 @@ class GptImpl : public torch::nn::Module {
   explicit GptImpl(GptConfig config);
 
   // idx (B, T) int64 with T <= block_size; key_mask (B, T) bool, true at real tokens, or
-  // undefined. Returns logits (B, T, V).
-  at::Tensor forward(const at::Tensor& idx, const at::Tensor& key_mask = {});
+  // undefined. Returns logits (B, T, V). `record`, when given, receives the embeddings, each
+  // block's output and the final norm's (Model::activations).
+  at::Tensor forward(const at::Tensor& idx, const at::Tensor& key_mask = {},
+                     std::vector<Activation>* record = nullptr);
 
   // An empty cache on the parameters' device and dtype.
   KvCache make_cache(std::int64_t batch_size) const;

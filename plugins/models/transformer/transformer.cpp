@@ -111,6 +111,13 @@ class Transformer final : public Model {
     return gpt_->forward(inputs, mask);
   }
 
+  std::vector<Activation> activations(const at::Tensor& inputs, const at::Tensor& mask) override {
+    std::vector<Activation> out;
+    at::Tensor logits = gpt_->forward(inputs, mask, &out);
+    out.push_back({"logits", logits});
+    return out;
+  }
+
   std::unique_ptr<DecodeState> start_decoding(std::int64_t batch_size) override {
     return std::make_unique<KvCache>(gpt_->make_cache(batch_size));
   }

@@ -1,0 +1,48 @@
+// Statistics and text histograms of tensors (lmrun inspect).
+#include "util/tensor_stats.h"
+
+#include <ATen/ops/histc.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace lmrun::host {
+
+std::string format_number(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%10.4g", v);
+  return text;
+}
+
+std::string histogram(const at::Tensor& values, double lo, double hi) {
+  static const char* const kLevels[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+  constexpr int kBins = 16;
+  if (!(hi > lo)) return "(all " + format_number(lo) + ")";
+  const at::Tensor counts = at::histc(values, kBins, lo, hi).to(at::kDouble).contiguous();
+  const double* c = counts.data_ptr<double>();
+  const double fullest = *std::max_element(c, c + kBins);
+  std::string out;
+  for (int i = 0; i < kBins; ++i) {
+    if (c[i] <= 0) {
+      out += ' ';
+      continue;
+    }
+    const int level = std::clamp(static_cast<int>(c[i] / fullest * 8.0 + 0.999) - 1, 0, 7);
+    out += kLevels[level];
+  }
+  return out;
+}
+
+std::string statistics(const at::Tensor& tensor) {
+  const at::Tensor x = tensor.detach().to(at::kCPU, at::kFloat).reshape({-1});
+  if (x.numel() == 0) return "(empty)";
+  const double lo = x.min().item<double>(), hi = x.max().item<double>();
+  const double zeros = x.eq(0).sum().item<double>() / static_cast<double>(x.numel());
+  char share[16];
+  std::snprintf(share, sizeof share, "%6.1f%%", 100.0 * zeros);
+  return format_number(x.mean().item<double>()) +
+         format_number(x.numel() > 1 ? x.std().item<double>() : 0.0) + format_number(lo) +
+         format_number(hi) + "  " + share + "  " + histogram(x, lo, hi);
+}
+
+}  // namespace lmrun::host
