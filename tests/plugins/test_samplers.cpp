@@ -1,4 +1,5 @@
-// The standard sampler links (greedy, temperature, top_k, top_p) through the real plugin loader, on
+// The standard sampler links (greedy, temperature, top_k, top_p, min_p, typical, the penalties,
+// no_repeat_ngram, logit_bias) through the real plugin loader, on
 // fixed logits whose expected masks are worked out by hand in the comments.
 #include <cmath>
 #include <cstdint>
@@ -7,8 +8,10 @@
 #include <string>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <ATen/ops/cat.h>
 #include <ATen/ops/log.h>
 #include <ATen/ops/tensor.h>
 
@@ -71,7 +74,9 @@ std::vector<float> masked(const std::vector<float>& input, const std::vector<boo
 
 TEST(Samplers, RegistersTheFourLinksWithTheirDefaults) {
   const auto& registry = lmrun::test::plugin_registry();
-  for (const char* name : {"greedy", "temperature", "top_k", "top_p"}) {
+  for (const char* name :
+       {"greedy", "temperature", "top_k", "top_p", "min_p", "typical", "repetition_penalty",
+        "frequency_penalty", "presence_penalty", "no_repeat_ngram", "logit_bias"}) {
     EXPECT_NE(registry.find(lmrun::Kind::kSampler, name), nullptr) << name;
   }
   EXPECT_TRUE(registry.find(lmrun::Kind::kSampler, "greedy")->params.empty());
@@ -255,6 +260,104 @@ TEST(Samplers, OutOfRangeParametersAreErrorsAtCreation) {
   EXPECT_NE(message_of("top_p", "p", 1.5).find("p = 1.5 is outside (0, 1]"), std::string::npos);
   EXPECT_NE(message_of("temperature", "value", -0.5).find("value = -0.5 is negative"),
             std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// min_p, typical: on log-probabilities of [0.5, 0.3, 0.15, 0.05], whose softmax is themselves.
+
+at::Tensor probabilities_row() { return at::log(logits_of({{0.5f, 0.3f, 0.15f, 0.05f}})); }
+
+std::vector<bool> kept_of(const at::Tensor& out) {
+  std::vector<bool> kept;
+  for (float v : row(out, 0)) kept.push_back(std::isfinite(v));
+  return kept;
+}
+
+TEST(Samplers, MinPKeepsTokensWithinAFactorOfTheTop) {
+  const at::Tensor in = probabilities_row();
+  // p = 0.2: at least 0.1, so 0.05 goes; the kept logits are untouched.
+  const at::Tensor out = apply(*make("min_p", {{"p", 0.2}}), in);
+  EXPECT_EQ(row(out, 0), masked(row(in, 0), {true, true, true, false}));
+  EXPECT_EQ(kept_of(apply(*make("min_p", {{"p", 0.0}}), in)),
+            (std::vector<bool>{true, true, true, true}));
+  EXPECT_EQ(kept_of(apply(*make("min_p", {{"p", 1.0}}), in)),
+            (std::vector<bool>{true, false, false, false}));  // only the top
+}
+
+TEST(Samplers, TypicalKeepsTheTokensClosestToTheEntropy) {
+  // Entropy 1.1421 nats; -log p = 0.693, 1.204, 1.897, 2.996: distances 0.449, 0.062, 0.755,
+  // 1.854. In that order (ids 1, 0, 2, 3) the mass before each is 0, 0.3, 0.8, 0.95.
+  const at::Tensor in = probabilities_row();
+  EXPECT_EQ(kept_of(apply(*make("typical", {{"p", 0.5}}), in)),
+            (std::vector<bool>{true, true, false, false}));
+  EXPECT_EQ(kept_of(apply(*make("typical", {{"p", 0.9}}), in)),
+            (std::vector<bool>{true, true, true, false}));
+  // A tiny mass keeps the most typical token, which is not the most likely one.
+  EXPECT_EQ(kept_of(apply(*make("typical", {{"p", 0.01}}), in)),
+            (std::vector<bool>{false, true, false, false}));
+  EXPECT_EQ(kept_of(apply(*make("typical", {{"p", 1.0}}), in)),
+            (std::vector<bool>{true, true, true, true}));
+  // Masked tokens (-inf, probability 0) stay masked and do not disturb the entropy.
+  at::Tensor with_masked = at::cat({in, logits_of({{-kInf}})}, 1);
+  EXPECT_EQ(kept_of(apply(*make("typical", {{"p", 0.5}}), with_masked)),
+            (std::vector<bool>{true, true, false, false, false}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Penalties, no_repeat_ngram, logit_bias: on [2, -1, 0.5, 3] after a history.
+
+at::Tensor with_history(Sampler& sampler, const std::vector<std::int64_t>& history) {
+  const at::Tensor in = logits_of({{2.0f, -1.0f, 0.5f, 3.0f}});
+  return sampler.apply(in.clone(), lmrun::SamplingState{&history, nullptr});
+}
+
+TEST(Samplers, RepetitionPenaltyDividesPositiveAndMultipliesNegativeLogitsOnce) {
+  auto penalty = make("repetition_penalty", {{"penalty", 2.0}, {"window", std::int64_t{0}}});
+  // 0 seen once and 1 twice: each penalised once; 2 and 3 unseen.
+  EXPECT_EQ(row(with_history(*penalty, {0, 1, 1}), 0), (std::vector<float>{1, -2, 0.5, 3}));
+  auto last = make("repetition_penalty", {{"penalty", 2.0}, {"window", std::int64_t{1}}});
+  EXPECT_EQ(row(with_history(*last, {0, 1, 1}), 0), (std::vector<float>{2, -2, 0.5, 3}));
+  EXPECT_EQ(row(apply(*penalty, logits_of({{2.0f, -1.0f}})), 0),
+            (std::vector<float>{2, -1}));  // no history: unchanged
+  // History ids outside the logits (another vocabulary) are ignored, not an error.
+  EXPECT_EQ(row(with_history(*penalty, {9}), 0), (std::vector<float>{2, -1, 0.5, 3}));
+}
+
+TEST(Samplers, FrequencyAndPresencePenaltiesSubtractPerCountAndPerToken) {
+  auto frequency = make("frequency_penalty", {{"value", 0.5}, {"window", std::int64_t{0}}});
+  EXPECT_EQ(row(with_history(*frequency, {0, 1, 1}), 0), (std::vector<float>{1.5, -2, 0.5, 3}));
+  auto presence = make("presence_penalty", {{"value", 0.5}, {"window", std::int64_t{0}}});
+  EXPECT_EQ(row(with_history(*presence, {0, 1, 1}), 0), (std::vector<float>{1.5, -1.5, 0.5, 3}));
+  auto recent = make("frequency_penalty", {{"value", 0.5}, {"window", std::int64_t{2}}});
+  EXPECT_EQ(row(with_history(*recent, {0, 1, 1}), 0), (std::vector<float>{2, -2, 0.5, 3}));
+}
+
+TEST(Samplers, NoRepeatNgramBansTheTokenThatWouldRepeatAnNgram) {
+  auto bigram = make("no_repeat_ngram", {{"n", std::int64_t{2}}});
+  // History ends in 1; "1 2" occurred, so 2 is banned.
+  EXPECT_EQ(row(with_history(*bigram, {1, 2, 3, 1}), 0), (std::vector<float>{2, -1, -kInf, 3}));
+  auto trigram = make("no_repeat_ngram", {{"n", std::int64_t{3}}});
+  EXPECT_EQ(row(with_history(*trigram, {1, 2, 3, 1, 2}), 0),
+            (std::vector<float>{2, -1, 0.5, -kInf}));
+  EXPECT_EQ(row(with_history(*trigram, {1, 2}), 0), (std::vector<float>{2, -1, 0.5, 3}));
+  auto unigram = make("no_repeat_ngram", {{"n", std::int64_t{1}}});  // no token twice
+  EXPECT_EQ(row(with_history(*unigram, {0, 3}), 0), (std::vector<float>{-kInf, -1, 0.5, -kInf}));
+}
+
+TEST(Samplers, LogitBiasAddsPerTokenAndRefusesBadLists) {
+  auto bias = make("logit_bias", {{"tokens", std::vector<std::int64_t>{1, 3}},
+                                  {"bias", std::vector<double>{5.0, -kInf}}});
+  EXPECT_EQ(row(with_history(*bias, {}), 0), (std::vector<float>{2, 4, 0.5, -kInf}));
+  EXPECT_THAT(lmrun::test::error_of([] {
+                make("logit_bias", {{"tokens", std::vector<std::int64_t>{1, 3}},
+                                    {"bias", std::vector<double>{5.0}}});
+              }),
+              testing::HasSubstr("logit_bias has 2 tokens and 1 biases"));
+  EXPECT_THAT(lmrun::test::error_of([] {
+                make("logit_bias", {{"tokens", std::vector<std::int64_t>{8}},
+                                    {"bias", std::vector<double>{1.0}}});
+              }),
+              testing::HasSubstr("token 8 is outside the vocabulary (0..7)"));
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// The standard sampler links (greedy, temperature, top_k, top_p): each maps logits (B, V) to logits
+// The standard sampler links (greedy, temperature, top_k, top_p; the others are in
+// more_samplers.cpp): each maps logits (B, V) to logits
 // (B, V), masking what may not be drawn with -inf. Ties always go to the lowest token id.
 #include <cstdint>
 #include <limits>
@@ -14,6 +15,7 @@
 #include "lmrun/plugin.h"
 #include "lmrun/sampler.h"
 #include "lmrun/schema.h"
+#include "samplers.h"
 
 namespace {
 
@@ -65,17 +67,7 @@ lmrun::Schema<TopPOptions> top_p_schema() {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-void check_logits(const at::Tensor& logits, const char* sampler) {
-  if (!logits.defined() || logits.dim() != 2 || !logits.is_floating_point()) {
-    std::string shape = logits.defined() ? "[" : "undefined";
-    for (std::int64_t d = 0; logits.defined() && d < logits.dim(); ++d) {
-      shape += (d ? ", " : "") + std::to_string(logits.size(d));
-    }
-    if (logits.defined()) shape += std::string("] ") + c10::toString(logits.scalar_type());
-    throw lmrun::Error(std::string("sampler '") + sampler +
-                       "' expects floating-point logits of shape (B, V), got " + shape);
-  }
-}
+using lmrun::samplers::check_logits;
 
 // -inf everywhere except at `keep` (B, n) indices, where the logits are copied.
 at::Tensor keep_only(const at::Tensor& logits, const at::Tensor& keep) {
@@ -202,8 +194,25 @@ void register_samplers(lmrun::Registry& registry) {
                                make_top_k);
   registry.add<lmrun::Sampler>("top_p", "nucleus: keep the most likely tokens up to mass p",
                                top_p_schema(), make_top_p);
+  lmrun::samplers::register_more_samplers(registry);
 }
 
 }  // namespace
 
-LMRUN_PLUGIN("samplers", "0.1.0", register_samplers)
+namespace lmrun::samplers {
+
+void check_logits(const at::Tensor& logits, const char* sampler) {
+  if (!logits.defined() || logits.dim() != 2 || !logits.is_floating_point()) {
+    std::string shape = logits.defined() ? "[" : "undefined";
+    for (std::int64_t d = 0; logits.defined() && d < logits.dim(); ++d) {
+      shape += (d ? ", " : "") + std::to_string(logits.size(d));
+    }
+    if (logits.defined()) shape += std::string("] ") + c10::toString(logits.scalar_type());
+    throw lmrun::Error(std::string("sampler '") + sampler +
+                       "' expects floating-point logits of shape (B, V), got " + shape);
+  }
+}
+
+}  // namespace lmrun::samplers
+
+LMRUN_PLUGIN("samplers", "0.2.0", register_samplers)
