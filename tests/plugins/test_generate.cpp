@@ -333,6 +333,48 @@ TEST(Generate, TextRoundTripThroughTheCharTokenizer) {
   EXPECT_EQ(lmrun::host::generate_text(*model, *tokenizer, chain, "First", 40, 17), text);
 }
 
+TEST(Generate, StopStringsCutTheTextAndAreNeverStreamed) {
+  const std::string corpus = "First Citizen:\nBefore we proceed any further, hear me speak.\n";
+  auto tokenizer = lmrun::test::plugin_registry().create<lmrun::Tokenizer>(
+      "char", params_for(lmrun::Kind::kTokenizer, "char", {}), lmrun::TokenizerContext{});
+  tokenizer->fit(corpus);
+  auto model = small_transformer(tokenizer->vocab_size());
+  const Chain chain = {make_sampler("temperature", {{"value", 1.0}})};
+  lmrun::host::TextRequest request;
+  request.prompt = "First";
+  request.max_new_tokens = 60;
+  request.seed = 17;
+  const lmrun::host::TextResult full =
+      lmrun::host::generate_text(*model, *tokenizer, chain, request);
+  ASSERT_EQ(full.text.size(), 60u);
+  EXPECT_EQ(full.stop_reason, "max_new_tokens");
+
+  // Stop at a 3-character piece of the middle of that text: the same draws up to it, then the
+  // text cut before its first occurrence; a stop string that never comes changes nothing.
+  const std::string stop = full.text.substr(30, 3);
+  const std::size_t cut = full.text.find(stop);
+  request.stop = {"never-in-this-text", stop};
+  std::vector<std::string> pieces;
+  const lmrun::host::TextResult stopped =
+      lmrun::host::generate_text(*model, *tokenizer, chain, request,
+                                 [&pieces](const std::string& piece) { pieces.push_back(piece); });
+  EXPECT_EQ(stopped.text, full.text.substr(0, cut));
+  EXPECT_EQ(stopped.tokens, static_cast<std::int64_t>(cut + 3));  // drawn up to the stop's end
+  EXPECT_EQ(stopped.stop_reason, "stop string \"" + stop + "\"");
+  std::string joined;
+  for (const auto& piece : pieces) joined += piece;
+  EXPECT_EQ(joined, stopped.text);  // not one character of the stop string was streamed
+
+  // A stop token ends the sample after it, its text kept.
+  lmrun::host::TextRequest by_token = request;
+  by_token.stop.clear();
+  by_token.stop_tokens = tokenizer->encode(full.text.substr(10, 1));
+  const lmrun::host::TextResult token_stop =
+      lmrun::host::generate_text(*model, *tokenizer, chain, by_token);
+  EXPECT_EQ(token_stop.text, full.text.substr(0, full.text.find(full.text[10]) + 1));
+  EXPECT_EQ(token_stop.stop_reason, "stop token " + std::to_string(by_token.stop_tokens[0]));
+}
+
 TEST(Generate, TextStreamingNeverSplitsACharacter) {
   const std::string corpus = "héllo wörld ✓\n";
   auto tokenizer = lmrun::test::plugin_registry().create<lmrun::Tokenizer>(

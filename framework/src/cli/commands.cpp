@@ -156,14 +156,21 @@ std::string thousands(std::int64_t n) {
 std::string draw_samples(Pipeline& p, const GenerateOptions& g, std::int64_t experiment_seed) {
   std::string all;
   for (std::int64_t i = 0; i < g.num_samples; ++i) {
-    const auto seed = static_cast<std::uint64_t>((g.seed >= 0 ? g.seed : experiment_seed) + i);
-    std::cout << "---- sample " << i + 1 << "/" << g.num_samples << " (seed " << seed << ")\n"
+    TextRequest request;
+    request.prompt = g.prompt;
+    request.max_new_tokens = g.max_new_tokens;
+    request.seed = static_cast<std::uint64_t>((g.seed >= 0 ? g.seed : experiment_seed) + i);
+    request.stop = g.stop;
+    request.stop_tokens = g.stop_tokens;
+    std::cout << "---- sample " << i + 1 << "/" << g.num_samples << " (seed " << request.seed
+              << ")\n"
               << g.prompt << std::flush;
-    const std::string text =
-        generate_text(*p.model, *p.tokenizer, p.samplers, g.prompt, g.max_new_tokens, seed,
+    const TextResult result =
+        generate_text(*p.model, *p.tokenizer, p.samplers, request,
                       [](const std::string& piece) { std::cout << piece << std::flush; });
     std::cout << "\n";
-    all += g.prompt + text + "\n";
+    if (result.stop_reason != "max_new_tokens") std::cerr << "(" << result.stop_reason << ")\n";
+    all += g.prompt + result.text + "\n";
   }
   return all;
 }

@@ -64,6 +64,18 @@ const Schema<GenerateOptions>& generate_schema() {
         .min(0);
     s.add("num_samples", &GenerateOptions::num_samples, "samples to draw").min(1);
     s.add("seed", &GenerateOptions::seed, "sampling seed; -1: the experiment's seed").min(-1);
+    s.add("stop", &GenerateOptions::stop,
+          "stop strings: a sample ends where one first appears, and is cut before it");
+    s.add("stop_tokens", &GenerateOptions::stop_tokens,
+          "token ids after which a sample ends (the token's text is kept)");
+    s.check([](const GenerateOptions& o) {
+      for (const auto& stop : o.stop) {
+        if (stop.empty()) throw Error("stop: an empty stop string would end every sample at once");
+      }
+      for (std::int64_t id : o.stop_tokens) {
+        if (id < 0) throw Error("stop_tokens: " + std::to_string(id) + " is not a token id");
+      }
+    });
     return s;
   }();
   return schema;

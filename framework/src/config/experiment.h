@@ -52,7 +52,9 @@ struct GenerateOptions {
   std::string prompt = "\n";
   std::int64_t max_new_tokens = 200;
   std::int64_t num_samples = 1;
-  std::int64_t seed = -1;  // -1: the experiment's seed
+  std::int64_t seed = -1;                 // -1: the experiment's seed
+  std::vector<std::string> stop;          // stop strings, cut from the text
+  std::vector<std::int64_t> stop_tokens;  // stop after one of these ids
 };
 
 // [plugins]

@@ -191,34 +191,66 @@ std::size_t complete_utf8_prefix(const std::string& text) {
   return text.size() - (lead - 1) < needed ? lead - 1 : text.size();
 }
 
-// Turns ids into text pieces as they come.
+// Turns ids into text pieces as they come, and finds stop strings in them.
 class TextStream {
  public:
-  TextStream(const Tokenizer& tokenizer, const std::function<void(const std::string&)>& on_text)
-      : tokenizer_(tokenizer), on_text_(on_text) {}
+  TextStream(const Tokenizer& tokenizer, const std::function<void(const std::string&)>& on_text,
+             const std::vector<std::string>& stop = {})
+      : tokenizer_(tokenizer), on_text_(on_text), stop_(stop) {}
 
   void push(std::int64_t id) {
     ids_.push_back(id);
-    const std::string text = tokenizer_.decode(ids_);
-    emit(text, complete_utf8_prefix(text));
+    text_ = tokenizer_.decode(ids_);
+    for (const auto& s : stop_) {
+      const std::size_t at = s.empty() ? std::string::npos : text_.find(s);
+      if (at != std::string::npos && at < cut_) {
+        cut_ = at;
+        stop_string_ = s;
+      }
+    }
+    if (stopped()) {
+      emit(cut_);
+      return;
+    }
+    std::size_t end = complete_utf8_prefix(text_);
+    // Hold back the longest tail that is the start of a stop string.
+    std::size_t held = 0;
+    for (const auto& s : stop_) {
+      if (s.empty()) continue;
+      for (std::size_t k = std::min(s.size() - 1, end); k > held; --k) {
+        if (text_.compare(end - k, k, s, 0, k) == 0) {
+          held = k;
+          break;
+        }
+      }
+    }
+    emit(end - held);
   }
 
   void finish() {
-    const std::string text = tokenizer_.decode(ids_);
-    emit(text, text.size());
+    text_ = tokenizer_.decode(ids_);
+    emit(std::min(cut_, text_.size()));
   }
 
+  bool stopped() const { return cut_ != std::string::npos; }
+  const std::string& stop_string() const { return stop_string_; }
+  std::string text() const { return text_.substr(0, std::min(cut_, text_.size())); }
+
  private:
-  void emit(const std::string& text, std::size_t end) {
+  void emit(std::size_t end) {
     if (end <= emitted_) return;
-    on_text_(text.substr(emitted_, end - emitted_));
+    if (on_text_) on_text_(text_.substr(emitted_, end - emitted_));
     emitted_ = end;
   }
 
   const Tokenizer& tokenizer_;
   const std::function<void(const std::string&)>& on_text_;
+  const std::vector<std::string>& stop_;
   std::vector<std::int64_t> ids_;
-  std::size_t emitted_ = 0;  // bytes handed out
+  std::string text_;
+  std::size_t emitted_ = 0;              // bytes handed out
+  std::size_t cut_ = std::string::npos;  // where the first stop string starts
+  std::string stop_string_;
 };
 
 }  // namespace
@@ -274,7 +306,9 @@ GenerationResult generate(Model& model, const std::vector<std::shared_ptr<Sample
       if (on_token) on_token(token);
       const bool stop = std::find(request.stop_tokens.begin(), request.stop_tokens.end(), token) !=
                         request.stop_tokens.end();
-      if (stop || static_cast<std::int64_t>(result.tokens.size()) == request.max_new_tokens) break;
+      if (stop || (request.stop_when && request.stop_when()) ||
+          static_cast<std::int64_t>(result.tokens.size()) == request.max_new_tokens)
+        break;
       logits = (*next_logits)(history);  // no forward after the last token
     }
   }
@@ -290,25 +324,50 @@ std::string generate_text(Model& model, const Tokenizer& tokenizer,
                           const std::string& prompt, std::int64_t max_new_tokens,
                           std::uint64_t seed,
                           const std::function<void(const std::string&)>& on_text) {
+  TextRequest request;
+  request.prompt = prompt;
+  request.max_new_tokens = max_new_tokens;
+  request.seed = seed;
+  return generate_text(model, tokenizer, samplers, request, on_text).text;
+}
+
+TextResult generate_text(Model& model, const Tokenizer& tokenizer,
+                         const std::vector<std::shared_ptr<Sampler>>& samplers,
+                         const TextRequest& text_request,
+                         const std::function<void(const std::string&)>& on_text) {
   GenerationRequest request;
   try {
-    request.prompt = tokenizer.encode(prompt);
+    request.prompt = tokenizer.encode(text_request.prompt);
   } catch (const Error& e) {
     throw e.with_context("generate: encoding the prompt");
   }
   if (request.prompt.empty()) {
-    throw Error("generate: the prompt \"" + prompt + "\" encodes to no tokens",
+    throw Error("generate: the prompt \"" + text_request.prompt + "\" encodes to no tokens",
                 "give a prompt of at least one character, e.g. \"\\n\"");
   }
-  request.max_new_tokens = max_new_tokens;
-  request.seed = seed;
+  request.max_new_tokens = text_request.max_new_tokens;
+  request.seed = text_request.seed;
+  request.stop_tokens = text_request.stop_tokens;
 
-  TextStream stream(tokenizer, on_text);
-  std::function<void(std::int64_t)> on_token;
-  if (on_text) on_token = [&stream](std::int64_t id) { stream.push(id); };
-  const GenerationResult result = generate(model, samplers, request, on_token);
-  if (on_text) stream.finish();
-  return tokenizer.decode(result.tokens);
+  TextStream stream(tokenizer, on_text, text_request.stop);
+  request.stop_when = [&stream] { return stream.stopped(); };
+  const GenerationResult generated =
+      generate(model, samplers, request, [&stream](std::int64_t id) { stream.push(id); });
+  stream.finish();
+  TextResult result;
+  result.text = stream.text();
+  result.tokens = static_cast<std::int64_t>(generated.tokens.size());
+  result.tokens_per_second = generated.tokens_per_second;
+  if (stream.stopped()) {
+    result.stop_reason = "stop string " + detail::quote(stream.stop_string());
+  } else if (!generated.tokens.empty() &&
+             std::find(request.stop_tokens.begin(), request.stop_tokens.end(),
+                       generated.tokens.back()) != request.stop_tokens.end()) {
+    result.stop_reason = "stop token " + std::to_string(generated.tokens.back());
+  } else {
+    result.stop_reason = "max_new_tokens";
+  }
+  return result;
 }
 
 std::vector<std::shared_ptr<Sampler>> make_samplers(const Registry& registry,

@@ -57,6 +57,8 @@ struct GenerationRequest {
   std::uint64_t seed = 0;             // seeds the sampling generator; nothing else is random
   bool use_cache = true;  // false: the reference path, forward() on the cropped context per token
   std::vector<std::int64_t> stop_tokens;  // stop right after emitting one of these; may be empty
+  // Asked after each token (and its on_token call) whether to stop there; may be empty.
+  std::function<bool()> stop_when;
 };
 
 struct GenerationResult {
@@ -85,6 +87,30 @@ std::string generate_text(Model& model, const Tokenizer& tokenizer,
                           const std::string& prompt, std::int64_t max_new_tokens,
                           std::uint64_t seed,
                           const std::function<void(const std::string&)>& on_text = {});
+
+// Text in, text out, with stop conditions.
+struct TextRequest {
+  std::string prompt;
+  std::int64_t max_new_tokens = 200;
+  std::uint64_t seed = 0;
+  // Generation ends at the first occurrence of any of these in the new text, which is cut
+  // before it (the stop string is not returned, as in OpenAI's and HF's APIs). Streaming holds
+  // back any tail that could still become a stop string, so no piece of one is ever printed.
+  std::vector<std::string> stop;
+  std::vector<std::int64_t> stop_tokens;  // as GenerationRequest's; the token's text is kept
+};
+
+struct TextResult {
+  std::string text;              // the new text, cut before a stop string
+  std::int64_t tokens = 0;       // drawn, those of a stop string included
+  double tokens_per_second = 0;  // as GenerationResult's
+  std::string stop_reason;       // "max_new_tokens", "stop string \"...\"", "stop token N"
+};
+
+TextResult generate_text(Model& model, const Tokenizer& tokenizer,
+                         const std::vector<std::shared_ptr<Sampler>>& samplers,
+                         const TextRequest& request,
+                         const std::function<void(const std::string&)>& on_text = {});
 
 // The sampler chain of validated sections (experiment.samplers, in order), each created with
 // SamplerContext{vocab_size}. Errors name the section ("generate.samplers.1: sampler 'top_k':
