@@ -277,7 +277,14 @@ TEST(WordVectors, HeadersCrlfSpacesDuplicatesAndErrors) {
               HasSubstr("short.txt:2: expected a word and 3 numbers, found 3 fields"));
   lmrun::test::write_file(dir / "nan.txt", "a 1 2\nb 1 x2\n");
   EXPECT_THAT(lmrun::test::error_of([&] { read_word_vectors(dir / "nan.txt", {"b"}); }),
-              HasSubstr("nan.txt:2: 'x2' in the vector of 'b' is not a number"));
+              HasSubstr("nan.txt:2: 'x2' in the vector of 'b' is not a finite number"));
+  // NaN, infinities and floats that overflow to them poison an embedding: refused by line.
+  for (const char* bad : {"nan", "inf", "-inf", "1e39"}) {
+    lmrun::test::write_file(dir / "bad.txt", std::string("a 1 2\nb 1 ") + bad + "\n");
+    EXPECT_THAT(lmrun::test::error_of([&] { read_word_vectors(dir / "bad.txt", {"b"}); }),
+                HasSubstr("bad.txt:2: '" + std::string(bad) +
+                          "' in the vector of 'b' is not a finite number"));
+  }
   lmrun::test::write_file(dir / "empty.txt", "\n\n");
   EXPECT_THAT(lmrun::test::error_of([&] { read_word_vectors(dir / "empty.txt", {}); }),
               HasSubstr("hold no vectors"));

@@ -2,6 +2,8 @@
 // probe (which must leave the run's random stream alone), and the process readings in summary.json.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -99,13 +101,19 @@ TEST(TensorStats, HistogramHeightsAreCountsOverTheFullestBin) {
   // Three values in the first bin, one in the last, none between: full, 3/8 rounded up, spaces.
   const at::Tensor values = torch::tensor({0.0f, 0.0f, 0.0f, 1.0f});
   EXPECT_EQ(lmrun::host::histogram(values, 0.0, 1.0), "█" + std::string(14, ' ') + "▃");
-  EXPECT_EQ(lmrun::host::histogram(torch::tensor({2.0f, 2.0f}), 2.0, 2.0), "(all          2)");
+  EXPECT_EQ(lmrun::host::histogram(torch::tensor({2.0f, 2.0f}), 2.0, 2.0), "(all           2)");
 }
 
 TEST(TensorStats, StatisticsLineHasMeanStdMinMaxZerosAndHistogram) {
   const std::string line = lmrun::host::statistics(torch::tensor({0.0f, 2.0f, 0.0f, 2.0f}));
   // Unbiased std of {0, 2, 0, 2}: sqrt(4/3) = 1.155.
   EXPECT_EQ(line,
-            "         1     1.155         0         2    50.0%  █" + std::string(14, ' ') + "█");
+            "          1      1.155          0          2    50.0%  █" + std::string(14, ' ') + "█");
   EXPECT_EQ(lmrun::host::statistics(at::empty({0})), "(empty)");
+  // NaN and infinities are counted apart; the rest keep their statistics and histogram.
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(lmrun::host::statistics(torch::tensor({0.0f, 2.0f, NAN, inf, -inf, 0.0f, 2.0f})),
+            "          1      1.155          0          2    28.6%  █" + std::string(14, ' ') +
+                "█  (+1 nan, 2 inf)");
+  EXPECT_EQ(lmrun::host::statistics(torch::tensor({NAN})), "(no finite values)  (+1 nan, 0 inf)");
 }

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -107,9 +108,10 @@ inline WordVectors read_word_vectors(const std::filesystem::path& file,
     for (std::size_t i = 0; i < dim; ++i) {
       const std::string_view field = fields[word_fields + i];
       const auto result = std::from_chars(field.data(), field.data() + field.size(), vector[i]);
-      if (result.ec != std::errc() || result.ptr != field.data() + field.size()) {
+      if (result.ec != std::errc() || result.ptr != field.data() + field.size() ||
+          !std::isfinite(vector[i])) {
         throw Error(where() + "'" + std::string(field) + "' in the vector of '" + word +
-                    "' is not a number");
+                    "' is not a finite number");
       }
     }
     out.found.emplace(word, std::move(vector));

@@ -45,7 +45,7 @@ std::string padded(const std::string& text, std::size_t width) {
 }
 
 const char* const kStatisticsHeader =
-    "      mean       std       min       max    zeros  histogram (min to max, 16 bins)";
+    "       mean        std        min        max    zeros  histogram (min to max, 16 bins)";
 
 }  // namespace
 

@@ -10,7 +10,7 @@ namespace lmrun::host {
 
 std::string format_number(double v) {
   char text[32];
-  std::snprintf(text, sizeof text, "%10.4g", v);
+  std::snprintf(text, sizeof text, " %10.4g", v);
   return text;
 }
 
@@ -34,15 +34,26 @@ std::string histogram(const at::Tensor& values, double lo, double hi) {
 }
 
 std::string statistics(const at::Tensor& tensor) {
-  const at::Tensor x = tensor.detach().to(at::kCPU, at::kFloat).reshape({-1});
-  if (x.numel() == 0) return "(empty)";
+  const at::Tensor all = tensor.detach().to(at::kCPU, at::kFloat).reshape({-1});
+  if (all.numel() == 0) return "(empty)";
+  // The statistics of the finite values; NaN and infinities are counted apart, so that one of
+  // them neither hides the rest nor breaks the histogram's range.
+  const at::Tensor finite = all.isfinite();
+  const at::Tensor x = all.masked_select(finite);
+  const auto nans = all.isnan().sum().item<std::int64_t>();
+  const auto infs = all.numel() - x.numel() - nans;
+  std::string tail;
+  if (nans + infs > 0) {
+    tail = "  (+" + std::to_string(nans) + " nan, " + std::to_string(infs) + " inf)";
+  }
+  if (x.numel() == 0) return "(no finite values)" + tail;
   const double lo = x.min().item<double>(), hi = x.max().item<double>();
-  const double zeros = x.eq(0).sum().item<double>() / static_cast<double>(x.numel());
+  const double zeros = x.eq(0).sum().item<double>() / static_cast<double>(all.numel());
   char share[16];
   std::snprintf(share, sizeof share, "%6.1f%%", 100.0 * zeros);
   return format_number(x.mean().item<double>()) +
          format_number(x.numel() > 1 ? x.std().item<double>() : 0.0) + format_number(lo) +
-         format_number(hi) + "  " + share + "  " + histogram(x, lo, hi);
+         format_number(hi) + "  " + share + "  " + histogram(x, lo, hi) + tail;
 }
 
 }  // namespace lmrun::host

@@ -10,7 +10,7 @@
 
 namespace lmrun::host {
 
-// %10.4g: a column of numbers of any magnitude.
+// " %10.4g": a column of numbers of any magnitude, a space before each.
 std::string format_number(double v);
 
 // 16 bins from lo to hi (at::histc), each a block ▁..█ whose height is its count over the
@@ -19,7 +19,8 @@ std::string format_number(double v);
 std::string histogram(const at::Tensor& values, double lo, double hi);
 
 // Mean, standard deviation, min and max (format_number each), the percentage of values that are
-// exactly zero, and the histogram, of every value of `tensor` as float. "(empty)" for none.
+// exactly zero, and the histogram, of the finite values of `tensor` as float, then
+// "(+N nan, M inf)" when it has others. "(empty)" for none.
 std::string statistics(const at::Tensor& tensor);
 
 }  // namespace lmrun::host
