@@ -54,6 +54,19 @@ Prepared prepared(const std::map<std::string, lmrun::Value>& params, std::uint64
 
 std::string path(const fs::path& p) { return p.string(); }
 
+// Each example of a split decoded back to text, followed by "/<class id>", in order.
+std::vector<std::string> decoded_rows(const Dataset& data, const lmrun::Tokenizer& tokenizer,
+                                      Split split) {
+  std::vector<std::string> out;
+  const Batch b = data.slice(split, 0, data.num_examples(split));
+  for (std::int64_t i = 0; i < b.inputs.size(0); ++i) {
+    std::vector<std::int64_t> ids(b.inputs[i].data_ptr<std::int64_t>(),
+                                  b.inputs[i].data_ptr<std::int64_t>() + b.inputs.size(1));
+    out.push_back(tokenizer.decode(ids) + "/" + std::to_string(b.targets[i].item<std::int64_t>()));
+  }
+  return out;
+}
+
 TEST(TextClassification, TsvWithAHeaderAndPaddedBatchesWithAMask) {
   TempDir dir;
   write_file(dir / "train.tsv",
@@ -129,12 +142,7 @@ TEST(TextClassification, TheStratifiedSplitKeepsProportionsIsDisjointAndSeeded) 
   // Disjoint and complete: every text in exactly one split.
   std::multiset<std::string> seen;
   for (Split s : {Split::kTrain, Split::kVal, Split::kTest}) {
-    const Batch b = p.data->slice(s, 0, p.data->num_examples(s));
-    for (std::int64_t i = 0; i < b.inputs.size(0); ++i) {
-      std::vector<std::int64_t> ids(b.inputs[i].data_ptr<std::int64_t>(),
-                                    b.inputs[i].data_ptr<std::int64_t>() + b.inputs.size(1));
-      seen.insert(p.tokenizer->decode(ids));
-    }
+    for (const auto& text : decoded_rows(*p.data, *p.tokenizer, s)) seen.insert(text);
   }
   EXPECT_EQ(seen.size(), 100u);
   EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 100u);
@@ -160,15 +168,7 @@ TEST(TextClassification, CrossValidationFoldsAreDisjointStratifiedAndCoverTrain)
         "word", lmrun::test::plugin_params(lmrun::Kind::kTokenizer, "word", {}), {});
     tokenizer->fit(text);
     d->prepare(*tokenizer);
-    std::vector<std::string> out;
-    const Batch b = d->slice(split, 0, d->num_examples(split));
-    for (std::int64_t i = 0; i < b.inputs.size(0); ++i) {
-      std::vector<std::int64_t> ids(b.inputs[i].data_ptr<std::int64_t>(),
-                                    b.inputs[i].data_ptr<std::int64_t>() + b.inputs.size(1));
-      out.push_back(tokenizer->decode(ids) + "/" +
-                    std::to_string(b.targets[i].item<std::int64_t>()));
-    }
-    return out;
+    return decoded_rows(*d, *tokenizer, split);
   };
   const auto test = texts_of(0, Split::kTest);
   ASSERT_EQ(test.size(), 10u);
