@@ -68,6 +68,7 @@ type = "text_classification"
 train = "train.tsv"
 test = "test.tsv"
 val_fraction = 0.1
+max_len = 32
 [tokenizer]
 type = "word"
 [model]
@@ -177,6 +178,28 @@ TEST(Predict, LabelsTextsAndFilesAndAgreesWithEval) {
   EXPECT_EQ(some[1].label, "neg");
   EXPECT_THAT(predict.output, HasSubstr("{\"text\": \"bad \xEF\xBF\xBD byte\""));
 
+  // A text longer than any training text (at most 9 words) is read up to max_len (32 words) as
+  // the dataset reads it, so its sentiment words at positions 13-16 count; white space around it
+  // and words past max_len change nothing.
+  const auto filler = [](int words) {
+    std::string text;
+    for (int i = 0; i < words; ++i) text += std::string(i ? " " : "") + (i % 2 ? "food" : "the");
+    return text;
+  };
+  std::string tail;
+  for (int i = 0; i < 40; ++i) tail += " awful";
+  const std::string long_text = filler(12) + " superb lovely tasty great " + filler(16);
+  predict = run_lmrun({"predict", run.string(), "--text", long_text, "--text",
+                       "  " + long_text + " \t", "--text", long_text + tail, "--text", filler(9)},
+                      dir.path());
+  ASSERT_EQ(predict.exit_code, 0) << predict.output;
+  const auto longer = parse_jsonl(predict.output);
+  ASSERT_EQ(longer.size(), 4u) << predict.output;
+  EXPECT_EQ(longer[0].label, "pos") << predict.output;
+  EXPECT_DOUBLE_EQ(longer[1].confidence, longer[0].confidence);
+  EXPECT_DOUBLE_EQ(longer[2].confidence, longer[0].confidence);
+  EXPECT_NE(longer[3].confidence, longer[0].confidence);
+
   // Nothing to label, and a file that is not there: errors that say what to pass.
   predict = run_lmrun({"predict", run.string()}, dir.path());
   EXPECT_EQ(predict.exit_code, 1);
@@ -184,6 +207,13 @@ TEST(Predict, LabelsTextsAndFilesAndAgreesWithEval) {
   predict = run_lmrun({"predict", run.string(), "--input", "missing.txt"}, dir.path());
   EXPECT_EQ(predict.exit_code, 1);
   EXPECT_THAT(predict.output, HasSubstr("cannot read --input missing.txt"));
+  predict = run_lmrun({"predict", run.string(), "--input", "."}, dir.path());
+  EXPECT_EQ(predict.exit_code, 1);
+  EXPECT_THAT(predict.output, HasSubstr("--input . is a folder"));
+  write_file(dir / "empty.txt", "");
+  predict = run_lmrun({"predict", run.string(), "--input", "empty.txt"}, dir.path());
+  EXPECT_EQ(predict.exit_code, 0) << predict.output;
+  EXPECT_THAT(predict.output, HasSubstr("warning: --input empty.txt holds no texts"));
 }
 
 TEST(Inspect, LayersMemoryWeightsAndActivationsOfAClassifier) {

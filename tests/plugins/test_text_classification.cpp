@@ -77,8 +77,9 @@ TEST(TextClassification, TsvWithAHeaderAndPaddedBatchesWithAMask) {
   EXPECT_EQ(p.data->num_examples(Split::kTrain), 3);
   EXPECT_FALSE(p.data->has_split(Split::kVal));
   EXPECT_EQ(p.data->class_names(), (std::vector<std::string>{"0", "1"}));
-  EXPECT_EQ(p.data->sequence_length(), 8);  // ICU splits PTB's "'s" into ' and s
+  EXPECT_EQ(p.data->sequence_length(), 256);  // max_len: what a model must read at most
   const Batch b = p.data->slice(Split::kTrain, 0, 3);
+  // Padded to the longest text; ICU splits PTB's "'s" into ' and s.
   EXPECT_EQ(b.inputs.sizes(), (std::vector<std::int64_t>{3, 8}));
   EXPECT_TRUE(at::equal(b.targets, at::tensor({1, 0, 0}, at::kLong)));
   EXPECT_TRUE(at::equal(b.mask.sum(1), at::tensor({7, 1, 8}, at::kLong)));

@@ -6,6 +6,7 @@
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -135,6 +136,14 @@ std::string valid_utf8(std::string_view text) {
   return out;
 }
 
+std::string trim_space(const std::string& text) {
+  const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  std::size_t begin = 0, end = text.size();
+  while (begin < end && space(text[begin])) ++begin;
+  while (end > begin && space(text[end - 1])) --end;
+  return text.substr(begin, end - begin);
+}
+
 void write_output(const fs::path& file, const std::string& text) {
   if (file.empty()) {
     std::cout << text << std::flush;
@@ -214,6 +223,10 @@ int command_predict(const CommonArgs& common, const RunDirArgs& args) {
     std::ifstream file;
     std::istream* in = &std::cin;
     if (args.input != "-") {
+      std::error_code ec;
+      if (fs::is_directory(args.input, ec))
+        throw Error("--input " + args.input.string() + " is a folder",
+                    "pass a text file with one text per line, or - for stdin");
       file.open(args.input, std::ios::binary);
       if (!file) throw Error("cannot read --input " + args.input.string());
       in = &file;
@@ -236,8 +249,9 @@ int command_predict(const CommonArgs& common, const RunDirArgs& args) {
                 "sample from it with `lmrun generate " + args.run_dir.string() + "`");
   }
 
-  // Encoded as the dataset does: truncated to the model's context, an empty text as one <unk>,
-  // padded with <pad> behind a mask.
+  // Encoded as the dataset encodes its examples: trimmed of ASCII white space, truncated to the
+  // model's context (the dataset's max_len), an empty text as one <unk>, padded with <pad>
+  // behind a mask.
   const std::int64_t pad = std::max<std::int64_t>(context.pad_id, 0);
   const std::int64_t unk = p.tokenizer->special_id("<unk>");
   const std::int64_t batch_size = std::max<std::int64_t>(e.train.batch_size, 1);
@@ -250,7 +264,7 @@ int command_predict(const CommonArgs& common, const RunDirArgs& args) {
     for (std::size_t i = begin; i < end; ++i) {
       std::vector<std::int64_t> one;
       try {
-        one = p.tokenizer->encode(texts[i]);
+        one = p.tokenizer->encode(trim_space(texts[i]));
       } catch (const Error& error) {
         throw error.with_context("text " + std::to_string(i + 1));
       }
@@ -289,6 +303,8 @@ int command_predict(const CommonArgs& common, const RunDirArgs& args) {
     }
   }
   write_output(args.output, out);
+  if (texts.empty())
+    std::cerr << "lmrun: warning: --input " << args.input.string() << " holds no texts\n";
   std::cerr << "lmrun: " << texts.size() << " texts labelled with " << run.checkpoint.string()
             << (args.output.empty() ? "" : " -> " + args.output.string()) << "\n";
   return kExitOk;

@@ -267,7 +267,6 @@ class TextClassification final : public Dataset {
   void prepare(const Tokenizer& tokenizer) override {
     pad_ = std::max<std::int64_t>(tokenizer.special_id("<pad>"), 0);
     const std::int64_t unk = tokenizer.special_id("<unk>");
-    longest_ = 1;
     for (int s = 0; s < 3; ++s) {
       ids_[s].clear();
       for (const auto& row : rows_[s]) {
@@ -276,7 +275,6 @@ class TextClassification final : public Dataset {
           ids.resize(static_cast<std::size_t>(o_.max_len));
         // A text with no tokens still needs one position for the model to read.
         if (ids.empty()) ids.push_back(unk >= 0 ? unk : pad_);
-        longest_ = std::max<std::int64_t>(longest_, static_cast<std::int64_t>(ids.size()));
         ids_[s].push_back(std::move(ids));
       }
     }
@@ -286,7 +284,9 @@ class TextClassification final : public Dataset {
   std::int64_t num_examples(Split split) const override {
     return static_cast<std::int64_t>(rows_[index(split)].size());
   }
-  std::int64_t sequence_length() const override { return longest_; }
+  // The longest input a model must read: max_len, not the longest training text, so that a
+  // longer text at prediction time is cut where the dataset would cut it.
+  std::int64_t sequence_length() const override { return o_.max_len; }
   std::int64_t num_classes() const override { return static_cast<std::int64_t>(names_.size()); }
   std::vector<std::string> class_names() const override { return names_; }
 
@@ -405,7 +405,6 @@ class TextClassification final : public Dataset {
   std::map<std::string, std::int64_t> ids_of_;  // label -> class id
   std::int64_t pad_ = 0;
   std::uint64_t dealt_ = 0;  // rows dealt to folds so far
-  std::int64_t longest_ = 1;
 };
 
 void register_dataset(Registry& registry) {
