@@ -260,7 +260,7 @@ TEST(CrossValidation, TrainsEachFoldAndReportsMeanAndStd) {
   std::smatch row;
   ASSERT_TRUE(std::regex_search(
       csv, row,
-      std::regex("\nval_accuracy,([-0-9.e]+),([-0-9.e]+),([-0-9.e]+),([-0-9.e]+),([-0-9.e]+)\n")))
+      std::regex("\nval_accuracy,([-0-9.e]+),([-0-9.e]+),3,([-0-9.e]+),([-0-9.e]+),([-0-9.e]+)\n")))
       << csv;
   const double f0 = std::stod(row[3]), f1 = std::stod(row[4]), f2 = std::stod(row[5]);
   const double mean = (f0 + f1 + f2) / 3;
@@ -270,6 +270,10 @@ TEST(CrossValidation, TrainsEachFoldAndReportsMeanAndStd) {
   EXPECT_NEAR(std::stod(row[2]), sd, 1e-12);
   EXPECT_THAT(csv, HasSubstr("\ntest_accuracy,"));  // the shared test file, per fold
   EXPECT_THAT(read_file(dir / "cv" / "cross_validation.json"), HasSubstr("\"folds\": 3"));
+  // summary.json's final holds the means, as a run's holds its last metrics (sweeps read it).
+  const std::string summary = read_file(dir / "cv" / "summary.json");
+  EXPECT_THAT(summary, HasSubstr("\"val_accuracy\": " + std::string(row[1])));
+  EXPECT_THAT(summary, HasSubstr("\"folds\": 3"));
 
   // The same folder again needs --force; a cross-validation does not resume.
   auto again = run_lmrun({"clf.toml", "--set", "data.folds=3", "--set", "data.val_fraction=0.0",

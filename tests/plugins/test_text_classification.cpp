@@ -211,6 +211,12 @@ TEST(TextClassification, CrossValidationFoldsAreDisjointStratifiedAndCoverTrain)
                 make({{"train", path(dir / "all.tsv")}, {"folds", std::int64_t{1}}});
               }),
               HasSubstr("folds = 1 holds nothing out"));
+  // More folds than rows would leave a fold (a run's val split) empty.
+  write_file(dir / "three.tsv", "good\tpos\nbad\tneg\nfine\tpos\n");
+  EXPECT_THAT(error_of([&] {
+                make({{"train", path(dir / "three.tsv")}, {"folds", std::int64_t{5}}});
+              }),
+              HasSubstr("folds = 5 needs at least 5 rows outside the test split"));
 }
 
 TEST(TextClassification, ErrorsNameTheFileTheLineAndTheFix) {

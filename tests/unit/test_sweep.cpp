@@ -398,6 +398,26 @@ TEST(SweepResults, AMetricNoTrialLogsIsNamedWithTheOnesTheyDo) {
                         "loss, val_loss (set [sweep] metric to one of them)"));
 }
 
+TEST(SweepResults, ATrialWithOnlyASummaryIsRankedByItsFinalValue) {
+  // A cross-validated trial logs no curve of its own: its summary.json holds the folds' means.
+  TempDir dir;
+  sweep::SweepRecord record = scripted_sweep(dir);
+  sweep::TrialStatus completed;
+  completed.status = sweep::Status::kCompleted;
+  write_file(dir / "trial-0003" / "status.toml", sweep::to_toml(completed));
+  write_file(dir / "trial-0003" / "summary.json",
+             "{\"folds\": 5, \"final\": {\"val_loss\": 1.7, \"test_loss\": 1.9}}\n");
+  auto rows = sweep::collect_rows(dir.path(), record);
+  sweep::rank(rows, record.maximize);
+  EXPECT_EQ(rows[0].trial.index, 3);
+  EXPECT_DOUBLE_EQ(*rows[0].best, 1.7);
+  EXPECT_EQ(rows[0].best_step, -1);
+  EXPECT_DOUBLE_EQ(*rows[0].last, 1.7);
+  EXPECT_THAT(sweep::results_table(rows, record, dir.path()),
+              HasSubstr("best: trial-0003 (model.activation=\"relu\" optimizer.lr=0.004): "
+                        "val_loss 1.7000 (final)"));
+}
+
 TEST(SweepResults, AStatusFileThatIsNotOneIsAnErrorNamingIt) {
   TempDir dir;
   write_file(dir / "trial-0000" / "status.toml", "status = \"exploded\"\n");

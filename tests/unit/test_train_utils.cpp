@@ -12,6 +12,7 @@
 // clip_grad.h uses torch::Tensor without including it.
 #include <torch/nn/utils/clip_grad.h>
 
+#include "cli/run_dir.h"
 #include "train/clip.h"
 #include "train/peak.h"
 #include "util/process.h"
@@ -107,8 +108,8 @@ TEST(TensorStats, HistogramHeightsAreCountsOverTheFullestBin) {
 TEST(TensorStats, StatisticsLineHasMeanStdMinMaxZerosAndHistogram) {
   const std::string line = lmrun::host::statistics(torch::tensor({0.0f, 2.0f, 0.0f, 2.0f}));
   // Unbiased std of {0, 2, 0, 2}: sqrt(4/3) = 1.155.
-  EXPECT_EQ(line,
-            "          1      1.155          0          2    50.0%  █" + std::string(14, ' ') + "█");
+  EXPECT_EQ(line, "          1      1.155          0          2    50.0%  █" +
+                      std::string(14, ' ') + "█");
   EXPECT_EQ(lmrun::host::statistics(at::empty({0})), "(empty)");
   // NaN and infinities are counted apart; the rest keep their statistics and histogram.
   const float inf = std::numeric_limits<float>::infinity();
@@ -116,4 +117,25 @@ TEST(TensorStats, StatisticsLineHasMeanStdMinMaxZerosAndHistogram) {
             "          1      1.155          0          2    28.6%  █" + std::string(14, ' ') +
                 "█  (+1 nan, 2 inf)");
   EXPECT_EQ(lmrun::host::statistics(torch::tensor({NAN})), "(no finite values)  (+1 nan, 0 inf)");
+}
+
+TEST(CrossValidation, FoldStatisticsLeaveNonFiniteFoldsOut) {
+  using lmrun::host::fold_statistic;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  auto s = fold_statistic({0.8, 0.7, 0.9});
+  EXPECT_NEAR(s.mean, 0.8, 1e-12);
+  EXPECT_NEAR(s.sd, 0.1, 1e-12);  // sample std: squares / (n - 1)
+  EXPECT_EQ(s.count, 3u);
+  s = fold_statistic({2.0, nan, 4.0, inf});
+  EXPECT_DOUBLE_EQ(s.mean, 3.0);
+  EXPECT_NEAR(s.sd, std::sqrt(2.0), 1e-12);
+  EXPECT_EQ(s.count, 2u);
+  s = fold_statistic({nan, 5.0});  // one value: a mean, no std
+  EXPECT_DOUBLE_EQ(s.mean, 5.0);
+  EXPECT_TRUE(std::isnan(s.sd));
+  EXPECT_EQ(s.count, 1u);
+  s = fold_statistic({nan, nan});
+  EXPECT_TRUE(std::isnan(s.mean));
+  EXPECT_EQ(s.count, 0u);
 }

@@ -2,7 +2,8 @@
 // run for fold k with data.fold = k in <out_dir>/fold-k, and each fold's last checkpoint is
 // evaluated over the whole held-out fold (and the test split, when there is one). Every metric's
 // per-fold values, mean and sample standard deviation go to <out_dir>/cross_validation.{json,csv}
-// and a table.
+// and a table; the means to <out_dir>/summary.json's "final", as a run's, for sweeps.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -11,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "cli/run_dir.h"
+#include "lmrun/version.h"
 #include "train/distributed.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -26,9 +28,29 @@ std::int64_t folds_of(const Experiment& e) {
   return folds ? *folds : 0;
 }
 
+FoldStatistic fold_statistic(const std::vector<double>& values) {
+  FoldStatistic stat;
+  double sum = 0;
+  for (double v : values) {
+    if (!std::isfinite(v)) continue;
+    sum += v;
+    ++stat.count;
+  }
+  const auto n = static_cast<double>(stat.count);
+  if (stat.count > 0) stat.mean = sum / n;
+  if (stat.count < 2) return stat;
+  double squares = 0;
+  for (double v : values) {
+    if (std::isfinite(v)) squares += (v - stat.mean) * (v - stat.mean);
+  }
+  stat.sd = std::sqrt(squares / (n - 1));
+  return stat;
+}
+
 namespace {
 
 std::string fixed(double v) {
+  if (!std::isfinite(v)) return "-";
   char text[32];
   std::snprintf(text, sizeof text, "%.4f", v);
   return text;
@@ -57,6 +79,7 @@ int command_cross_validate(const CommonArgs& common, const ExperimentArgs& args,
   fs::create_directories(out_dir, ec);
   if (ec) throw Error("cannot create " + out_dir.string() + ": " + ec.message());
 
+  const auto start = std::chrono::steady_clock::now();
   std::vector<Metrics> results;
   for (std::int64_t k = 0; k < folds; ++k) {
     const fs::path fold_dir = out_dir / ("fold-" + std::to_string(k));
@@ -73,12 +96,22 @@ int command_cross_validate(const CommonArgs& common, const ExperimentArgs& args,
     results.push_back(evaluate_run(common, evaluation, {Split::kVal, Split::kTest}));
   }
 
-  // Metrics every fold reports (the [[metrics]] and losses), in name order.
+  // Every fold must report the same metrics (the [[metrics]] and losses of val and test): a
+  // fold without one would bias its mean without a word.
   std::set<std::string> names;
-  for (const auto& [name, value] : results.front()) {
-    bool everywhere = true;
-    for (const auto& fold : results) everywhere = everywhere && fold.count(name);
-    if (everywhere && name.find("_examples") == std::string::npos) names.insert(name);
+  for (const auto& fold : results) {
+    for (const auto& entry : fold) {
+      if (entry.first.find("_examples") == std::string::npos) names.insert(entry.first);
+    }
+  }
+  for (std::int64_t k = 0; k < folds; ++k) {
+    for (const auto& name : names) {
+      if (!results[static_cast<std::size_t>(k)].count(name)) {
+        throw Error("fold " + std::to_string(k) + " reports no " + name + " while another does",
+                    "check " + (out_dir / ("fold-" + std::to_string(k))).string() +
+                        ": its val or test split may be empty");
+      }
+    }
   }
   std::size_t width = 6;
   for (const auto& name : names) width = std::max(width, name.size());
@@ -87,43 +120,62 @@ int command_cross_validate(const CommonArgs& common, const ExperimentArgs& args,
     std::snprintf(cell, sizeof cell, "%9s", text.c_str());
     return std::string(cell);
   };
+  // JSON has no NaN: null stands for it (the CSV says nan, as pandas reads it).
+  auto number = [](double v) { return std::isfinite(v) ? detail::format_double(v) : "null"; };
   std::string table = "cross-validation, " + std::to_string(folds) +
                       " folds (whole held-out fold as val, each fold's last checkpoint)\n  " +
                       "metric" + std::string(width - 6, ' ') + column("mean") + column("std");
   for (std::int64_t k = 0; k < folds; ++k) table += column("fold " + std::to_string(k));
   table += "\n";
-  std::string csv = "metric,mean,std";
+  std::string csv = "metric,mean,std,count";
   for (std::int64_t k = 0; k < folds; ++k) csv += ",fold_" + std::to_string(k);
   csv += "\n";
-  JsonObject metrics_json;
+  JsonObject metrics_json, means;
+  bool not_finite = false;
   for (const auto& name : names) {
-    double sum = 0;
-    for (const auto& fold : results) sum += fold.at(name);
-    const double mean = sum / static_cast<double>(folds);
-    double squares = 0;
-    for (const auto& fold : results) squares += (fold.at(name) - mean) * (fold.at(name) - mean);
-    const double sd = std::sqrt(squares / static_cast<double>(folds - 1));  // sample std
+    std::vector<double> values;
+    for (const auto& fold : results) values.push_back(fold.at(name));
+    const FoldStatistic stat = fold_statistic(values);
+    const double mean = stat.mean, sd = stat.sd;
+    not_finite = not_finite || stat.count < results.size();
     table += "  " + name + std::string(width - name.size(), ' ') + column(fixed(mean)) +
              column(fixed(sd));
-    csv += name + "," + detail::format_double(mean) + "," + detail::format_double(sd);
-    std::vector<JsonObject> per_fold;
-    std::string values = "[";
+    csv += name + "," + detail::format_double(mean) + "," + detail::format_double(sd) + "," +
+           std::to_string(stat.count);
+    std::string per_fold = "[";
     for (std::int64_t k = 0; k < folds; ++k) {
       const double v = results[static_cast<std::size_t>(k)].at(name);
       table += column(fixed(v));
       csv += "," + detail::format_double(v);
-      values += (k ? ", " : "") + detail::format_double(v);
+      per_fold += (k ? ", " : "") + number(v);
     }
     table += "\n";
     csv += "\n";
     JsonObject entry;
-    entry.add("mean", mean).add("std", sd).add_raw("folds", values + "]");
+    entry.add("mean", mean)
+        .add("std", sd)
+        .add("count", static_cast<std::int64_t>(stat.count))
+        .add_raw("folds", per_fold + "]");
     metrics_json.add(name, std::move(entry));
+    means.add(name, mean);
   }
+  if (not_finite)
+    table += "  (a fold's NaN or infinite value is left out of its metric's mean and std)\n";
   JsonObject report;
   report.add("folds", folds).add("experiment", e.file.string()).add("metrics", metrics_json);
   write_file_atomic(out_dir / "cross_validation.json", report.str(2) + "\n");
   write_file_atomic(out_dir / "cross_validation.csv", csv);
+  // A run's summary.json, so that a sweep over a cross-validated experiment ranks its trials by
+  // the fold means.
+  JsonObject summary;
+  summary.add("format", std::int64_t{1})
+      .add("lmrun_version", kVersion)
+      .add("experiment", e.experiment.name)
+      .add("folds", folds)
+      .add("wall_seconds",
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count())
+      .add("final", means);
+  write_file_atomic(out_dir / "summary.json", summary.str(2) + "\n");
   std::cout << table << "written: " << (out_dir / "cross_validation.json").string() << ", "
             << (out_dir / "cross_validation.csv").string() << "\n";
   return kExitOk;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -45,6 +46,15 @@ Metrics evaluate_run(const CommonArgs& common, const RunDirArgs& args,
 
 // The experiment's data.folds (0 when its dataset has no such parameter).
 std::int64_t folds_of(const Experiment& e);
+
+// One metric over the folds: mean and sample standard deviation of its finite values (a diverged
+// fold's NaN loss is counted out), `count` of them; NaN where there are too few.
+struct FoldStatistic {
+  double mean = std::numeric_limits<double>::quiet_NaN();
+  double sd = std::numeric_limits<double>::quiet_NaN();
+  std::size_t count = 0;
+};
+FoldStatistic fold_statistic(const std::vector<double>& values);
 
 // lmrun FILE.toml when data.folds >= 2: one run per fold, then the folds' statistics.
 int command_cross_validate(const CommonArgs& common, const ExperimentArgs& args,

@@ -301,7 +301,12 @@ std::vector<TrialRow> collect_rows(const fs::path& sweep_dir, const SweepRecord&
             if (const auto value = number(node)) row.final_metrics[name] = *value;
           }
         }
-        if (row.final_metrics.count(record.metric)) row.last = row.final_metrics[record.metric];
+        if (row.final_metrics.count(record.metric)) {
+          row.last = row.final_metrics[record.metric];
+          // A trial without evaluations of its own (a cross-validation: its folds' means)
+          // is ranked by the final value.
+          if (!row.best && !std::isnan(*row.last)) row.best = row.last;
+        }
       } catch (const pt::ptree_error&) {
         // an unreadable summary: the row keeps what the curve gave
       }
@@ -454,8 +459,9 @@ std::string results_table(const std::vector<TrialRow>& rows, const SweepRecord& 
   if (!rows.empty() && rows.front().status.status == Status::kCompleted && rows.front().best) {
     const TrialRow& best = rows.front();
     out += "best: " + best.trial.name() + " (" + best.trial.label() + "): " + record.metric + " " +
-           fixed(*best.best) + " at step " + std::to_string(best.best_step) + " -> " +
-           (sweep_dir / best.trial.name()).string() + "\n";
+           fixed(*best.best) +
+           (best.best_step >= 0 ? " at step " + std::to_string(best.best_step) : " (final)") +
+           " -> " + (sweep_dir / best.trial.name()).string() + "\n";
   } else {
     out += "best: none yet (no trial has completed with " + record.metric + ")\n";
     // A sweep metric that no run logs is a typo, not bad luck: say what they log.

@@ -365,6 +365,12 @@ class TextClassification final : public Dataset {
         rows_[s].push_back(std::move(rows[i]));
       }
     }
+    if (o_.folds >= 2 && dealt_ < static_cast<std::uint64_t>(o_.folds)) {
+      throw Error(std::string(kWho) + "folds = " + std::to_string(o_.folds) + " needs at least " +
+                      std::to_string(o_.folds) + " rows outside the test split, and " +
+                      o_.train.string() + " leaves " + std::to_string(dealt_),
+                  "lower folds, or add rows to the file");
+    }
     // Back to file order within each split, so the result does not depend on the class map.
     for (auto& rows : rows_) {
       std::stable_sort(rows.begin(), rows.end(),
