@@ -56,7 +56,7 @@ int run(int argc, char** argv) {
       "num-samples", po::value<std::int64_t>(), "generate: samples to draw")(
       "seed", po::value<std::int64_t>(), "generate: sampling seed")(
       "checkpoint,c", po::value<std::string>(),
-      "generate, eval: checkpoint name (default: last, else the newest)")(
+      "generate, eval, predict, inspect: checkpoint name (default: last, else the newest)")(
       "split", po::value<std::string>()->default_value("val"), "eval, inspect: train, val or test")(
       "text", po::value<std::vector<std::string>>()->composing(),
       "predict: a text to label (repeatable)")(
@@ -119,6 +119,7 @@ int run(int argc, char** argv) {
   if (vm.count("num-samples")) run_dir.num_samples = vm["num-samples"].as<std::int64_t>();
   if (vm.count("seed")) run_dir.seed = vm["seed"].as<std::int64_t>();
   run_dir.split = vm["split"].as<std::string>();
+  run_dir.split_given = !vm["split"].defaulted();
   if (vm.count("text")) run_dir.texts = vm["text"].as<std::vector<std::string>>();
   if (vm.count("input")) run_dir.input = vm["input"].as<std::string>();
   if (vm.count("output")) run_dir.output = vm["output"].as<std::string>();

@@ -236,8 +236,11 @@ TEST(Training, GenerateAndEvalFromARunFolder) {
               testing::ContainsRegex("blocks.3.mlp.fc.weight +\\[512, 128\\] +65,536"));
   EXPECT_THAT(inspect.output, testing::ContainsRegex("total +[0-9,]+  [0-9,]+ trainable"));
   for (const char* stage : {"embeddings", "blocks.0", "blocks.3", "ln_f", "logits"})
-    EXPECT_THAT(inspect.output,
-                testing::ContainsRegex(std::string("\n  ") + stage + " +\\[12, 64"));
+    EXPECT_THAT(inspect.output, testing::ContainsRegex(std::string("\n  ") + stage + " +\\[8, 64"));
+  EXPECT_THAT(inspect.output, HasSubstr("activations on 8 val examples"));  // at most 8
+  const auto no_test = run_lmrun({"inspect", run, "--split", "test"}, dir.path());
+  EXPECT_EQ(no_test.exit_code, 1);
+  EXPECT_THAT(no_test.output, HasSubstr("the run's dataset has no test split"));
   const auto predict = run_lmrun({"predict", run, "--text", "ROMEO"}, dir.path());
   EXPECT_EQ(predict.exit_code, 1);
   EXPECT_THAT(predict.output, HasSubstr("holds a language model"));

@@ -155,3 +155,31 @@ TEST(RnnClassifier, EmbeddingsFromGloveFrozenOrFineTuned) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(RnnClassifier, ActivationsSayWhichArePerPositionAndEndWithForwardsLogits) {
+  auto model = make({{"cell", std::string("gru")},
+                     {"pooling", std::string("attention")},
+                     {"n_embd", std::int64_t{8}},
+                     {"n_hidden", std::int64_t{6}},
+                     {"head_hidden", std::int64_t{5}}});
+  model->module().eval();
+  const at::Tensor inputs = at::randint(1, kVocab, {3, 7}, at::kLong);
+  at::Tensor mask = at::ones({3, 7}, at::kBool);
+  mask[1].narrow(0, 4, 3).fill_(false);
+  const auto activations = model->activations(inputs, mask);
+  std::vector<std::string> names;
+  for (const auto& a : activations) {
+    names.push_back(a.name + (a.per_position ? " (B, T)" : " (B)"));
+    EXPECT_EQ(a.value.size(0), 3) << a.name;
+    if (a.per_position) {
+      EXPECT_EQ(a.value.size(1), 7) << a.name;
+    }
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"embeddings (B, T)", "rnn (B, T)", "attention (B, T)",
+                                             "pooled (B)", "hidden (B)", "logits (B)"}));
+  EXPECT_TRUE(at::allclose(activations.back().value, model->forward(inputs, mask)));
+}
+
+}  // namespace

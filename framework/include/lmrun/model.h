@@ -40,8 +40,9 @@ struct ModelContext {
 
 // A named intermediate tensor of one forward pass (`lmrun inspect`).
 struct Activation {
-  std::string name;  // "embedding", "blocks.0", "pooled", "logits"
-  at::Tensor value;  // (B, T, ...) per position or (B, ...) per text
+  std::string name;           // "embedding", "blocks.0", "pooled", "logits"
+  at::Tensor value;           // (B, T, ...) per position or (B, ...) per text
+  bool per_position = false;  // (B, T, ...): statistics leave the padded positions out
 };
 
 // What a model carries between decode() calls. Owned by the caller, made by the model.
@@ -72,9 +73,12 @@ class LMRUN_API Model {
   virtual std::int64_t max_context() const = 0;
 
   // Optional. forward() with its intermediate tensors, in the order computed, the logits last,
-  // for `lmrun inspect`'s activation statistics. The default reports the logits alone.
+  // for `lmrun inspect`'s activation statistics. The default reports the logits alone, per
+  // position when they are (B, T, vocabulary).
   virtual std::vector<Activation> activations(const at::Tensor& inputs, const at::Tensor& mask) {
-    return {Activation{"logits", forward(inputs, mask)}};
+    at::Tensor logits = forward(inputs, mask);
+    const bool per_position = logits.dim() == 3;
+    return {Activation{"logits", std::move(logits), per_position}};
   }
 
   // Several lines: architecture, parameter count.

@@ -33,7 +33,8 @@ struct RunDirArgs {
   std::optional<std::int64_t> max_new_tokens;
   std::optional<std::int64_t> num_samples;
   std::optional<std::int64_t> seed;
-  std::string split = "val";       // eval: --split
+  std::string split = "val";       // eval, inspect: --split
+  bool split_given = false;        // --split was on the command line, not the default
   std::vector<std::string> texts;  // predict: --text, in order
   std::filesystem::path input;     // predict: --input FILE, one text per line; "-": stdin
   std::filesystem::path output;    // predict: JSONL here (default stdout); eval: a JSON report

@@ -120,11 +120,19 @@ int command_inspect(const CommonArgs& common, const RunDirArgs& args) {
     out << "  " << padded(item.key(), width) << statistics(item.value()) << "\n";
   }
 
-  // Activations on the first examples of a split, in eval mode: padded positions left out.
+  // Activations on the first examples of a split, in eval mode: padded positions left out. A
+  // few examples describe the distributions, and a large batch_size would only cost memory.
   Split split = parse_split(args.split);
-  if (!p.data->has_split(split)) split = Split::kTrain;
-  const std::int64_t n =
-      std::min(p.data->num_examples(split), std::max<std::int64_t>(e.train.batch_size, 1));
+  if (!p.data->has_split(split)) {
+    if (args.split_given) {
+      throw Error("the run's dataset has no " + args.split + " split",
+                  "choose another with --split train|val|test");
+    }
+    split = Split::kTrain;  // the default, val, where the run has none
+  }
+  constexpr std::int64_t kInspectExamples = 8;
+  const std::int64_t n = std::min({p.data->num_examples(split), kInspectExamples,
+                                   std::max<std::int64_t>(e.train.batch_size, 1)});
   const Batch batch = p.data->slice(split, 0, n);
   torch::NoGradGuard no_grad;
   module.eval();
@@ -138,9 +146,11 @@ int command_inspect(const CommonArgs& common, const RunDirArgs& args) {
       << padded("name", name_width) << padded("shape", 16) << kStatisticsHeader << "\n";
   for (const auto& a : activations) {
     at::Tensor values = a.value;
-    const bool per_position = mask.defined() && values.dim() >= 2 &&
-                              values.size(0) == mask.size(0) && values.size(1) == mask.size(1);
-    if (per_position) {
+    if (a.per_position && mask.defined()) {
+      if (values.dim() < 2 || values.size(0) != mask.size(0) || values.size(1) != mask.size(1)) {
+        throw Error("the " + e.model.type + " plugin reports activation '" + a.name + "' of " +
+                    shape_of(values) + " as per position, but the batch is " + shape_of(mask));
+      }
       values = values.flatten(0, 1).index_select(
           0, mask.to(at::kBool).reshape({-1}).nonzero().squeeze(1));
     }

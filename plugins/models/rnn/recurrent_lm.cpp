@@ -104,8 +104,8 @@ at::Tensor RecurrentLmImpl::forward(const at::Tensor& idx, std::vector<Activatio
   check_tokens(idx, "inputs");
   at::Tensor h, c;                                       // zero initial state
   if (record == nullptr) return logits(run(idx, h, c));  // (B, T, V)
-  record->push_back({"embeddings", wte_->forward(idx)});
-  record->push_back({"rnn", run(idx, h, c)});
+  record->push_back({"embeddings", wte_->forward(idx), true});
+  record->push_back({"rnn", run(idx, h, c), true});
   return logits(record->back().value);
 }
 

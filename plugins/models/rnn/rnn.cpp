@@ -83,7 +83,7 @@ class RecurrentModel final : public Model {
   std::vector<Activation> activations(const at::Tensor& inputs, const at::Tensor&) override {
     std::vector<Activation> out;
     at::Tensor logits = lm_->forward(inputs, &out);
-    out.push_back({"logits", logits});
+    out.push_back({"logits", logits, true});
     return out;
   }
 

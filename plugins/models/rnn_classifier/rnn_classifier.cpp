@@ -85,7 +85,7 @@ struct ClassifierImpl : torch::nn::Module {
         mask.defined() ? mask : at::ones({b, t}, inputs.options().dtype(at::kBool));
     const at::Tensor lengths = real.sum(1).clamp_min(1).to(at::kCPU, at::kLong);
     const at::Tensor x = drop->forward(wte->forward(inputs));  // (B, T, E)
-    if (record) record->push_back({"embeddings", x});
+    if (record) record->push_back({"embeddings", x, true});
     const auto packed = rnn_utils::pack_padded_sequence(x, lengths, /*batch_first=*/true,
                                                         /*enforce_sorted=*/false);
     // The packed output and the last layer's final states, (layers * dirs, B, H).
@@ -97,8 +97,10 @@ struct ClassifierImpl : torch::nn::Module {
       return gru->forward_with_packed_input(packed);
     }();
     if (record) {
-      record->push_back({"rnn", std::get<0>(rnn_utils::pad_packed_sequence(
-                                    out_packed, /*batch_first=*/true, 0.0, t))});
+      record->push_back(
+          {"rnn",
+           std::get<0>(rnn_utils::pad_packed_sequence(out_packed, /*batch_first=*/true, 0.0, t)),
+           true});
     }
     at::Tensor pooled;
     if (o_.pooling == "last") {
@@ -119,15 +121,15 @@ struct ClassifierImpl : torch::nn::Module {
             attn_score->forward(at::tanh(attn_proj->forward(out))).squeeze(-1);  // (B, T)
         scores = scores.masked_fill(real.logical_not(), -std::numeric_limits<float>::infinity());
         last_attention = at::softmax(scores, 1);
-        if (record) record->push_back({"attention", last_attention});
+        if (record) record->push_back({"attention", last_attention, true});
         pooled = (last_attention.unsqueeze(-1) * out).sum(1);
       }
     }
-    if (record) record->push_back({"pooled", pooled});
+    if (record) record->push_back({"pooled", pooled, false});
     at::Tensor h = drop->forward(pooled);
     if (hidden) {
       h = drop->forward(at::relu(hidden->forward(h)));
-      if (record) record->push_back({"hidden", h});
+      if (record) record->push_back({"hidden", h, false});
     }
     return head->forward(h);
   }
@@ -234,7 +236,7 @@ class RnnClassifier final : public Model {
   std::vector<Activation> activations(const at::Tensor& inputs, const at::Tensor& mask) override {
     std::vector<Activation> out;
     at::Tensor logits = net_->forward(inputs, mask, &out);
-    out.push_back({"logits", logits});
+    out.push_back({"logits", logits, false});
     return out;
   }
   std::unique_ptr<DecodeState> start_decoding(std::int64_t) override { throw no_decoding(); }

@@ -279,12 +279,12 @@ at::Tensor GptImpl::forward(const at::Tensor& idx, const at::Tensor& key_mask,
     for (Block& block : blocks_) x = block->forward(x, bias);
     return head(x);  // (B, T, V)
   }
-  record->push_back({"embeddings", x});
+  record->push_back({"embeddings", x, true});
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
     x = blocks_[i]->forward(x, bias);
-    record->push_back({"blocks." + std::to_string(i), x});
+    record->push_back({"blocks." + std::to_string(i), x, true});
   }
-  record->push_back({"ln_f", ln_f_->forward(x)});
+  record->push_back({"ln_f", ln_f_->forward(x), true});
   return at::linear(record->back().value, config_.tie_weights ? wte_->weight : lm_head_->weight);
 }
 

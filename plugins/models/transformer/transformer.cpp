@@ -114,7 +114,7 @@ class Transformer final : public Model {
   std::vector<Activation> activations(const at::Tensor& inputs, const at::Tensor& mask) override {
     std::vector<Activation> out;
     at::Tensor logits = gpt_->forward(inputs, mask, &out);
-    out.push_back({"logits", logits});
+    out.push_back({"logits", logits, true});
     return out;
   }
 
