@@ -141,7 +141,8 @@ TEST(Predict, LabelsTextsAndFilesAndAgreesWithEval) {
   ASSERT_EQ(eval.exit_code, 0) << eval.output;
   EXPECT_THAT(eval.output, HasSubstr("confusion matrix (rows: true label, columns: predicted)"));
   EXPECT_THAT(eval.output, testing::ContainsRegex("total +[0-9]+ +[0-9]+ +60\n"));
-  EXPECT_THAT(eval.output, HasSubstr("test_examples  60\n"));
+  EXPECT_THAT(eval.output, HasSubstr("test_examples  60\n"));  // a count, by its name
+  EXPECT_THAT(eval.output, testing::ContainsRegex("test_accuracy +[01]\\.[0-9]{6}\n"));
   const double accuracy = number_after(eval.output, "test_accuracy");
   EXPECT_GT(accuracy, 0.8) << eval.output;  // the task is easy: the model learned it
   const std::string report = read_file(dir / "eval.json");
@@ -214,6 +215,33 @@ TEST(Predict, LabelsTextsAndFilesAndAgreesWithEval) {
   predict = run_lmrun({"predict", run.string(), "--input", "empty.txt"}, dir.path());
   EXPECT_EQ(predict.exit_code, 0) << predict.output;
   EXPECT_THAT(predict.output, HasSubstr("warning: --input empty.txt holds no texts"));
+
+  // A dataset whose classes are not the ones the model learned (here one more, so the ids
+  // shift) is refused, not scored against the wrong ids.
+  write_file(dir / "three.tsv", tsv(reviews(40, 5)) + "so so\tmeh\n");
+  auto mismatch = run_lmrun({"eval", run.string(), "--set", "data.train=three.tsv"}, dir.path());
+  EXPECT_EQ(mismatch.exit_code, 1);
+  EXPECT_THAT(mismatch.output, HasSubstr("was trained on the classes [neg, pos], and the dataset "
+                                         "now gives [meh, neg, pos]"));
+  std::string renamed = tsv(reviews(40, 5));
+  for (auto at = renamed.find("\tneg"); at != std::string::npos; at = renamed.find("\tneg"))
+    renamed.replace(at, 4, "\tbad");
+  write_file(dir / "renamed.tsv", renamed);
+  mismatch = run_lmrun(
+      {"eval", run.string(), "--set", "data.train=renamed.tsv", "--set", "data.test=renamed.tsv"},
+      dir.path());
+  EXPECT_EQ(mismatch.exit_code, 1);
+  EXPECT_THAT(mismatch.output, HasSubstr("and the dataset now gives [bad, pos]"));
+  // A checkpoint that names a class twice is damaged.
+  const fs::path state = run / "checkpoints" / "last" / "state.toml";
+  std::string text = read_file(state);
+  const auto names = text.find("class_names = [");
+  ASSERT_NE(names, std::string::npos) << text;
+  text.replace(names, text.find(']', names) - names + 1, "class_names = [\"neg\", \"neg\"]");
+  write_file(state, text);
+  predict = run_lmrun({"predict", run.string(), "--text", "great"}, dir.path());
+  EXPECT_EQ(predict.exit_code, 1);
+  EXPECT_THAT(predict.output, HasSubstr("names class 'neg' twice (0 and 1)"));
 }
 
 TEST(Inspect, LayersMemoryWeightsAndActivationsOfAClassifier) {

@@ -152,6 +152,15 @@ TEST(RnnClassifier, EmbeddingsFromGloveFrozenOrFineTuned) {
                 build({{"embeddings", std::string("/no/such/file.txt")}});
               }),
               HasSubstr("cannot read word vectors /no/such/file.txt"));
+  // Vectors for none of the words: nothing to initialise from, so the wrong file.
+  lmrun::test::TempDir dir;
+  std::string other = "blorp";
+  for (int i = 0; i < 50; ++i) other += " 0.5";
+  lmrun::test::write_file(dir / "other.txt", other + "\n");
+  EXPECT_THAT(error_of([&] {
+                build({{"embeddings", (dir / "other.txt").string()}});
+              }),
+              HasSubstr("holds none of the vocabulary's 9 words"));
 }
 
 }  // namespace

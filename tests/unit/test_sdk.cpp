@@ -48,6 +48,17 @@ Schema<Options> schema() {
 
 }  // namespace
 
+TEST(Error, WithContextPrefixesOnceAndKeepsTheHint) {
+  const lmrun::Error error("dataset 'tsv': no rows", "check the file");
+  const lmrun::Error named = error.with_context("dataset 'tsv'");
+  EXPECT_STREQ(named.what(), "dataset 'tsv': no rows");  // it already names itself
+  const lmrun::Error wider = named.with_context("fold 2");
+  EXPECT_STREQ(wider.what(), "fold 2: dataset 'tsv': no rows");
+  EXPECT_EQ(wider.hint(), "check the file");
+  EXPECT_STREQ(lmrun::Error("dataset 'tsvx': no").with_context("dataset 'tsv'").what(),
+               "dataset 'tsv': dataset 'tsvx': no");
+}
+
 TEST(Schema, DefaultsComeFromTheOptionsStruct) {
   const auto specs = schema().specs();
   ASSERT_EQ(specs.size(), 10u);
@@ -264,7 +275,7 @@ TEST(WordVectors, ReadsTheGloveSampleWithItsQuirks) {
 TEST(WordVectors, HeadersCrlfSpacesDuplicatesAndErrors) {
   lmrun::test::TempDir dir;
   lmrun::test::write_file(dir / "v.txt",
-                          "3 2\r\nhello 1 2\r\n\r\nhello 9 9\r\n. . . 3 4\nworld 5 6");
+                          "4 2\r\nhello 1 2\r\n\r\nhello 9 9\r\n. . . 3 4\nworld 5 6");
   const WordVectors v = read_word_vectors(dir / "v.txt", {"hello", ". . .", "world"});
   EXPECT_EQ(v.dim, 2);  // from the "N D" header, which is not a vector
   EXPECT_EQ(v.lines, 4);
@@ -272,6 +283,10 @@ TEST(WordVectors, HeadersCrlfSpacesDuplicatesAndErrors) {
   EXPECT_EQ(v.found.at(". . ."), (std::vector<float>{3, 4}));  // a word with spaces
   EXPECT_EQ(v.found.at("world"), (std::vector<float>{5, 6}));
 
+  // A header's N is a promise: fewer vectors mean a file cut short.
+  lmrun::test::write_file(dir / "cut.txt", "5 2\na 1 2\nb 3 4\n");
+  EXPECT_THAT(lmrun::test::error_of([&] { read_word_vectors(dir / "cut.txt", {"b"}); }),
+              HasSubstr("the header promises 5 vectors and the file holds 2"));
   lmrun::test::write_file(dir / "short.txt", "a 1 2 3\nb 1 2\n");
   EXPECT_THAT(lmrun::test::error_of([&] { read_word_vectors(dir / "short.txt", {"b"}); }),
               HasSubstr("short.txt:2: expected a word and 3 numbers, found 3 fields"));

@@ -29,8 +29,12 @@ class LMRUN_API Error : public std::runtime_error {
   const std::string& hint() const noexcept { return hint_; }
 
   // "context: what", keeping the hint.
+  // "context: message"; the message alone when it already begins with this context (a plugin
+  // that names itself, passed up by a caller that names it too).
   Error with_context(const std::string& context) const {
-    return Error(context + ": " + what(), hint_);
+    const std::string message = what();
+    if (message.compare(0, context.size() + 2, context + ": ") == 0) return *this;
+    return Error(context + ": " + message, hint_);
   }
 
  private:

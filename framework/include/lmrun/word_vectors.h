@@ -10,7 +10,8 @@
 // - Words are bytes. A word that is not UTF-8 (cp1252 quotes in some GloVe copies) is kept as its
 //   bytes: it matches no token of a UTF-8 vocabulary and is counted in non_utf8_words.
 // - The last line may lack its newline; "\r\n" line ends are accepted; blank lines are skipped.
-// - The dimension is the first vector line's field count minus one (or the header's D). A line
+// - The dimension is the first vector line's field count minus one (or the header's D; a file
+//   with a header must hold the N vectors it announces, or it was cut short). A line
 //   with more fields has a word with spaces in it (glove.840B has some): the last D fields are
 //   the vector, the rest the word. Fewer fields is an error naming the file and line, as is a
 //   field that is not a number in a vector that is kept (other vectors' numbers are not parsed).
@@ -76,6 +77,7 @@ inline WordVectors read_word_vectors(const std::filesystem::path& file,
   WordVectors out;
   std::string line;
   std::int64_t number = 0;
+  std::int64_t promised = -1;  // the word2vec header's N
   while (std::getline(in, line)) {
     ++number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -84,7 +86,13 @@ inline WordVectors read_word_vectors(const std::filesystem::path& file,
     auto where = [&] { return file.string() + ":" + std::to_string(number) + ": "; };
     if (out.dim == 0 && out.lines == 0 && fields.size() == 2 && detail::all_digits(fields[0]) &&
         detail::all_digits(fields[1])) {
-      out.dim = std::stoll(std::string(fields[1]));  // word2vec/fastText header "N D"
+      // word2vec/fastText header "N D"
+      const auto n =
+          std::from_chars(fields[0].data(), fields[0].data() + fields[0].size(), promised);
+      const auto d =
+          std::from_chars(fields[1].data(), fields[1].data() + fields[1].size(), out.dim);
+      if (n.ec != std::errc() || d.ec != std::errc())
+        throw Error(where() + "the header's numbers are out of range");
       if (out.dim <= 0) throw Error(where() + "the header gives dimension 0");
       continue;
     }
@@ -117,6 +125,12 @@ inline WordVectors read_word_vectors(const std::filesystem::path& file,
     out.found.emplace(word, std::move(vector));
   }
   if (out.lines == 0) throw Error("word vectors " + file.string() + " hold no vectors");
+  if (promised >= 0 && out.lines != promised) {
+    throw Error("word vectors " + file.string() + ": the header promises " +
+                    std::to_string(promised) + " vectors and the file holds " +
+                    std::to_string(out.lines),
+                "the file is truncated or was edited: download or convert it again");
+  }
   return out;
 }
 

@@ -37,6 +37,22 @@ Pipeline trained_pipeline(const RunDir& run, const fs::path& run_dir) {
   configure_runtime(e.train.threads);
   Pipeline p = build_pipeline(e, run.resolved.plugins->registry,
                               PipelineOptions{run_dir, run.checkpoint / "tokenizer", false});
+  // The model's outputs mean the classes it was trained on: the dataset must give the same ones
+  // in the same order, or every metric would compare against the wrong ids.
+  if (p.data->task() == Task::kClassification) {
+    const std::vector<std::string> trained = read_class_names(run.checkpoint);
+    if (trained != p.class_names) {
+      auto list = [](const std::vector<std::string>& names) {
+        std::string out;
+        for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
+        return "[" + out + "]";
+      };
+      throw Error("checkpoint " + run.checkpoint.string() + " was trained on the classes " +
+                      list(trained) + ", and the dataset now gives " + list(p.class_names),
+                  "evaluate with the data the run was trained on (its config.toml's [data]), or "
+                  "train again");
+    }
+  }
   load_model_weights(run.checkpoint, *p.model);
   return p;
 }
@@ -189,7 +205,10 @@ int command_eval(const CommonArgs& common, const RunDirArgs& args) {
     values.add(name, value);
     // The confusion_matrix metric's counts read better as the table below.
     if (classify && name.find("_confusion_") != std::string::npos) continue;
-    const bool count = value == std::floor(value) && std::fabs(value) < 1e15;  // _examples
+    // Counts (test_examples) print as integers; a metric that happens to be whole (an accuracy
+    // of 1) keeps its decimals.
+    const bool count = name.size() >= 9 && name.compare(name.size() - 9, 9, "_examples") == 0 &&
+                       std::fabs(value) < 1e15;
     text << "  " << name << std::string(width - name.size() + 2, ' ')
          << (count ? std::to_string(static_cast<std::int64_t>(value)) : fixed(value, 6)) << "\n";
   }

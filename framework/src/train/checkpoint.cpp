@@ -218,6 +218,16 @@ std::vector<std::string> read_class_names(const fs::path& dir) {
     throw checkpoint_error(dir, "state.toml names " + std::to_string(names.size()) +
                                     " classes for a model of " + std::to_string(classes));
   }
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty())
+      throw checkpoint_error(dir, "state.toml's class " + std::to_string(i) + " has no name");
+    for (std::size_t j = 0; j < i; ++j) {
+      if (names[j] == names[i]) {
+        throw checkpoint_error(dir, "state.toml names class '" + names[i] + "' twice (" +
+                                        std::to_string(j) + " and " + std::to_string(i) + ")");
+      }
+    }
+  }
   return names;
 }
 

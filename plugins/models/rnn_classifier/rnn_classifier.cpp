@@ -178,6 +178,7 @@ std::string load_word_vectors(torch::nn::Embedding& wte, const Options& o, const
   torch::NoGradGuard no_grad;
   at::Tensor weight = wte->weight;
   std::vector<std::int64_t> missing;
+  std::vector<bool> is_missing(static_cast<std::size_t>(c.vocab_size), false);
   std::vector<std::string> missing_words;
   std::int64_t found = 0;
   for (std::int64_t id = 0; id < c.vocab_size; ++id) {
@@ -187,6 +188,7 @@ std::string load_word_vectors(torch::nn::Embedding& wte, const Options& o, const
     if (it == vectors.found.end()) it = vectors.found.find(ascii_lower(word));
     if (it == vectors.found.end()) {
       missing.push_back(id);
+      is_missing[static_cast<std::size_t>(id)] = true;
       if (missing_words.size() < 5) missing_words.push_back(word);
       continue;
     }
@@ -194,12 +196,17 @@ std::string load_word_vectors(torch::nn::Embedding& wte, const Options& o, const
     ++found;
   }
   const auto words_total = c.vocab_size - static_cast<std::int64_t>(specials.size());
+  if (found == 0 && words_total > 0) {
+    throw Error("model.embeddings " + o.embeddings + " holds none of the vocabulary's " +
+                    std::to_string(words_total) + " words (e.g. '" + missing_words.front() + "')",
+                "it is the wrong file for this language or tokenizer; pre-trained vectors help "
+                "only where they cover the words");
+  }
   if (found > 0 && !missing.empty()) {
     // The initial N(0, 1) rows, scaled to the found vectors' spread.
     std::vector<std::int64_t> found_ids;
     for (std::int64_t id = 0; id < c.vocab_size; ++id) {
-      if (!specials.count(id) && std::find(missing.begin(), missing.end(), id) == missing.end())
-        found_ids.push_back(id);
+      if (!specials.count(id) && !is_missing[static_cast<std::size_t>(id)]) found_ids.push_back(id);
     }
     const double spread =
         weight.index_select(0, at::tensor(found_ids, at::kLong)).std().item<double>();
