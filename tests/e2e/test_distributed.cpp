@@ -93,7 +93,8 @@ TEST(DataParallel, TwoRanksFollowOneProcessWithTheSameGlobalBatch) {
 }
 
 TEST(DataParallel, MetricsUnderTwoRanksAreThoseOfOneProcess) {
-  // Every rank evaluates the whole global batches when [[metrics]] are set, so val_accuracy is
+  // Every rank evaluates the whole global batches (in chunks of batch_size) when [[metrics]] are
+  // set, and the ranks average the values, so val_accuracy is
   // over the same 2 x 8 sequences of 32 tokens as one process's. Rounding may flip an argmax
   // whose two logits tie to 1e-7: the tolerance allows one such flip in the 512 predictions.
   TempDir dir;

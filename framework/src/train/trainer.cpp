@@ -180,41 +180,53 @@ Metrics Trainer::evaluate() {
   Metrics metrics;
   // Metrics need every prediction in one place. Under data parallelism with [[metrics]], each
   // rank therefore evaluates the whole global batches (the same draws as its slices would come
-  // from), so that every rank holds exactly what one process would; without metrics, each rank
-  // evaluates its slice and the losses are summed.
+  // from), in chunks of batch_size so that memory stays that of a training micro-batch, and
+  // every rank holds exactly what one process would. The values are then averaged over the
+  // ranks, which makes them bitwise the same everywhere: a callback deciding on them (early
+  // stopping, plateau) decides alike on every rank. Without metrics, each rank evaluates its
+  // slice and the losses are summed.
   const bool whole = dp_ != nullptr && !p_.metrics.empty();
+  const std::int64_t chunk = experiment_.train.batch_size;
   for (Split split : {Split::kTrain, Split::kVal, Split::kTest}) {
     if (!p_.data->has_split(split)) continue;
     double loss = 0.0;
     std::int64_t tokens = 0;
     for (auto& metric : p_.metrics) metric->reset();
     for (std::int64_t i = 0; i < experiment_.train.eval_batches; ++i) {
-      Batch batch =
-          whole ? p_.data->sample(split, experiment_.train.batch_size * dp_->world().world_size,
-                                  eval_generator_)
+      const Batch batch =
+          whole ? p_.data->sample(split, chunk * dp_->world().world_size, eval_generator_)
                 : sample_slice(split, eval_generator_);
-      at::Tensor targets = masked_targets(batch).to(p_.device);
-      at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
-      AutocastGuard autocast(bf16_);
-      const at::Tensor logits = p_.model->forward(batch.inputs.to(p_.device), mask);
-      loss += summed_loss(logits, targets).item<double>();
-      tokens += count_targets(targets);
-      for (auto& metric : p_.metrics) metric->update(logits, targets);
+      const std::int64_t rows = batch.inputs.size(0);
+      for (std::int64_t begin = 0; begin < rows; begin += chunk) {
+        const std::int64_t n = std::min(chunk, rows - begin);
+        const at::Tensor targets = masked_targets(batch).narrow(0, begin, n).to(p_.device);
+        const at::Tensor mask =
+            batch.mask.defined() ? batch.mask.narrow(0, begin, n).to(p_.device) : batch.mask;
+        AutocastGuard autocast(bf16_);
+        const at::Tensor logits =
+            p_.model->forward(batch.inputs.narrow(0, begin, n).to(p_.device), mask);
+        loss += summed_loss(logits, targets).item<double>();
+        tokens += count_targets(targets);
+        for (auto& metric : p_.metrics) metric->update(logits, targets);
+      }
     }
+    const std::string prefix = std::string(split_name(split)) + "_";
     for (const auto& metric : p_.metrics) {
       const Metrics values = metric->compute();
       for (const auto& name : metric->names()) {
         const auto it = values.find(name);
-        metrics[std::string(split_name(split)) + "_" + name] =
-            it == values.end() ? std::nan("") : it->second;
+        double value = it == values.end() ? std::nan("") : it->second;
+        if (whole) value = dp_->sum(value) / static_cast<double>(dp_->world().world_size);
+        metrics[prefix + name] = value;
       }
     }
     if (dp_ != nullptr && !whole) {  // the ranks' sums: the global batches' loss, as one has it
       loss = dp_->sum(loss);
       tokens = std::llround(dp_->sum(static_cast<double>(tokens)));
     }
-    metrics[std::string(split_name(split)) + "_loss"] =
-        loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+    double mean_loss = loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+    if (whole) mean_loss = dp_->sum(mean_loss) / static_cast<double>(dp_->world().world_size);
+    metrics[prefix + "loss"] = mean_loss;
   }
   if (metrics.count("val_loss") && p_.data->task() == Task::kLanguageModel)
     metrics["val_perplexity"] = std::exp(metrics["val_loss"]);
