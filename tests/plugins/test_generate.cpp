@@ -313,11 +313,18 @@ TEST(Generate, ChainThatLeavesNoTokenIsAnError) {
 // ---------------------------------------------------------------------------------------------
 // Text and the sampler chain from the experiment
 
-TEST(Generate, TextRoundTripThroughTheCharTokenizer) {
-  const std::string corpus = "First Citizen:\nBefore we proceed any further, hear me speak.\n";
+// A char tokenizer fitted on a line of Shakespeare.
+const char* const kCorpus = "First Citizen:\nBefore we proceed any further, hear me speak.\n";
+std::shared_ptr<lmrun::Tokenizer> fitted_char_tokenizer() {
   auto tokenizer = lmrun::test::plugin_registry().create<lmrun::Tokenizer>(
       "char", params_for(lmrun::Kind::kTokenizer, "char", {}), lmrun::TokenizerContext{});
-  tokenizer->fit(corpus);
+  tokenizer->fit(kCorpus);
+  return tokenizer;
+}
+
+TEST(Generate, TextRoundTripThroughTheCharTokenizer) {
+  const std::string corpus = kCorpus;
+  auto tokenizer = fitted_char_tokenizer();
   auto model = small_transformer(tokenizer->vocab_size());
   const Chain chain = {make_sampler("temperature", {{"value", 1.0}})};
 
@@ -334,10 +341,7 @@ TEST(Generate, TextRoundTripThroughTheCharTokenizer) {
 }
 
 TEST(Generate, StopStringsCutTheTextAndAreNeverStreamed) {
-  const std::string corpus = "First Citizen:\nBefore we proceed any further, hear me speak.\n";
-  auto tokenizer = lmrun::test::plugin_registry().create<lmrun::Tokenizer>(
-      "char", params_for(lmrun::Kind::kTokenizer, "char", {}), lmrun::TokenizerContext{});
-  tokenizer->fit(corpus);
+  auto tokenizer = fitted_char_tokenizer();
   auto model = small_transformer(tokenizer->vocab_size());
   const Chain chain = {make_sampler("temperature", {{"value", 1.0}})};
   lmrun::host::TextRequest request;
