@@ -46,25 +46,27 @@ host::PluginRegistry& registry() {
   return *r;
 }
 
-Built& build(const std::string& name) {
+Built& build(const std::string& name, const std::vector<std::string>& overrides) {
   static std::map<std::string, std::unique_ptr<Built>> built;
-  auto it = built.find(name);
+  std::string key = name;
+  for (const auto& o : overrides) key += " " + o;
+  auto it = built.find(key);
   if (it != built.end()) return *it->second;
   const fs::path source = LMRUN_SOURCE_DIR;
   fs::current_path(source);  // experiments' data paths are relative to the repository root
   auto b = std::make_unique<Built>();
   b->experiment = host::resolve_experiment(
-      host::load_document(source / "experiments" / (name + ".toml"), {}), registry());
+      host::load_document(source / "experiments" / (name + ".toml"), overrides), registry());
   b->experiment.callbacks.clear();
   host::configure_runtime(b->experiment.train.threads);
-  b->run_dir = temp_root() / name;
+  b->run_dir = temp_root() / (name + "-" + std::to_string(built.size()));
   fs::create_directories(b->run_dir);
   b->pipeline =
       host::build_pipeline(b->experiment, registry(), host::PipelineOptions{b->run_dir, {}, true});
   static std::ostringstream quiet;
   b->trainer = std::make_unique<host::Trainer>(b->experiment, b->pipeline, b->run_dir,
                                                host::CheckpointProvenance{}, quiet);
-  return *built.emplace(name, std::move(b)).first->second;
+  return *built.emplace(key, std::move(b)).first->second;
 }
 
 double matmul_peak_gflops() {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/experiment.h"
 #include "registry/plugin_registry.h"
@@ -28,8 +29,9 @@ struct Built {
 host::PluginRegistry& registry();
 
 // experiments/<name>.toml with its callbacks removed (no checkpoints or early stopping inside a
-// benchmark), built once per process; its thread setting applied. Throws lmrun::Error.
-Built& build(const std::string& name);
+// benchmark) and `overrides` (as --set) applied, built once per process for each name and
+// overrides; its thread setting applied. Throws lmrun::Error.
+Built& build(const std::string& name, const std::vector<std::string>& overrides = {});
 
 // Best fp32 GFLOP/s of at::matmul over square sizes 256, 512 and 1024 (measure_matmul_peak),
 // measured the first time it is asked (about a second), after checking a product against float64.

@@ -9,6 +9,7 @@
 
 #include <toml++/toml.h>
 
+#include "config/toml_document.h"
 #include "support/test_support.h"
 
 namespace fs = std::filesystem;
@@ -38,7 +39,8 @@ std::vector<std::string> short_run(const fs::path& file, const fs::path& out_dir
                                    "train.log_interval=1",
                                    "--set",
                                    "experiment.out_dir=" + out_dir.string()};
-  const toml::table doc = toml::parse_file(file.string());
+  // The document with its `base` files merged: a section may come from the base.
+  const toml::table doc = lmrun::host::load_document(file, {}).root;
   if (doc.contains("scheduler")) args.insert(args.end(), {"--set", "scheduler.warmup_steps=1"});
   if (doc.contains("generate")) args.insert(args.end(), {"--set", "generate.max_new_tokens=16"});
   return args;
