@@ -30,6 +30,11 @@ constexpr const char* kUsage = R"(usage:
   lmrun predict RUN_DIR --text TEXT | --input FILE label texts with a classifier (JSONL)
   lmrun inspect RUN_DIR [--split val]              layers, memory, weight and activation
                                                    statistics of a trained model
+  lmrun tokenize [RUN_DIR] [--text T | --input F]  text -> ids as JSON arrays, one per line
+                                                   (--whole: the input as one text; --decode:
+                                                   ids -> text); RUN_DIR's tokenizer, or
+                                                   --tokenizer TYPE [--set tokenizer.K=V]...
+                                                   [--fit FILE] (fit it on a text first)
   lmrun plugins                                    list registered plugins and their files
   lmrun describe NAME | KIND.NAME | SECTION        a plugin's (or host section's) parameters
 
@@ -60,7 +65,12 @@ int run(int argc, char** argv) {
       "split", po::value<std::string>()->default_value("val"), "eval, inspect: train, val or test")(
       "text", po::value<std::vector<std::string>>()->composing(),
       "predict: a text to label (repeatable)")(
-      "input,i", po::value<std::string>(), "predict: a file of texts, one per line (- for stdin)")(
+      "input,i", po::value<std::string>(),
+      "predict, tokenize: a file of texts, one per line (- for stdin)")(
+      "tokenizer", po::value<std::string>(), "tokenize: a tokenizer plugin, instead of RUN_DIR")(
+      "fit", po::value<std::string>(), "tokenize: fit the --tokenizer on this file's text")(
+      "whole", "tokenize: the whole input is one text")(
+      "decode", "tokenize: ids in (a JSON array or spaced, one text a line), text out")(
       "output,o", po::value<std::string>(),
       "predict: write the JSONL here instead of stdout; eval: write a JSON report here")(
       "jobs,j", po::value<std::int64_t>()->default_value(1), "sweep: trials to run at once")(
@@ -175,6 +185,21 @@ int run(int argc, char** argv) {
       if (command == "inspect") return command_inspect(common, run_dir);
       return command == "eval" ? command_eval(common, run_dir) : command_predict(common, run_dir);
     }
+    if (command == "tokenize") {
+      if (args.size() > 2) throw po::error("expected: lmrun tokenize [RUN_DIR]");
+      TokenizeArgs tokenize;
+      if (args.size() == 2) tokenize.run_dir = args[1];
+      tokenize.checkpoint = run_dir.checkpoint;
+      tokenize.overrides = experiment.overrides;
+      if (vm.count("tokenizer")) tokenize.tokenizer = vm["tokenizer"].as<std::string>();
+      if (vm.count("fit")) tokenize.fit = vm["fit"].as<std::string>();
+      tokenize.texts = run_dir.texts;
+      tokenize.input = run_dir.input;
+      tokenize.output = run_dir.output;
+      tokenize.whole = vm.count("whole") > 0;
+      tokenize.decode = vm.count("decode") > 0;
+      return command_tokenize(common, tokenize);
+    }
     if (command == "plugins") {
       expect_args(1, "plugins");
       return command_plugins(common);
@@ -192,7 +217,8 @@ int run(int argc, char** argv) {
   }
   return usage_error(
       "unknown command '" + command +
-      "': expected FILE.toml, check, sweep, generate, eval, predict, inspect, plugins or describe");
+      "': expected FILE.toml, check, sweep, generate, eval, predict, inspect, tokenize, plugins "
+      "or describe");
 }
 
 }  // namespace

@@ -232,3 +232,67 @@ TEST(Cli, ExperimentFileErrors) {
   EXPECT_THAT(result.output, HasSubstr("syntax.toml:1:"));
   EXPECT_THAT(result.output, HasSubstr("TOML syntax error"));
 }
+
+namespace {
+
+std::vector<std::string> gpt2_bpe(std::vector<std::string> args) {
+  const fs::path data = lmrun::test::source_dir() / "data" / "gpt2";
+  const std::vector<std::string> tokenizer = {
+      "--tokenizer", "bpe",
+      "--set",       "tokenizer.vocab=" + (data / "encoder.json").string(),
+      "--set",       "tokenizer.merges=" + (data / "vocab.bpe").string()};
+  args.insert(args.end(), tokenizer.begin(), tokenizer.end());
+  return args;
+}
+
+TEST(Tokenize, TextToIdsAndBackWithANamedTokenizer) {
+  TempDir dir;
+  auto result = run_lmrun(gpt2_bpe({"tokenize", "--text", "Hello world", "--text", " Hello"}));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output, "[15496, 995]\n[18435]\n");
+  // One array per input line; --whole reads the input as one text (its newlines included).
+  lmrun::test::write_file(dir / "two.txt", "Hello world\r\n Hello\n");
+  result = run_lmrun(gpt2_bpe({"tokenize", "--input", (dir / "two.txt").string()}));
+  EXPECT_EQ(result.output, "[15496, 995]\n[18435]\n");
+  result = run_lmrun(gpt2_bpe({"tokenize", "--whole", "--input", (dir / "two.txt").string()}));
+  EXPECT_EQ(result.output, "[15496, 995, 201, 198, 18435, 198]\n");  // \r\n is "\r", "\n"
+  // --decode: a JSON array or spaced ids, one text a line.
+  lmrun::test::write_file(dir / "ids.txt", "[15496, 995]\n18435 995\n");
+  result = run_lmrun(gpt2_bpe({"tokenize", "--decode", "--input", (dir / "ids.txt").string()}));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output, "Hello world\n Hello world\n");
+  // --fit trains a tokenizer that needs it, here on a two-letter alphabet.
+  lmrun::test::write_file(dir / "ab.txt", "abba\n");
+  result = run_lmrun(
+      {"tokenize", "--tokenizer", "char", "--fit", (dir / "ab.txt").string(), "--text", "baa"});
+  EXPECT_EQ(result.output, "[2, 1, 1]\n") << result.output;  // "\n" 0, a 1, b 2
+}
+
+TEST(Tokenize, ErrorsSayWhatToPass) {
+  auto result = run_lmrun({"tokenize", "--text", "x"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("tokenize needs a tokenizer"));
+  result = run_lmrun({"tokenize", "--tokenizer", "bpee", "--text", "x"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("unknown tokenizer 'bpee' (did you mean bpe?)"));
+  result = run_lmrun({"tokenize", "--tokenizer", "bpe", "--set", "model.n_layer=2", "--text", "x"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("only tokenizer.KEY=VALUE applies"));
+  result = run_lmrun(
+      {"tokenize", "--tokenizer", "bpe", "--set", "tokenizer.vocab_sise=3", "--text", "x"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("vocab_size"));
+  result = run_lmrun({"tokenize", "--tokenizer", "bpe", "--text", "x"});  // never fitted
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("encode before the tokenizer has a vocabulary"));
+  TempDir dir;
+  lmrun::test::write_file(dir / "ids.txt", "1 2\n3 x4\n");
+  result = run_lmrun(gpt2_bpe({"tokenize", "--decode", "--input", (dir / "ids.txt").string()}));
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("'x4' on input line 2 is not a token id"));
+  result = run_lmrun(gpt2_bpe({"tokenize", "--decode", "--text", "50257"}));
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("input 1: tokenizer 'bpe': id 50257"));
+}
+
+}  // namespace

@@ -51,6 +51,22 @@ struct SweepArgs {
 
 int command_sweep(const CommonArgs& common, const SweepArgs& args);
 
+// lmrun tokenize [RUN_DIR] [--tokenizer TYPE [--set tokenizer.KEY=VALUE]... [--fit FILE]]
+struct TokenizeArgs {
+  std::filesystem::path run_dir;       // a run folder: its experiment's tokenizer, as saved
+  std::string checkpoint;              // --checkpoint NAME in the run folder
+  std::string tokenizer;               // --tokenizer TYPE instead of a run folder
+  std::vector<std::string> overrides;  // --set tokenizer.KEY=VALUE
+  std::filesystem::path fit;           // --fit FILE: fit the tokenizer on this text first
+  std::vector<std::string> texts;      // --text, each one input
+  std::filesystem::path input;         // --input FILE or - (the default without --text)
+  std::filesystem::path output;        // --output FILE; default stdout
+  bool whole = false;                  // --whole: the input is one text, not one per line
+  bool decode = false;                 // --decode: ids in, text out
+};
+
+int command_tokenize(const CommonArgs& common, const TokenizeArgs& args);
+
 int command_run(const CommonArgs& common, const ExperimentArgs& args);
 int command_check(const CommonArgs& common, const ExperimentArgs& args);
 int command_plugins(const CommonArgs& common);

@@ -184,6 +184,19 @@ class Validator {
 
   Experiment run();
 
+  // One plugin section of the document, validated alone.
+  PluginSpec section(const std::string& key, Kind kind) {
+    const toml::node* node = doc_.root.get(key);
+    if (node == nullptr) {
+      diagnostics_.add(
+          location_of_file(), key,
+          "missing section [" + key + "] with a `type`, one of: " + join(registry_.names(kind)));
+    }
+    std::optional<PluginSpec> spec = node ? plugin_section(node, kind, key) : std::nullopt;
+    diagnostics_.throw_if_any();
+    return *spec;
+  }
+
  private:
   std::string where(const toml::node* node) const {
     std::string location = node ? location_of(*node) : "";
@@ -513,6 +526,12 @@ std::vector<fs::path> plugin_dirs_of(const TomlDocument& doc) {
 Experiment resolve_experiment(const TomlDocument& doc, const PluginRegistry& registry,
                               const std::vector<std::string>& load_failures) {
   return Validator(doc, registry, load_failures).run();
+}
+
+PluginSpec resolve_plugin_section(const TomlDocument& doc, const std::string& key, Kind kind,
+                                  const PluginRegistry& registry,
+                                  const std::vector<std::string>& load_failures) {
+  return Validator(doc, registry, load_failures).section(key, kind);
 }
 
 }  // namespace lmrun::host

@@ -100,6 +100,12 @@ std::vector<std::filesystem::path> plugin_dirs_of(const TomlDocument& doc);
 Experiment resolve_experiment(const TomlDocument& doc, const PluginRegistry& registry,
                               const std::vector<std::string>& load_failures = {});
 
+// One plugin section ([tokenizer] for `lmrun tokenize`) validated alone, as resolve_experiment
+// validates it. Throws ConfigError.
+PluginSpec resolve_plugin_section(const TomlDocument& doc, const std::string& key, Kind kind,
+                                  const PluginRegistry& registry,
+                                  const std::vector<std::string>& load_failures = {});
+
 // "" when `value` satisfies the spec's range, choices and size; otherwise why not.
 std::string check_value(const Value& value, const ParamSpec& spec);
 
