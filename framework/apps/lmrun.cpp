@@ -25,6 +25,7 @@ constexpr const char* kUsage = R"(usage:
   lmrun sweep FILE.toml [--jobs N] [--shard I/N]   run a sweep's trials (--dry-run: list them)
   lmrun sweep --report SWEEP_DIR                   merge and print a sweep's results
   lmrun generate RUN_DIR [--prompt TEXT] ...       sample from a trained run
+  lmrun generate RUN_DIR --prompts FILE [-o OUT]   one prompt a line -> JSONL of samples
   lmrun eval RUN_DIR [--split val|train|test]      every metric over a split (and the
                                                    confusion matrix of a classifier)
   lmrun predict RUN_DIR --text TEXT | --input FILE label texts with a classifier (JSONL)
@@ -57,7 +58,9 @@ int run(int argc, char** argv) {
       "resume,r", po::value<std::string>(),
       "continue from a run folder's (or a checkpoint folder's) checkpoint")(
       "prompt", po::value<std::string>(), "generate: the text to continue")(
-      "max-new-tokens,n", po::value<std::int64_t>(), "generate: tokens per sample")(
+      "prompts", po::value<std::string>(),
+      "generate: a file of prompts, one a line (or JSONL {\"prompt\": ...}); - for stdin; "
+      "writes JSONL")("max-new-tokens,n", po::value<std::int64_t>(), "generate: tokens per sample")(
       "num-samples", po::value<std::int64_t>(), "generate: samples to draw")(
       "seed", po::value<std::int64_t>(), "generate: sampling seed")(
       "checkpoint,c", po::value<std::string>(),
@@ -72,8 +75,9 @@ int run(int argc, char** argv) {
       "whole", "tokenize: the whole input is one text")(
       "decode", "tokenize: ids in (a JSON array or spaced, one text a line), text out")(
       "output,o", po::value<std::string>(),
-      "predict: write the JSONL here instead of stdout; eval: write a JSON report here")(
-      "jobs,j", po::value<std::int64_t>()->default_value(1), "sweep: trials to run at once")(
+      "predict, generate --prompts, tokenize: write here instead of stdout; eval: a JSON "
+      "report")("jobs,j", po::value<std::int64_t>()->default_value(1),
+                "sweep: trials to run at once")(
       "shard", po::value<std::string>(),
       "sweep: run the trials whose index is I modulo N (I/N, e.g. a Slurm array's task)")(
       "dry-run", "sweep: validate every trial and list them, run nothing")(
@@ -125,6 +129,7 @@ int run(int argc, char** argv) {
   run_dir.overrides = experiment.overrides;
   if (vm.count("checkpoint")) run_dir.checkpoint = vm["checkpoint"].as<std::string>();
   if (vm.count("prompt")) run_dir.prompt = vm["prompt"].as<std::string>();
+  if (vm.count("prompts")) run_dir.prompts = vm["prompts"].as<std::string>();
   if (vm.count("max-new-tokens")) run_dir.max_new_tokens = vm["max-new-tokens"].as<std::int64_t>();
   if (vm.count("num-samples")) run_dir.num_samples = vm["num-samples"].as<std::int64_t>();
   if (vm.count("seed")) run_dir.seed = vm["seed"].as<std::int64_t>();

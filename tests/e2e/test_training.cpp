@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include <toml++/toml.h>
+#include <nlohmann/json.hpp>
 
 #include "config/toml_document.h"
 #include "support/test_support.h"
@@ -220,6 +221,37 @@ TEST(Training, GenerateAndEvalFromARunFolder) {
   auto second =
       run_lmrun({"generate", run, "--prompt", "JULIET:", "-n", "24", "--seed", "5"}, dir.path());
   EXPECT_EQ(first.output, second.output);
+  // --prompts: one prompt a line (blank lines skipped) -> a JSON line per prompt, each sample
+  // what --prompt with the same seed draws.
+  lmrun::test::write_file(dir / "prompts.txt", "JULIET:\n\nROMEO:\r\n");
+  auto batch = run_lmrun({"generate", run, "--prompts", "prompts.txt", "-n", "24", "--seed", "5",
+                          "--output", "out.jsonl"},
+                         dir.path());
+  ASSERT_EQ(batch.exit_code, 0) << batch.output;
+  EXPECT_THAT(batch.output, HasSubstr("2 prompts x 1 samples, 48 tokens"));
+  std::vector<nlohmann::json> lines;
+  std::istringstream jsonl(read_file(dir / "out.jsonl"));
+  for (std::string line; std::getline(jsonl, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["prompt"], "JULIET:");
+  EXPECT_EQ(lines[1]["prompt"], "ROMEO:");
+  EXPECT_EQ(lines[0]["seed"], 5);
+  EXPECT_EQ(lines[0]["stop_reason"], "max_new_tokens");
+  EXPECT_THAT(first.output, HasSubstr("JULIET:" + lines[0]["text"].get<std::string>() + "\n"));
+  // A .jsonl file's prompts may hold newlines.
+  lmrun::test::write_file(dir / "prompts.jsonl", "{\"prompt\": \"A\\nB\"}\n");
+  batch = run_lmrun({"generate", run, "--prompts", "prompts.jsonl", "-n", "3"}, dir.path());
+  ASSERT_EQ(batch.exit_code, 0) << batch.output;
+  EXPECT_THAT(batch.output, HasSubstr("{\"prompt\": \"A\\nB\", \"sample\": 1"));
+  lmrun::test::write_file(dir / "bad.jsonl", "{\"prompt\": \"A\"}\n[1, 2]\n");
+  batch = run_lmrun({"generate", run, "--prompts", "bad.jsonl"}, dir.path());
+  EXPECT_EQ(batch.exit_code, 1);
+  EXPECT_THAT(batch.output, HasSubstr("bad.jsonl:2: expected a JSON object with a \"prompt\""));
+  lmrun::test::write_file(dir / "empty.txt", "\n\n");
+  batch = run_lmrun({"generate", run, "--prompts", "empty.txt"}, dir.path());
+  EXPECT_EQ(batch.exit_code, 1);
+  EXPECT_THAT(batch.output, HasSubstr("holds no prompts"));
+
   auto greedy = run_lmrun(
       {"generate", run, "--prompt", "A", "-n", "10", "--set", "generate.samplers.0.value=0"},
       dir.path());

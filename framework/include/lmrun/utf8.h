@@ -58,6 +58,23 @@ inline std::size_t find_invalid(std::string_view text) {
   return std::string_view::npos;
 }
 
+// The text with each byte that is not strict UTF-8 replaced by U+FFFD (one per byte), so that it
+// can be written where UTF-8 is required (JSON).
+inline std::string replace_invalid(std::string_view text) {
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t start = pos;
+    if (decode(text, pos) == kInvalid) {
+      out += "\xEF\xBF\xBD";
+      pos = start + 1;
+    } else {
+      out.append(text.substr(start, pos - start));
+    }
+  }
+  return out;
+}
+
 inline void append(std::string& out, char32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);

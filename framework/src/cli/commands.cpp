@@ -4,8 +4,12 @@
 #include <ATen/Parallel.h>
 #include <unistd.h>
 
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -17,6 +21,7 @@
 #include "config/toml_document.h"
 #include "generate/generate.h"
 #include "lmrun/suggest.h"
+#include "lmrun/utf8.h"
 #include "lmrun/version.h"
 #include "registry/plugin_loader.h"
 #include "train/checkpoint.h"
@@ -24,8 +29,10 @@
 #include "train/pipeline.h"
 #include "train/trainer.h"
 #include "util/fs.h"
+#include "util/json.h"
 
 namespace fs = std::filesystem;
+namespace pt = boost::property_tree;
 
 namespace lmrun::host {
 namespace {
@@ -307,6 +314,49 @@ RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args) {
   return run;
 }
 
+namespace {
+
+// generate --prompts: a text file, one prompt a line (blank lines skipped; CR of CRLF dropped),
+// or a .jsonl file of {"prompt": "..."} objects, whose strings may hold newlines. "-": stdin.
+std::vector<std::string> read_prompts(const fs::path& file) {
+  std::ifstream in_file;
+  std::istream* in = &std::cin;
+  if (file != "-") {
+    std::error_code ec;
+    if (fs::is_directory(file, ec)) throw Error("--prompts " + file.string() + " is a folder");
+    in_file.open(file, std::ios::binary);
+    if (!in_file) throw Error("cannot read --prompts " + file.string());
+    in = &in_file;
+  }
+  const bool jsonl = file.extension() == ".jsonl";
+  std::vector<std::string> prompts;
+  std::int64_t number = 0;
+  for (std::string line; std::getline(*in, line);) {
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    if (!jsonl) {
+      prompts.push_back(line);
+      continue;
+    }
+    try {
+      pt::ptree object;
+      std::istringstream text(line);
+      pt::read_json(text, object);
+      prompts.push_back(object.get<std::string>("prompt"));
+    } catch (const pt::ptree_error&) {
+      throw Error(file.string() + ":" + std::to_string(number) +
+                      ": expected a JSON object with a \"prompt\" string",
+                  "a .jsonl prompts file holds one {\"prompt\": \"...\"} a line; any other "
+                  "extension is read as one prompt a line");
+    }
+  }
+  if (prompts.empty()) throw Error("--prompts " + file.string() + " holds no prompts");
+  return prompts;
+}
+
+}  // namespace
+
 int command_generate(const CommonArgs& common, const RunDirArgs& args) {
   RunDir run = open_run_dir(common, args);
   const Experiment& e = run.resolved.experiment;
@@ -317,10 +367,55 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
   if (args.seed) g.seed = *args.seed;
   if (g.max_new_tokens < 0 || g.num_samples < 1)
     throw Error("--max-new-tokens must be >= 0 and --num-samples >= 1");
+  if (!args.prompts.empty() && args.prompt) throw Error("give --prompt or --prompts, not both");
+  const std::vector<std::string> prompts =
+      args.prompts.empty() ? std::vector<std::string>{} : read_prompts(args.prompts);
   configure_runtime(e.train.threads);
   Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
   std::cerr << "lmrun: generating from " << run.checkpoint.string() << "\n";
-  draw_samples(p, g, e.experiment.seed);
+  if (args.prompts.empty()) {
+    draw_samples(p, g, e.experiment.seed);
+    return kExitOk;
+  }
+  // One JSON line per prompt and sample, the seeds as `--prompt` would use them, so that a line
+  // can be reproduced alone.
+  std::string out;
+  std::int64_t tokens = 0;
+  double seconds = 0;
+  for (std::size_t k = 0; k < prompts.size(); ++k) {
+    for (std::int64_t i = 0; i < g.num_samples; ++i) {
+      TextRequest request;
+      request.prompt = prompts[k];
+      request.max_new_tokens = g.max_new_tokens;
+      request.seed = static_cast<std::uint64_t>((g.seed >= 0 ? g.seed : e.experiment.seed) + i);
+      request.stop = g.stop;
+      request.stop_tokens = g.stop_tokens;
+      const TextResult result = generate_text(*p.model, *p.tokenizer, p.samplers, request);
+      JsonObject line;
+      line.add("prompt", utf8::replace_invalid(prompts[k]))
+          .add("sample", i + 1)
+          .add("seed", static_cast<std::int64_t>(request.seed))
+          .add("text", utf8::replace_invalid(result.text))
+          .add("tokens", result.tokens)
+          .add("stop_reason", result.stop_reason);
+      out += line.str() + "\n";
+      tokens += result.tokens;
+      if (result.tokens_per_second > 0)
+        seconds += static_cast<double>(result.tokens) / result.tokens_per_second;
+    }
+    std::cerr << "\rlmrun: " << k + 1 << "/" << prompts.size() << " prompts" << std::flush;
+  }
+  if (args.output.empty()) {
+    std::cout << out << std::flush;
+  } else {
+    write_file_atomic(args.output, out);
+  }
+  std::cerr << "\rlmrun: " << prompts.size() << " prompts x " << g.num_samples << " samples, "
+            << tokens << " tokens"
+            << (seconds > 0 ? ", " + std::to_string(static_cast<std::int64_t>(tokens / seconds)) +
+                                  " tokens/s"
+                            : std::string())
+            << (args.output.empty() ? "" : " -> " + args.output.string()) << "\n";
   return kExitOk;
 }
 

@@ -136,22 +136,6 @@ std::string confusion_table(const ConfusionCounts& c, const std::vector<std::str
   return out.str();
 }
 
-// The text as it can appear in JSON: invalid UTF-8 bytes become U+FFFD, one per byte.
-std::string valid_utf8(std::string_view text) {
-  std::string out;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    const std::size_t start = pos;
-    if (utf8::decode(text, pos) == utf8::kInvalid) {
-      out += "\xEF\xBF\xBD";
-      pos = start + 1;
-    } else {
-      out.append(text.substr(start, pos - start));
-    }
-  }
-  return out;
-}
-
 std::string trim_space(const std::string& text) {
   const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
   std::size_t begin = 0, end = text.size();
@@ -314,7 +298,7 @@ int command_predict(const CommonArgs& common, const RunDirArgs& args) {
       for (std::int64_t c = 0; c < context.num_classes; ++c)
         all.add(p.class_names[static_cast<std::size_t>(c)], row[c]);
       JsonObject record;
-      record.add("text", valid_utf8(texts[begin + static_cast<std::size_t>(r)]))
+      record.add("text", utf8::replace_invalid(texts[begin + static_cast<std::size_t>(r)]))
           .add("label", p.class_names[static_cast<std::size_t>(best)])
           .add("confidence", row[best])
           .add("probabilities", all);
