@@ -26,6 +26,8 @@ constexpr const char* kUsage = R"(usage:
   lmrun sweep --report SWEEP_DIR                   merge and print a sweep's results
   lmrun generate RUN_DIR [--prompt TEXT] ...       sample from a trained run
   lmrun generate RUN_DIR --prompts FILE [-o OUT]   one prompt a line -> JSONL of samples
+  lmrun generate RUN_DIR --interactive             a REPL: text in, continuation out; /temp,
+                                                   /top_k, /top_p, /seed, /max, /reset, /help
   lmrun eval RUN_DIR [--split val|train|test]      every metric over a split (and the
                                                    confusion matrix of a classifier)
   lmrun predict RUN_DIR --text TEXT | --input FILE label texts with a classifier (JSONL)
@@ -58,6 +60,7 @@ int run(int argc, char** argv) {
       "resume,r", po::value<std::string>(),
       "continue from a run folder's (or a checkpoint folder's) checkpoint")(
       "prompt", po::value<std::string>(), "generate: the text to continue")(
+      "interactive", "generate: a REPL that keeps the model loaded (/help inside)")(
       "prompts", po::value<std::string>(),
       "generate: a file of prompts, one a line (or JSONL {\"prompt\": ...}); - for stdin; "
       "writes JSONL")("max-new-tokens,n", po::value<std::int64_t>(), "generate: tokens per sample")(
@@ -130,6 +133,7 @@ int run(int argc, char** argv) {
   if (vm.count("checkpoint")) run_dir.checkpoint = vm["checkpoint"].as<std::string>();
   if (vm.count("prompt")) run_dir.prompt = vm["prompt"].as<std::string>();
   if (vm.count("prompts")) run_dir.prompts = vm["prompts"].as<std::string>();
+  run_dir.interactive = vm.count("interactive") > 0;
   if (vm.count("max-new-tokens")) run_dir.max_new_tokens = vm["max-new-tokens"].as<std::int64_t>();
   if (vm.count("num-samples")) run_dir.num_samples = vm["num-samples"].as<std::int64_t>();
   if (vm.count("seed")) run_dir.seed = vm["seed"].as<std::int64_t>();

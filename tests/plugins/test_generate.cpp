@@ -7,16 +7,19 @@
 #include <limits>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include "cli/repl.h"
 #include "config/experiment.h"
 #include "generate/generate.h"
 #include "lmrun/model.h"
@@ -523,6 +526,56 @@ TEST(Generate, MakeSamplersBuildsTheChainInOrder) {
     lmrun::host::make_samplers(registry, {sampler_spec(0, "greedy", {}), bad}, kVocab);
   });
   EXPECT_TRUE(contains(e.what(), "generate.samplers.1: sampler 'top_k'")) << e.what();
+}
+
+}  // namespace
+
+namespace {
+
+using testing::HasSubstr;
+
+TEST(Repl, TurnsContinueTheConversationAndCommandsChangeTheSettings) {
+  lmrun::host::Pipeline p;
+  p.tokenizer = fitted_char_tokenizer();
+  p.model = small_transformer(p.tokenizer->vocab_size());
+  liven(*p.model, 0.5);
+  lmrun::host::PluginSpec temperature;
+  temperature.kind = lmrun::Kind::kSampler;
+  temperature.key = "generate.samplers.0";
+  temperature.type = "temperature";
+  temperature.params = params_for(lmrun::Kind::kSampler, "temperature", {{"value", 1.0}});
+  lmrun::host::ReplSettings settings;
+  settings.checkpoint = "test";
+  settings.samplers = {temperature};
+  settings.seed = 1;
+  settings.max_new_tokens = 10;
+  const auto& registry = lmrun::test::plugin_registry();
+  p.samplers = lmrun::host::make_samplers(registry, settings.samplers, p.tokenizer->vocab_size());
+
+  std::istringstream in(
+      "First\n/temp 0\n/max 5\nFirst\n/reset\nFirst\n/tmep 2\n/top_k 0\n/seed x\n/settings\n"
+      "/quit\nnever read\n");
+  std::ostringstream out;
+  EXPECT_EQ(lmrun::host::generate_repl(p, settings, registry, in, out), 0);
+  const std::string text = out.str();
+  EXPECT_THAT(text, HasSubstr("[10 tokens, "));
+  EXPECT_THAT(text, HasSubstr("samplers temperature(value=0.0); seed 2, max 10"));
+  EXPECT_THAT(text, HasSubstr("unknown command /tmep (did you mean temp?)"));
+  EXPECT_THAT(text, HasSubstr("/seed takes an integer >= 0"));
+  EXPECT_THAT(text, HasSubstr("(conversation forgotten)"));
+  // Three turns, and nothing after /quit.
+  std::size_t turns = 0;
+  for (auto at = text.find(" tokens/s"); at != std::string::npos;
+       at = text.find(" tokens/s", at + 1))
+    ++turns;
+  EXPECT_EQ(turns, 3u);
+  // After /reset the model sees "First" alone: at temperature 0 that is greedy decoding of it.
+  const std::string greedy_text =
+      lmrun::host::generate_text(*p.model, *p.tokenizer, {make_sampler("greedy")}, "First", 5, 1);
+  const std::string after_reset = text.substr(text.find("(conversation forgotten)"));
+  EXPECT_THAT(after_reset, HasSubstr("> " + greedy_text + "\n  [5 tokens, ")) << text;
+  // The first turn after /temp 0 saw the whole conversation, so it need not match.
+  EXPECT_THAT(text, HasSubstr("context 10 bytes"));  // "First" + 5 new characters at /settings
 }
 
 }  // namespace

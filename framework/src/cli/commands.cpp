@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "cli/loaded_registry.h"
+#include "cli/repl.h"
 #include "cli/run_dir.h"
 #include "config/emit.h"
 #include "config/experiment.h"
@@ -373,6 +374,17 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
   configure_runtime(e.train.threads);
   Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
   std::cerr << "lmrun: generating from " << run.checkpoint.string() << "\n";
+  if (args.interactive) {
+    if (!args.prompts.empty()) throw Error("give --prompts or --interactive, not both");
+    ReplSettings settings;
+    settings.checkpoint = run.checkpoint.string();
+    settings.samplers = e.samplers;
+    settings.seed = g.seed >= 0 ? g.seed : e.experiment.seed;
+    settings.max_new_tokens = g.max_new_tokens;
+    settings.stop = g.stop;
+    settings.stop_tokens = g.stop_tokens;
+    return generate_repl(p, settings, run.resolved.plugins->registry, std::cin, std::cout);
+  }
   if (args.prompts.empty()) {
     draw_samples(p, g, e.experiment.seed);
     return kExitOk;

@@ -31,6 +31,7 @@ struct RunDirArgs {
   std::string checkpoint;  // --checkpoint NAME; empty: last, else the newest
   std::optional<std::string> prompt;  // --prompt; default: [generate] prompt
   std::filesystem::path prompts;      // generate --prompts FILE: one prompt a line -> JSONL
+  bool interactive = false;           // generate --interactive: a REPL
   std::optional<std::int64_t> max_new_tokens;
   std::optional<std::int64_t> num_samples;
   std::optional<std::int64_t> seed;

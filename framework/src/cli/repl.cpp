@@ -1,0 +1,197 @@
+// lmrun generate RUN_DIR --interactive: a read-eval-print loop over a loaded model. Each line
+// is added to the conversation so far and the model continues it, streaming; slash commands
+// change the sampling settings between turns. Reads any stream, so tests drive it with a script.
+#include "cli/repl.h"
+
+#include <charconv>
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+#include "generate/generate.h"
+#include "lmrun/suggest.h"
+
+namespace lmrun::host {
+namespace {
+
+constexpr const char* kHelp =
+    "  text          continue the conversation with it (the model sees everything since /reset)\n"
+    "  /temp X       temperature (0: greedy)\n"
+    "  /top_k N      keep the N most likely tokens (0: off)\n"
+    "  /top_p X      nucleus sampling (1: off)\n"
+    "  /seed N       the next turn's seed (each turn then adds one)\n"
+    "  /max N        new tokens a turn\n"
+    "  /settings     the sampler chain and settings\n"
+    "  /reset        forget the conversation\n"
+    "  /help         this list\n"
+    "  /quit         leave (so does end of input)\n";
+
+const std::vector<std::string> kCommands = {"temp",     "top_k", "top_p", "seed", "max",
+                                            "settings", "reset", "help",  "quit", "exit"};
+
+template <class T>
+bool parse_number(const std::string& text, T& value) {
+  if (text.empty()) return false;
+  if constexpr (std::is_floating_point_v<T>) {
+    std::size_t used = 0;
+    try {
+      value = std::stod(text, &used);
+    } catch (const std::exception&) {
+      return false;
+    }
+    return used == text.size() && std::isfinite(value);
+  } else {
+    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
+    return result.ec == std::errc() && result.ptr == text.data() + text.size();
+  }
+}
+
+// The sampler section of `type` in `specs`: its params' defaults from the registry when it is
+// not there yet (added at `front` or at the end).
+PluginSpec& sampler_spec(std::vector<PluginSpec>& specs, const std::string& type, bool front,
+                         const PluginRegistry& registry) {
+  for (auto& spec : specs) {
+    if (spec.type == type) return spec;
+  }
+  const Registration* registration = registry.find(Kind::kSampler, type);
+  if (registration == nullptr)
+    throw Error("no sampler plugin '" + type + "' is loaded for this setting");
+  PluginSpec spec;
+  spec.kind = Kind::kSampler;
+  spec.type = type;
+  for (const auto& param : registration->params) {
+    if (param.default_value) spec.params.set(param.name, *param.default_value);
+  }
+  auto at = front ? specs.begin() : specs.end();
+  at = specs.insert(at, std::move(spec));
+  for (std::size_t i = 0; i < specs.size(); ++i)
+    specs[i].key = "generate.samplers." + std::to_string(i);
+  return *at;
+}
+
+void remove_sampler(std::vector<PluginSpec>& specs, const std::string& type) {
+  for (auto it = specs.begin(); it != specs.end();) {
+    it = it->type == type ? specs.erase(it) : it + 1;
+  }
+}
+
+std::string describe_chain(const std::vector<PluginSpec>& specs) {
+  if (specs.empty()) return "(none: plain sampling from the softmax)";
+  std::string out;
+  for (const auto& spec : specs) {
+    std::string params;
+    for (const auto& [name, value] : spec.params.values())
+      params += (params.empty() ? "" : ", ") + name + "=" + format_value(value);
+    out += (out.empty() ? "" : " -> ") + spec.type + (params.empty() ? "" : "(" + params + ")");
+  }
+  return out;
+}
+
+}  // namespace
+
+int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& registry,
+                  std::istream& in, std::ostream& out) {
+  ReplSettings s = start;
+  std::string context;
+  out << "lmrun interactive: " << s.checkpoint << "\n"
+      << "type text to continue it, /help for commands, /quit to leave\n";
+  auto rebuild = [&] {
+    p.samplers = make_samplers(registry, s.samplers, p.tokenizer->vocab_size());
+  };
+  std::string line;
+  while (true) {
+    out << "> " << std::flush;
+    if (!std::getline(in, line)) break;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && line[0] == '/') {
+      std::istringstream words(line.substr(1));
+      std::string command, argument, extra;
+      words >> command >> argument >> extra;
+      if (!extra.empty()) {
+        out << "  " << line << ": one value at most\n";
+        continue;
+      }
+      if (command == "quit" || command == "exit") break;
+      try {
+        if (command == "help") {
+          out << kHelp;
+        } else if (command == "reset") {
+          context.clear();
+          out << "  (conversation forgotten)\n";
+        } else if (command == "settings") {
+          out << "  samplers " << describe_chain(s.samplers) << "\n  seed " << s.seed << ", max "
+              << s.max_new_tokens << " new tokens, context " << context.size() << " bytes\n";
+        } else if (command == "temp" || command == "top_p" || command == "top_k" ||
+                   command == "seed" || command == "max") {
+          if (argument.empty()) {
+            out << "  /" << command << " needs a value (/help)\n";
+            continue;
+          }
+          if (command == "temp") {
+            double t = 0;
+            if (!parse_number(argument, t) || t < 0) throw Error("/temp takes a number >= 0");
+            sampler_spec(s.samplers, "temperature", true, registry).params.set("value", t);
+          } else if (command == "top_p") {
+            double top = 0;
+            if (!parse_number(argument, top) || top <= 0 || top > 1)
+              throw Error("/top_p takes a number in (0, 1]");
+            sampler_spec(s.samplers, "top_p", false, registry).params.set("p", top);
+          } else if (command == "top_k") {
+            std::int64_t k = 0;
+            if (!parse_number(argument, k) || k < 0) throw Error("/top_k takes an integer >= 0");
+            if (k == 0) {
+              remove_sampler(s.samplers, "top_k");
+            } else {
+              sampler_spec(s.samplers, "top_k", false, registry).params.set("k", k);
+            }
+          } else if (command == "seed") {
+            std::int64_t seed = 0;
+            if (!parse_number(argument, seed) || seed < 0)
+              throw Error("/seed takes an integer >= 0");
+            s.seed = seed;
+          } else {
+            std::int64_t max = 0;
+            if (!parse_number(argument, max) || max < 1) throw Error("/max takes an integer >= 1");
+            s.max_new_tokens = max;
+          }
+          rebuild();
+          out << "  samplers " << describe_chain(s.samplers) << "; seed " << s.seed << ", max "
+              << s.max_new_tokens << "\n";
+        } else {
+          out << "  unknown command /" << command << did_you_mean(command, kCommands)
+              << " (/help lists them)\n";
+        }
+      } catch (const Error& error) {
+        out << "  " << error.what() << "\n";
+      }
+      continue;
+    }
+    // A turn: the line joins the conversation and the model continues it.
+    context += line;
+    TextRequest request;
+    request.prompt = context;
+    request.max_new_tokens = s.max_new_tokens;
+    request.seed = static_cast<std::uint64_t>(s.seed++);
+    request.stop = s.stop;
+    request.stop_tokens = s.stop_tokens;
+    TextResult result;
+    try {
+      result = generate_text(*p.model, *p.tokenizer, p.samplers, request,
+                             [&out](const std::string& piece) { out << piece << std::flush; });
+    } catch (const Error& error) {
+      context.resize(context.size() - line.size());
+      out << "\n  " << error.what() << "\n";
+      continue;
+    }
+    context += result.text;
+    char rate[96];
+    std::snprintf(rate, sizeof rate, "\n  [%lld tokens, %.0f tokens/s%s]\n",
+                  static_cast<long long>(result.tokens), result.tokens_per_second,
+                  result.stop_reason == "max_new_tokens" ? "" : ", stopped");
+    out << rate;
+  }
+  out << "\n";
+  return 0;
+}
+
+}  // namespace lmrun::host
