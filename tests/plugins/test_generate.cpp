@@ -554,7 +554,7 @@ TEST(Repl, TurnsContinueTheConversationAndCommandsChangeTheSettings) {
 
   std::istringstream in(
       "First\n/temp 0\n/max 5\nFirst\n/reset\nFirst\n/tmep 2\n/top_k 0\n/seed x\n/settings\n"
-      "/quit\nnever read\n");
+      "/beam 3\n/quit\nnever read\n");
   std::ostringstream out;
   EXPECT_EQ(lmrun::host::generate_repl(p, settings, registry, in, out), 0);
   const std::string text = out.str();
@@ -563,6 +563,7 @@ TEST(Repl, TurnsContinueTheConversationAndCommandsChangeTheSettings) {
   EXPECT_THAT(text, HasSubstr("unknown command /tmep (did you mean temp?)"));
   EXPECT_THAT(text, HasSubstr("/seed takes an integer >= 0"));
   EXPECT_THAT(text, HasSubstr("(conversation forgotten)"));
+  EXPECT_THAT(text, HasSubstr("max 5, beam 3\n"));
   // Three turns, and nothing after /quit.
   std::size_t turns = 0;
   for (auto at = text.find(" tokens/s"); at != std::string::npos;
@@ -576,6 +577,70 @@ TEST(Repl, TurnsContinueTheConversationAndCommandsChangeTheSettings) {
   EXPECT_THAT(after_reset, HasSubstr("> " + greedy_text + "\n  [5 tokens, ")) << text;
   // The first turn after /temp 0 saw the whole conversation, so it need not match.
   EXPECT_THAT(text, HasSubstr("context 10 bytes"));  // "First" + 5 new characters at /settings
+}
+
+}  // namespace
+
+namespace {
+
+// log p(sequence | prompt) under the model, by one forward pass.
+double log_probability(lmrun::Model& model, std::vector<std::int64_t> prompt,
+                       const std::vector<std::int64_t>& tokens) {
+  at::NoGradGuard no_grad;
+  const std::size_t start = prompt.size();
+  prompt.insert(prompt.end(), tokens.begin(), tokens.end());
+  const at::Tensor input = at::tensor(prompt, at::kLong).unsqueeze(0);
+  const at::Tensor lp = at::log_softmax(model.forward(input, at::Tensor()).to(at::kDouble), -1);
+  double total = 0;
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    total += lp[0][static_cast<std::int64_t>(start + i - 1)][tokens[i]].item<double>();
+  return total;
+}
+
+TEST(BeamSearch, WidthOneIsGreedyAndAWideBeamFindsTheMostProbableSequence) {
+  auto model = small_transformer(5);
+  liven(*model, 0.8);
+  model->module().eval();
+  lmrun::host::GenerationRequest request;
+  request.prompt = {1, 3};
+  request.max_new_tokens = 6;
+  const auto greedy_tokens = lmrun::host::generate(*model, greedy_for(5), request).tokens;
+  EXPECT_EQ(lmrun::host::beam_search(*model, request, {1, 0.0}).tokens, greedy_tokens);
+
+  // 5^3 = 125 continuations of 3 tokens: a beam of 25 keeps every prefix of 2, so it is exact.
+  request.max_new_tokens = 3;
+  std::vector<std::int64_t> best;
+  double best_lp = -1e300;
+  for (std::int64_t a = 0; a < 5; ++a) {
+    for (std::int64_t b = 0; b < 5; ++b) {
+      for (std::int64_t c = 0; c < 5; ++c) {
+        const double lp = log_probability(*model, request.prompt, {a, b, c});
+        if (lp > best_lp) {
+          best_lp = lp;
+          best = {a, b, c};
+        }
+      }
+    }
+  }
+  const auto beam = lmrun::host::beam_search(*model, request, {25, 0.0});
+  EXPECT_EQ(beam.tokens, best);
+  EXPECT_NEAR(beam.log_probability, best_lp, 1e-5);  // float logits, batched or not
+  // Never worse than greedy's sequence, and the score is the sequence's log probability.
+  const auto greedy3 = lmrun::host::generate(*model, greedy_for(5), request).tokens;
+  EXPECT_GE(beam.log_probability, log_probability(*model, request.prompt, greedy3) - 1e-5);
+
+  // A stop token ends a hypothesis there; deterministic from one call to the next.
+  request.max_new_tokens = 8;
+  request.stop_tokens = {best[0]};
+  const auto stopped = lmrun::host::beam_search(*model, request, {4, 1.0});
+  ASSERT_FALSE(stopped.tokens.empty());
+  for (std::size_t i = 0; i + 1 < stopped.tokens.size(); ++i)
+    EXPECT_NE(stopped.tokens[i], best[0]) << "a stop token inside a hypothesis";
+  EXPECT_EQ(lmrun::host::beam_search(*model, request, {4, 1.0}).tokens, stopped.tokens);
+  EXPECT_THAT(lmrun::test::error_of([&] {
+                lmrun::host::beam_search(*model, request, {0, 1.0});
+              }),
+              HasSubstr("beam width 0 < 1"));
 }
 
 }  // namespace

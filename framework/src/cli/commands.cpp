@@ -170,6 +170,8 @@ std::string draw_samples(Pipeline& p, const GenerateOptions& g, std::int64_t exp
     request.seed = static_cast<std::uint64_t>((g.seed >= 0 ? g.seed : experiment_seed) + i);
     request.stop = g.stop;
     request.stop_tokens = g.stop_tokens;
+    request.beam_width = g.beam_width;
+    request.length_penalty = g.length_penalty;
     std::cout << "---- sample " << i + 1 << "/" << g.num_samples << " (seed " << request.seed
               << ")\n"
               << g.prompt << std::flush;
@@ -383,6 +385,8 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
     settings.max_new_tokens = g.max_new_tokens;
     settings.stop = g.stop;
     settings.stop_tokens = g.stop_tokens;
+    settings.beam_width = g.beam_width;
+    settings.length_penalty = g.length_penalty;
     return generate_repl(p, settings, run.resolved.plugins->registry, std::cin, std::cout);
   }
   if (args.prompts.empty()) {
@@ -402,6 +406,8 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
       request.seed = static_cast<std::uint64_t>((g.seed >= 0 ? g.seed : e.experiment.seed) + i);
       request.stop = g.stop;
       request.stop_tokens = g.stop_tokens;
+      request.beam_width = g.beam_width;
+      request.length_penalty = g.length_penalty;
       const TextResult result = generate_text(*p.model, *p.tokenizer, p.samplers, request);
       JsonObject line;
       line.add("prompt", utf8::replace_invalid(prompts[k]))

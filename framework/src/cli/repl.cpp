@@ -21,12 +21,13 @@ constexpr const char* kHelp =
     "  /top_p X      nucleus sampling (1: off)\n"
     "  /seed N       the next turn's seed (each turn then adds one)\n"
     "  /max N        new tokens a turn\n"
+    "  /beam N       beam search with N hypotheses (0: the sampler chain)\n"
     "  /settings     the sampler chain and settings\n"
     "  /reset        forget the conversation\n"
     "  /help         this list\n"
     "  /quit         leave (so does end of input)\n";
 
-const std::vector<std::string> kCommands = {"temp",     "top_k", "top_p", "seed", "max",
+const std::vector<std::string> kCommands = {"temp",     "top_k", "top_p", "seed", "max", "beam",
                                             "settings", "reset", "help",  "quit", "exit"};
 
 template <class T>
@@ -122,7 +123,7 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
           out << "  samplers " << describe_chain(s.samplers) << "\n  seed " << s.seed << ", max "
               << s.max_new_tokens << " new tokens, context " << context.size() << " bytes\n";
         } else if (command == "temp" || command == "top_p" || command == "top_k" ||
-                   command == "seed" || command == "max") {
+                   command == "seed" || command == "max" || command == "beam") {
           if (argument.empty()) {
             out << "  /" << command << " needs a value (/help)\n";
             continue;
@@ -144,6 +145,11 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
             } else {
               sampler_spec(s.samplers, "top_k", false, registry).params.set("k", k);
             }
+          } else if (command == "beam") {
+            std::int64_t width = 0;
+            if (!parse_number(argument, width) || width < 0)
+              throw Error("/beam takes an integer >= 0");
+            s.beam_width = width;
           } else if (command == "seed") {
             std::int64_t seed = 0;
             if (!parse_number(argument, seed) || seed < 0)
@@ -156,7 +162,9 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
           }
           rebuild();
           out << "  samplers " << describe_chain(s.samplers) << "; seed " << s.seed << ", max "
-              << s.max_new_tokens << "\n";
+              << s.max_new_tokens
+              << (s.beam_width >= 2 ? ", beam " + std::to_string(s.beam_width) : std::string())
+              << "\n";
         } else {
           out << "  unknown command /" << command << did_you_mean(command, kCommands)
               << " (/help lists them)\n";
@@ -174,6 +182,8 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
     request.seed = static_cast<std::uint64_t>(s.seed++);
     request.stop = s.stop;
     request.stop_tokens = s.stop_tokens;
+    request.beam_width = s.beam_width;
+    request.length_penalty = s.length_penalty;
     TextResult result;
     try {
       result = generate_text(*p.model, *p.tokenizer, p.samplers, request,

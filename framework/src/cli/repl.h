@@ -19,6 +19,8 @@ struct ReplSettings {
   std::int64_t max_new_tokens = 200;
   std::vector<std::string> stop;
   std::vector<std::int64_t> stop_tokens;
+  std::int64_t beam_width = 0;  // >= 2: beam search
+  double length_penalty = 1.0;
 };
 
 // Reads lines until /quit or the end of `in`; returns the exit code (0).

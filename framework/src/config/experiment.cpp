@@ -68,6 +68,11 @@ const Schema<GenerateOptions>& generate_schema() {
           "stop strings: a sample ends where one first appears, and is cut before it");
     s.add("stop_tokens", &GenerateOptions::stop_tokens,
           "token ids after which a sample ends (the token's text is kept)");
+    s.add("beam_width", &GenerateOptions::beam_width,
+          "beam search with this many hypotheses instead of the sampler chain; 0 or 1: sampling")
+        .min(0);
+    s.add("length_penalty", &GenerateOptions::length_penalty,
+          "beam search: a hypothesis scores log p / length^this (> 0 favours longer ones)");
     s.check([](const GenerateOptions& o) {
       for (const auto& stop : o.stop) {
         if (stop.empty()) throw Error("stop: an empty stop string would end every sample at once");

@@ -55,6 +55,8 @@ struct GenerateOptions {
   std::int64_t seed = -1;                 // -1: the experiment's seed
   std::vector<std::string> stop;          // stop strings, cut from the text
   std::vector<std::int64_t> stop_tokens;  // stop after one of these ids
+  std::int64_t beam_width = 0;            // >= 2: beam search instead of the sampler chain
+  double length_penalty = 1.0;            // beam search: score / length^length_penalty
 };
 
 // [plugins]

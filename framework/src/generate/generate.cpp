@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -14,6 +16,7 @@
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/log_softmax.h>
 #include <ATen/ops/multinomial.h>
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
@@ -331,6 +334,101 @@ std::string generate_text(Model& model, const Tokenizer& tokenizer,
   return generate_text(model, tokenizer, samplers, request, on_text).text;
 }
 
+BeamResult beam_search(Model& model, const GenerationRequest& request, const BeamRequest& beam) {
+  check_request(request);
+  if (beam.width < 1) throw Error("generate: beam width " + std::to_string(beam.width) + " < 1");
+  EvalModeGuard eval_mode(model.module());
+  c10::NoGradGuard no_grad;
+  const auto start = std::chrono::steady_clock::now();
+  const at::Device device = device_of(model);
+  const auto is_stop = [&](std::int64_t id) {
+    return std::find(request.stop_tokens.begin(), request.stop_tokens.end(), id) !=
+           request.stop_tokens.end();
+  };
+  struct Hypothesis {
+    std::vector<std::int64_t> tokens;
+    double score = 0;  // sum of log probabilities
+  };
+  const auto normalized = [&](const Hypothesis& h) {
+    const double length = static_cast<double>(std::max<std::size_t>(h.tokens.size(), 1));
+    return h.score / std::pow(length, beam.length_penalty);
+  };
+  std::vector<Hypothesis> running = {Hypothesis{}}, finished;
+  for (std::int64_t step = 0; step < request.max_new_tokens && !running.empty(); ++step) {
+    // The running hypotheses (all of one length) as one batch of their cropped contexts.
+    const std::size_t length = request.prompt.size() + static_cast<std::size_t>(step);
+    const std::size_t begin = window_start(length, model.max_context());
+    const auto n = static_cast<std::int64_t>(running.size());
+    at::Tensor inputs = at::empty({n, static_cast<std::int64_t>(length - begin)}, at::kLong);
+    for (std::int64_t b = 0; b < n; ++b) {
+      std::vector<std::int64_t> history = request.prompt;
+      const auto& tokens = running[static_cast<std::size_t>(b)].tokens;
+      history.insert(history.end(), tokens.begin(), tokens.end());
+      std::copy(history.begin() + static_cast<std::ptrdiff_t>(begin), history.end(),
+                inputs[b].data_ptr<std::int64_t>());
+    }
+    at::Tensor logits;
+    try {
+      logits = model.forward(inputs.to(device), at::Tensor());
+    } catch (const c10::Error& e) {
+      throw Error(std::string("generate: the model failed on the prompt: ") +
+                  e.what_without_backtrace());
+    }
+    const at::Tensor log_p =
+        at::log_softmax(logits.select(1, logits.size(1) - 1).to(at::kCPU, at::kDouble), -1)
+            .contiguous();
+    const std::int64_t vocab = log_p.size(1);
+    const double* lp = log_p.data_ptr<double>();
+    // The best 2 * width extensions (ties: lower beam, then lower token): enough that `width`
+    // of them continue even when the others end at a stop token.
+    std::vector<std::int64_t> order(static_cast<std::size_t>(n * vocab));
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::int64_t>(i);
+    const auto score_of = [&](std::int64_t i) {
+      return running[static_cast<std::size_t>(i / vocab)].score + lp[i];
+    };
+    const auto keep = std::min<std::size_t>(order.size(), static_cast<std::size_t>(2 * beam.width));
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep), order.end(),
+                      [&](std::int64_t a, std::int64_t b) {
+                        const double sa = score_of(a), sb = score_of(b);
+                        return sa > sb || (sa == sb && a < b);
+                      });
+    std::vector<Hypothesis> next;
+    for (std::size_t k = 0; k < keep && static_cast<std::int64_t>(next.size()) < beam.width; ++k) {
+      const std::int64_t i = order[k];
+      Hypothesis h = running[static_cast<std::size_t>(i / vocab)];
+      h.tokens.push_back(i % vocab);
+      h.score = score_of(i);
+      if (is_stop(i % vocab)) {
+        finished.push_back(std::move(h));
+      } else {
+        next.push_back(std::move(h));
+      }
+    }
+    running = std::move(next);
+    // Done when `width` hypotheses have ended and none running can still beat the best of them
+    // (log probabilities only fall, so a running score only drops; with a length penalty > 0
+    // this is the usual heuristic, as Hugging Face's early_stopping=False).
+    if (static_cast<std::int64_t>(finished.size()) >= beam.width && !running.empty()) {
+      double best_finished = -std::numeric_limits<double>::infinity();
+      for (const auto& h : finished) best_finished = std::max(best_finished, normalized(h));
+      double best_running = -std::numeric_limits<double>::infinity();
+      for (const auto& h : running) best_running = std::max(best_running, normalized(h));
+      if (best_finished >= best_running) running.clear();
+    }
+  }
+  for (auto& h : running) finished.push_back(std::move(h));
+  BeamResult result;
+  if (!finished.empty()) {
+    const auto best = std::max_element(
+        finished.begin(), finished.end(),
+        [&](const Hypothesis& a, const Hypothesis& b) { return normalized(a) < normalized(b); });
+    result.tokens = best->tokens;
+    result.log_probability = best->score;
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
 TextResult generate_text(Model& model, const Tokenizer& tokenizer,
                          const std::vector<std::shared_ptr<Sampler>>& samplers,
                          const TextRequest& text_request,
@@ -350,9 +448,23 @@ TextResult generate_text(Model& model, const Tokenizer& tokenizer,
   request.stop_tokens = text_request.stop_tokens;
 
   TextStream stream(tokenizer, on_text, text_request.stop);
-  request.stop_when = [&stream] { return stream.stopped(); };
-  const GenerationResult generated =
-      generate(model, samplers, request, [&stream](std::int64_t id) { stream.push(id); });
+  GenerationResult generated;
+  if (text_request.beam_width >= 2) {
+    // The winner is known only at the end: its tokens are streamed then, up to a stop string.
+    const BeamResult best = beam_search(
+        model, request, BeamRequest{text_request.beam_width, text_request.length_penalty});
+    for (std::int64_t id : best.tokens) {
+      generated.tokens.push_back(id);
+      stream.push(id);
+      if (stream.stopped()) break;
+    }
+    generated.seconds = best.seconds;
+    generated.tokens_per_second =
+        best.seconds > 0 ? static_cast<double>(generated.tokens.size()) / best.seconds : 0;
+  } else {
+    request.stop_when = [&stream] { return stream.stopped(); };
+    generated = generate(model, samplers, request, [&stream](std::int64_t id) { stream.push(id); });
+  }
   stream.finish();
   TextResult result;
   result.text = stream.text();

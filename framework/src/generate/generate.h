@@ -77,6 +77,23 @@ GenerationResult generate(Model& model, const std::vector<std::shared_ptr<Sample
                           const GenerationRequest& request,
                           const std::function<void(std::int64_t)>& on_token = {});
 
+// Beam search: the `width` most probable continuations kept at each step (sum of token log
+// probabilities from the model's softmax; the sampler chain is not used), a hypothesis ending at
+// a stop token or at max_new_tokens; the winner is the one with the highest score / length ^
+// length_penalty (Hugging Face's convention: > 0 favours longer, < 0 shorter, 0 the plain sum).
+// Deterministic: ties go to the lower beam and token ids. Each step runs forward() on the
+// width hypotheses' cropped contexts as one batch. width 1 is greedy decoding.
+struct BeamRequest {
+  std::int64_t width = 4;
+  double length_penalty = 1.0;
+};
+struct BeamResult {
+  std::vector<std::int64_t> tokens;  // the winner's new ids, a stop token included
+  double log_probability = 0;        // its sum of token log probabilities
+  double seconds = 0;
+};
+BeamResult beam_search(Model& model, const GenerationRequest& request, const BeamRequest& beam);
+
 // Encodes `prompt`, generates, and returns the decoded new tokens. `on_text` (may be empty)
 // receives the text piece by piece as tokens are drawn; the pieces concatenate to the returned
 // string. A piece never ends inside a UTF-8 sequence: bytes of an incomplete character wait for the
@@ -98,6 +115,8 @@ struct TextRequest {
   // back any tail that could still become a stop string, so no piece of one is ever printed.
   std::vector<std::string> stop;
   std::vector<std::int64_t> stop_tokens;  // as GenerationRequest's; the token's text is kept
+  std::int64_t beam_width = 0;            // >= 2: beam search instead of the sampler chain
+  double length_penalty = 1.0;            // beam search's
 };
 
 struct TextResult {
