@@ -73,6 +73,29 @@ TEST(Metrics, AccuracyCountsTopKAndSkipsIgnoredTargets) {
   EXPECT_TRUE(std::isnan(accuracy->compute().at("accuracy")));  // nothing measured
 }
 
+TEST(Metrics, ExactMatchCountsWholeSequencesOverTheUnmaskedTargets) {
+  auto exact = make("exact_match", MetricContext{});
+  // Three sequences of 3 positions over 5 tokens; masked positions (kIgnoreTarget) are the
+  // prompt. Row 0: both answer tokens right. Row 1: one answer token wrong. Row 2: the only
+  // wrong argmax is at a masked position, so the answer is right.
+  const std::int64_t m = lmrun::kIgnoreTarget;
+  at::Tensor logits = logits_for({4, 1, 2, 0, 3, 3, 1, 1, 2}, 5).reshape({3, 3, 5});
+  exact->update(logits, longs({m, 1, 2, m, 3, 4, m, 1, 2}).reshape({3, 3}));
+  EXPECT_DOUBLE_EQ(exact->compute().at("exact_match"), 2.0 / 3.0);
+  // A row with nothing to predict is not counted; classification rows are one target each.
+  exact->update(logits_for({0, 0, 0}, 5).reshape({1, 3, 5}), longs({m, m, m}).reshape({1, 3}));
+  EXPECT_DOUBLE_EQ(exact->compute().at("exact_match"), 2.0 / 3.0);
+  auto classes = make("exact_match", kThree);
+  feed(*classes);
+  EXPECT_DOUBLE_EQ(classes->compute().at("exact_match"), 3.0 / 8.0);  // accuracy
+  exact->reset();
+  EXPECT_TRUE(std::isnan(exact->compute().at("exact_match")));
+  EXPECT_THAT(error_of([&] {
+                exact->update(at::zeros({2, 3, 5}), longs({1, 2}));
+              }),
+              HasSubstr("exact_match: logits"));
+}
+
 TEST(Metrics, PrecisionRecallF1PerClassAndMacroWithAClassNeverPredicted) {
   auto precision = make("precision", kThree, {{"per_class", true}});
   auto recall = make("recall", kThree, {{"per_class", true}});

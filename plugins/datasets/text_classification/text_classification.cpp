@@ -30,6 +30,7 @@
 
 #include "lmrun/dataset.h"
 #include "lmrun/plugin.h"
+#include "lmrun/rows.h"
 #include "lmrun/schema.h"
 
 namespace lmrun::datasets {
@@ -291,18 +292,12 @@ class TextClassification final : public Dataset {
   std::vector<std::string> class_names() const override { return names_; }
 
   Batch sample(Split split, std::int64_t batch_size, at::Generator& generator) const override {
-    const std::int64_t n = num_examples(split);
-    if (n == 0) throw Error(std::string(kWho) + "the " + split_name(split) + " split is empty");
-    const at::Tensor picks = at::randint(n, {batch_size}, generator, at::kLong);
-    std::vector<std::int64_t> rows(picks.data_ptr<std::int64_t>(),
-                                   picks.data_ptr<std::int64_t>() + batch_size);
-    return batch(split, rows);
+    return batch(split, random_rows(num_examples(split), batch_size, generator,
+                                    std::string(kWho) + "the " + split_name(split) + " split"));
   }
 
   Batch slice(Split split, std::int64_t begin, std::int64_t end) const override {
-    std::vector<std::int64_t> rows;
-    for (std::int64_t i = begin; i < end; ++i) rows.push_back(i);
-    return batch(split, rows);
+    return batch(split, row_range(begin, end, num_examples(split)));
   }
 
  private:

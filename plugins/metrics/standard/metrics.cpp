@@ -124,6 +124,36 @@ class Accuracy final : public Metric {
   std::int64_t correct_ = 0, total_ = 0;
 };
 
+// Sequences whose every target (padding and masked positions, kIgnoreTarget, left out) is the
+// argmax. Teacher-forced, this equals greedy decoding's exact match: greedy generation follows
+// the targets as long as each argmax is the target, and leaves them at the first that is not. So
+// for a dataset that masks all but the answer (a+b=c) it is the share of answers greedy decoding
+// gets exactly right. A classification row is one target: there it is accuracy.
+class ExactMatch final : public Metric {
+ public:
+  std::vector<std::string> names() const override { return {"exact_match"}; }
+  void reset() override { correct_ = total_ = 0; }
+  void update(const at::Tensor& logits, const at::Tensor& targets) override {
+    flatten("exact_match", logits, targets);  // checks the shapes and the target range
+    if (targets.dim() > 2) throw Error("exact_match: targets of more than 2 dimensions");
+    const at::Tensor t = (targets.dim() == 1 ? targets.unsqueeze(1) : targets).to(at::kCPU);
+    const at::Tensor p =
+        (targets.dim() == 1 ? logits.unsqueeze(1) : logits).detach().argmax(-1).to(at::kCPU);
+    const at::Tensor counted = t.ne(kIgnoreTarget);
+    const at::Tensor wrong = p.ne(t).logical_and(counted).any(1);
+    const at::Tensor rows = counted.any(1);  // a row with nothing to predict is left out
+    correct_ += rows.logical_and(wrong.logical_not()).sum().item<std::int64_t>();
+    total_ += rows.sum().item<std::int64_t>();
+  }
+  Metrics compute() const override {
+    return {{"exact_match",
+             total_ ? static_cast<double>(correct_) / static_cast<double>(total_) : kNaN}};
+  }
+
+ private:
+  std::int64_t correct_ = 0, total_ = 0;
+};
+
 // ---------------------------------------------------------------------------------------------
 // The confusion matrix and what is read from it
 
@@ -357,6 +387,12 @@ void register_metrics(Registry& registry) {
                  "per-class and macro precision (classification)");
   register_score(registry, Score::kRecall, "recall", "per-class and macro recall (classification)");
   register_score(registry, Score::kF1, "f1", "per-class and macro F1 (classification)");
+  registry.add<Metric>("exact_match",
+                       "share of sequences whose every unmasked target is the argmax (greedy "
+                       "decoding's exact match); classification: accuracy",
+                       Schema<NoOptions>(), [](const NoOptions&, const MetricContext&) {
+                         return std::make_shared<ExactMatch>();
+                       });
   registry.add<Metric>("roc_auc", "area under the ROC curve (binary classification)",
                        Schema<NoOptions>(), [](const NoOptions&, const MetricContext& context) {
                          need_classes("roc_auc", context, 2);

@@ -1,0 +1,144 @@
+// The `arithmetic` dataset through the real loader: distinct problems in disjoint, seeded 80/10/10
+// splits, targets kept on the answer only (the loss mask), reversed answers, and its errors.
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include "lmrun/dataset.h"
+#include "lmrun/metric.h"
+#include "lmrun/tokenizer.h"
+#include "support/test_support.h"
+
+namespace {
+
+using lmrun::Dataset;
+using lmrun::Split;
+using lmrun::test::error_of;
+using ::testing::HasSubstr;
+
+struct Prepared {
+  std::shared_ptr<Dataset> data;
+  std::shared_ptr<lmrun::Tokenizer> tokenizer;
+};
+
+Prepared prepared(const std::map<std::string, lmrun::Value>& params, std::uint64_t seed = 7) {
+  Prepared p;
+  p.data = lmrun::test::plugin_registry().create<Dataset>(
+      "arithmetic", lmrun::test::plugin_params(lmrun::Kind::kDataset, "arithmetic", params),
+      lmrun::DatasetContext{seed});
+  p.tokenizer = lmrun::test::plugin_registry().create<lmrun::Tokenizer>(
+      "char", lmrun::test::plugin_params(lmrun::Kind::kTokenizer, "char", {}), {});
+  p.tokenizer->fit(p.data->training_text());
+  p.data->prepare(*p.tokenizer);
+  return p;
+}
+
+// Each example of a split as its text: the inputs and the last target, decoded, padding cut.
+std::vector<std::string> problems(const Prepared& p, Split split) {
+  const lmrun::Batch b = p.data->slice(split, 0, p.data->num_examples(split));
+  std::vector<std::string> out;
+  for (std::int64_t r = 0; r < b.inputs.size(0); ++r) {
+    std::vector<std::int64_t> ids(b.inputs[r].data_ptr<std::int64_t>(),
+                                  b.inputs[r].data_ptr<std::int64_t>() + b.inputs.size(1));
+    std::string text = p.tokenizer->decode(ids);
+    text = text.substr(0, text.find('\n'));  // padding is "\n" without a <pad>
+    out.push_back(text);
+  }
+  return out;
+}
+
+TEST(Arithmetic, DistinctProblemsInDisjointSeededSplits) {
+  auto p = prepared({{"problems", std::int64_t{2000}}});
+  EXPECT_EQ(p.data->num_examples(Split::kTrain), 1600);
+  EXPECT_EQ(p.data->num_examples(Split::kVal), 200);
+  EXPECT_EQ(p.data->num_examples(Split::kTest), 200);
+  EXPECT_EQ(p.tokenizer->vocab_size(), 15);  // the digits, + - *, = and "\n": a fixed alphabet
+  std::set<std::string> all;
+  for (Split s : {Split::kTrain, Split::kVal, Split::kTest}) {
+    for (const auto& problem : problems(p, s)) {
+      EXPECT_TRUE(all.insert(problem.substr(0, problem.find('=') + 1)).second)
+          << problem << " is in two splits";
+    }
+  }
+  EXPECT_EQ(all.size(), 2000u);
+  // The same seed, the same splits; another seed, others.
+  EXPECT_EQ(problems(prepared({{"problems", std::int64_t{2000}}}), Split::kVal),
+            problems(p, Split::kVal));
+  EXPECT_NE(problems(prepared({{"problems", std::int64_t{2000}}}, 8), Split::kVal),
+            problems(p, Split::kVal));
+}
+
+TEST(Arithmetic, TargetsAreTheAnswerOnlyAndAnswersAreRight) {
+  for (bool reversed : {false, true}) {
+    SCOPED_TRACE(reversed ? "reversed" : "plain");
+    auto p = prepared({{"problems", std::int64_t{300}},
+                       {"operators", std::vector<std::string>{"+", "-", "*"}},
+                       {"reverse_answer", reversed}});
+    const lmrun::Batch b = p.data->slice(Split::kTrain, 0, 240);
+    ASSERT_EQ(b.targets.sizes(), b.inputs.sizes());
+    for (std::int64_t r = 0; r < b.inputs.size(0); ++r) {
+      std::vector<std::int64_t> in(b.inputs[r].data_ptr<std::int64_t>(),
+                                   b.inputs[r].data_ptr<std::int64_t>() + b.inputs.size(1));
+      const std::string text = p.tokenizer->decode(in);
+      const std::size_t eq = text.find('=');
+      ASSERT_NE(eq, std::string::npos) << text;
+      // Targets: kIgnoreTarget up to and including "=" (its target is the answer's first char).
+      std::string answer;
+      for (std::int64_t k = 0; k < b.targets.size(1); ++k) {
+        const std::int64_t t = b.targets[r][k].item<std::int64_t>();
+        if (static_cast<std::size_t>(k) < eq) {
+          EXPECT_EQ(t, lmrun::kIgnoreTarget) << text << " at " << k;
+        } else if (t != lmrun::kIgnoreTarget) {
+          answer += p.tokenizer->decode({t});
+        }
+      }
+      ASSERT_FALSE(answer.empty());
+      ASSERT_EQ(answer.back(), '\n') << "the closing newline is a target: the model learns to stop";
+      answer.pop_back();
+      const std::size_t op = text.find_first_of("+-*", 1);
+      const long long a = std::stoll(text.substr(0, op)),
+                      c = std::stoll(text.substr(op + 1, eq - op - 1));
+      const long long expected = text[op] == '+' ? a + c : text[op] == '-' ? a - c : a * c;
+      std::string want = std::to_string(expected);
+      if (reversed) std::reverse(want.begin() + (expected < 0 ? 1 : 0), want.end());
+      EXPECT_EQ(answer, want) << text;
+    }
+  }
+}
+
+TEST(Arithmetic, ImpossibleSettingsAreErrors) {
+  EXPECT_THAT(error_of([] {
+                prepared({{"digits", std::int64_t{1}}, {"problems", std::int64_t{80}}});
+              }),
+              HasSubstr("80 distinct problems asked of 100 possible"));
+  EXPECT_THAT(error_of([] {
+                prepared({{"digits", std::int64_t{2}}, {"min_digits", std::int64_t{3}}});
+              }),
+              HasSubstr("min_digits 3 is more than digits 2"));
+  // A tokenizer that is not one token per character cannot mark the answer's positions.
+  auto data = lmrun::test::plugin_registry().create<Dataset>(
+      "arithmetic",
+      lmrun::test::plugin_params(lmrun::Kind::kDataset, "arithmetic",
+                                 {{"problems", std::int64_t{100}}}),
+      lmrun::DatasetContext{1});
+  auto bpe = lmrun::test::plugin_registry().create<lmrun::Tokenizer>(
+      "bpe",
+      lmrun::test::plugin_params(
+          lmrun::Kind::kTokenizer, "bpe",
+          {{"vocab_size", std::int64_t{300}}, {"min_frequency", std::int64_t{1}}}),
+      {});
+  bpe->fit("12+34=46\n12+34=46\n123+456=579\n");
+  const lmrun::Error e = lmrun::test::error_from([&] { data->prepare(*bpe); });
+  EXPECT_THAT(e.what(), HasSubstr("the tokenizer gives 9 tokens for the 10 characters"));
+  EXPECT_THAT(e.hint(), HasSubstr("use the char tokenizer"));
+}
+
+}  // namespace
