@@ -69,6 +69,19 @@ TEST(Arithmetic, DistinctProblemsInDisjointSeededSplits) {
     }
   }
   EXPECT_EQ(all.size(), 2000u);
+  // Every split has the same mix: the 100 problems of two one-digit operands, all drawn early
+  // (there are so few), are spread over the splits, not dealt to test first.
+  auto short_ones = [&](Split s) {
+    std::size_t count = 0;
+    for (const auto& problem : problems(p, s))
+      count += problem.find_first_of("+") == 1 && problem.find('=') == 3;
+    return static_cast<double>(count) / static_cast<double>(p.data->num_examples(s));
+  };
+  // 100 of 2,000 overall: 5%. Dealt in draw order, test (dealt first) held about 10%.
+  for (Split s : {Split::kTrain, Split::kVal, Split::kTest}) {
+    EXPECT_GT(short_ones(s), 0.03) << lmrun::split_name(s);
+    EXPECT_LT(short_ones(s), 0.07) << lmrun::split_name(s);
+  }
   // The same seed, the same splits; another seed, others.
   EXPECT_EQ(problems(prepared({{"problems", std::int64_t{2000}}}), Split::kVal),
             problems(p, Split::kVal));

@@ -101,6 +101,10 @@ class ArithmeticDataset final : public Dataset {
       const std::int64_t a = operand(), b = operand();
       if (seen.emplace(op, a, b).second) all.push_back({a, b, op});
     }
+    // Dealt in a shuffled order: the draws run out of short problems first (there are only 100
+    // of one digit plus one digit), so dealing in draw order would put them in test, not train.
+    for (std::size_t i = all.size(); i > 1; --i)
+      std::swap(all[i - 1], all[static_cast<std::size_t>(rng() % i)]);
     const auto n = static_cast<std::size_t>(o_.problems);
     const auto tests = static_cast<std::size_t>(static_cast<double>(n) * o_.test_fraction);
     const auto vals = static_cast<std::size_t>(static_cast<double>(n) * o_.val_fraction);
