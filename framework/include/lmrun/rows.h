@@ -1,10 +1,11 @@
-// Row indices for datasets whose examples are rows (a classification file, generated problems):
-// the draws of Dataset::sample() and the ranges of Dataset::slice().
+// Datasets whose examples are rows (a classification file, generated problems): the draws of
+// Dataset::sample() and the ranges of Dataset::slice(), and a base class that implements both
+// from one batch(split, rows).
 //
-//   Batch sample(Split split, std::int64_t b, at::Generator& g) const override {
-//     return batch(split, lmrun::random_rows(num_examples(split), b, g, "dataset 'mine': " +
-//                                            std::string(split_name(split)) + " split"));
-//   }
+//   class Mine final : public lmrun::RowDataset {
+//     Batch batch(Split split, const std::vector<std::int64_t>& rows) const override;
+//     ...
+//   };
 #pragma once
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <ATen/core/Generator.h>
 #include <ATen/ops/randint.h>
 
+#include "lmrun/dataset.h"
 #include "lmrun/error.h"
 
 namespace lmrun {
@@ -36,5 +38,27 @@ inline std::vector<std::int64_t> row_range(std::int64_t begin, std::int64_t end,
     rows.push_back(i);
   return rows;
 }
+
+// sample() and slice() over rows: a subclass builds the batch of given rows of a split.
+class RowDataset : public Dataset {
+ public:
+  Batch sample(Split split, std::int64_t batch_size, at::Generator& generator) const override {
+    return batch(split, random_rows(num_examples(split), batch_size, generator,
+                                    who() + "the " + split_name(split) + " split"));
+  }
+  Batch slice(Split split, std::int64_t begin, std::int64_t end) const override {
+    return batch(split, row_range(begin, end, num_examples(split)));
+  }
+
+ protected:
+  // The examples `rows` (indices into the split, in order) as one batch.
+  virtual Batch batch(Split split, const std::vector<std::int64_t>& rows) const = 0;
+  // "dataset 'NAME': ", the start of error messages.
+  virtual std::string who() const = 0;
+  // train 0, val 1, test 2: an index for per-split arrays.
+  static int split_index(Split split) {
+    return split == Split::kTrain ? 0 : split == Split::kVal ? 1 : 2;
+  }
+};
 
 }  // namespace lmrun

@@ -63,7 +63,7 @@ std::int64_t answer(const Problem& p) {
   return p.op == '+' ? p.a + p.b : p.op == '-' ? p.a - p.b : p.a * p.b;
 }
 
-class ArithmeticDataset final : public Dataset {
+class ArithmeticDataset final : public RowDataset {
  public:
   ArithmeticDataset(ArithmeticOptions o, std::uint64_t seed) : o_(std::move(o)) {
     if (o_.min_digits > o_.digits) {
@@ -142,25 +142,14 @@ class ArithmeticDataset final : public Dataset {
     }
   }
 
-  bool has_split(Split split) const override { return !text_[index(split)].empty(); }
+  bool has_split(Split split) const override { return !text_[split_index(split)].empty(); }
   std::int64_t num_examples(Split split) const override {
-    return static_cast<std::int64_t>(text_[index(split)].size());
+    return static_cast<std::int64_t>(text_[split_index(split)].size());
   }
   std::int64_t sequence_length() const override { return length_ - 1; }
 
-  Batch sample(Split split, std::int64_t batch_size, at::Generator& generator) const override {
-    return batch(split, random_rows(num_examples(split), batch_size, generator,
-                                    std::string(kWho) + "the " + split_name(split) + " split"));
-  }
-
-  Batch slice(Split split, std::int64_t begin, std::int64_t end) const override {
-    return batch(split, row_range(begin, end, num_examples(split)));
-  }
-
  private:
-  static int index(Split split) {
-    return split == Split::kTrain ? 0 : split == Split::kVal ? 1 : 2;
-  }
+  std::string who() const override { return kWho; }
 
   std::string format(const Problem& p) const {
     std::string c = std::to_string(answer(p));
@@ -173,8 +162,8 @@ class ArithmeticDataset final : public Dataset {
 
   // inputs: the problem without its last character, padded; targets: the next character where
   // it belongs to the answer (or its closing newline), kIgnoreTarget elsewhere.
-  Batch batch(Split split, const std::vector<std::int64_t>& rows) const {
-    const int s = index(split);
+  Batch batch(Split split, const std::vector<std::int64_t>& rows) const override {
+    const int s = split_index(split);
     if (ids_[s].size() != text_[s].size())
       throw Error(std::string(kWho) + "batch before prepare()");
     const auto b = static_cast<std::int64_t>(rows.size());

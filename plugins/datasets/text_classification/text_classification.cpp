@@ -219,7 +219,7 @@ bool is_integer(const std::string& s) {
   return true;
 }
 
-class TextClassification final : public Dataset {
+class TextClassification final : public RowDataset {
  public:
   TextClassification(Options options, std::uint64_t seed) : o_(std::move(options)) {
     if (o_.val_fraction < 0 || o_.test_fraction < 0 || o_.val_fraction + o_.test_fraction >= 1) {
@@ -281,9 +281,9 @@ class TextClassification final : public Dataset {
     }
   }
 
-  bool has_split(Split split) const override { return !rows_[index(split)].empty(); }
+  bool has_split(Split split) const override { return !rows_[split_index(split)].empty(); }
   std::int64_t num_examples(Split split) const override {
-    return static_cast<std::int64_t>(rows_[index(split)].size());
+    return static_cast<std::int64_t>(rows_[split_index(split)].size());
   }
   // The longest input a model must read: max_len, not the longest training text, so that a
   // longer text at prediction time is cut where the dataset would cut it.
@@ -291,19 +291,8 @@ class TextClassification final : public Dataset {
   std::int64_t num_classes() const override { return static_cast<std::int64_t>(names_.size()); }
   std::vector<std::string> class_names() const override { return names_; }
 
-  Batch sample(Split split, std::int64_t batch_size, at::Generator& generator) const override {
-    return batch(split, random_rows(num_examples(split), batch_size, generator,
-                                    std::string(kWho) + "the " + split_name(split) + " split"));
-  }
-
-  Batch slice(Split split, std::int64_t begin, std::int64_t end) const override {
-    return batch(split, row_range(begin, end, num_examples(split)));
-  }
-
  private:
-  static int index(Split split) {
-    return split == Split::kTrain ? 0 : split == Split::kVal ? 1 : 2;
-  }
+  std::string who() const override { return kWho; }
 
   void make_labels(const std::vector<Row>& train) {
     std::set<std::string> distinct;
@@ -373,9 +362,9 @@ class TextClassification final : public Dataset {
     }
   }
 
-  Batch batch(Split split, const std::vector<std::int64_t>& picks) const {
-    const auto& ids = ids_[index(split)];
-    const auto& rows = rows_[index(split)];
+  Batch batch(Split split, const std::vector<std::int64_t>& picks) const override {
+    const auto& ids = ids_[split_index(split)];
+    const auto& rows = rows_[split_index(split)];
     std::int64_t width = 1;
     for (std::int64_t i : picks) {
       width = std::max<std::int64_t>(
