@@ -9,7 +9,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -322,21 +321,11 @@ namespace {
 // generate --prompts: a text file, one prompt a line (blank lines skipped; CR of CRLF dropped),
 // or a .jsonl file of {"prompt": "..."} objects, whose strings may hold newlines. "-": stdin.
 std::vector<std::string> read_prompts(const fs::path& file) {
-  std::ifstream in_file;
-  std::istream* in = &std::cin;
-  if (file != "-") {
-    std::error_code ec;
-    if (fs::is_directory(file, ec)) throw Error("--prompts " + file.string() + " is a folder");
-    in_file.open(file, std::ios::binary);
-    if (!in_file) throw Error("cannot read --prompts " + file.string());
-    in = &in_file;
-  }
   const bool jsonl = file.extension() == ".jsonl";
   std::vector<std::string> prompts;
   std::int64_t number = 0;
-  for (std::string line; std::getline(*in, line);) {
+  for (const std::string& line : lines_of(read_input(file, "--prompts"))) {
     ++number;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     if (!jsonl) {
       prompts.push_back(line);

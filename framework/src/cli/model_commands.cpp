@@ -9,7 +9,6 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -223,21 +222,8 @@ int command_predict(const CommonArgs& common, const RunDirArgs& args) {
                 "pass --text \"...\" (repeatable) or --input FILE (- for stdin)");
   std::vector<std::string> texts = args.texts;
   if (!args.input.empty()) {
-    std::ifstream file;
-    std::istream* in = &std::cin;
-    if (args.input != "-") {
-      std::error_code ec;
-      if (fs::is_directory(args.input, ec))
-        throw Error("--input " + args.input.string() + " is a folder",
-                    "pass a text file with one text per line, or - for stdin");
-      file.open(args.input, std::ios::binary);
-      if (!file) throw Error("cannot read --input " + args.input.string());
-      in = &file;
-    }
-    for (std::string line; std::getline(*in, line);) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF files
+    for (std::string& line : lines_of(read_input(args.input, "--input")))
       texts.push_back(std::move(line));
-    }
   }
 
   RunDir run = open_run_dir(common, args);

@@ -6,9 +6,7 @@
 //       --set tokenizer.merges=data/gpt2/vocab.bpe --text "Hello world"      -> [15496, 995]
 //   echo "[15496, 995]" | lmrun tokenize runs/gpt_tiny_bpe --decode
 #include <charconv>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/loaded_registry.h"
@@ -23,22 +21,6 @@ namespace fs = std::filesystem;
 namespace lmrun::host {
 namespace {
 
-std::string read_all(std::istream& in) {
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::string read_input(const fs::path& input, const char* option) {
-  if (input == "-") return read_all(std::cin);
-  std::error_code ec;
-  if (fs::is_directory(input, ec))
-    throw Error(std::string(option) + " " + input.string() + " is a folder", "pass a text file");
-  std::ifstream file(input, std::ios::binary);
-  if (!file) throw Error(std::string("cannot read ") + option + " " + input.string());
-  return read_all(file);
-}
-
 // The inputs: each --text, or the input's lines (CR of CRLF dropped), or all of it (--whole).
 std::vector<std::string> inputs_of(const TokenizeArgs& args) {
   if (!args.texts.empty()) {
@@ -47,13 +29,7 @@ std::vector<std::string> inputs_of(const TokenizeArgs& args) {
   }
   const std::string text = read_input(args.input.empty() ? fs::path("-") : args.input, "--input");
   if (args.whole) return {text};
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(std::move(line));
-  }
-  return lines;
+  return lines_of(text);
 }
 
 // "[15496, 995]", "15496 995" or "15496,995": the ids of one line.

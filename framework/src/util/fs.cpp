@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "lmrun/error.h"
@@ -100,6 +101,32 @@ std::string hash_text(const std::string& text) {
   char buffer[17];
   std::snprintf(buffer, sizeof buffer, "%016" PRIx64, hash);
   return buffer;
+}
+
+std::string read_input(const fs::path& file, const std::string& option) {
+  std::ostringstream text;
+  if (file == "-") {
+    text << std::cin.rdbuf();
+    return text.str();
+  }
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) {
+    throw Error(option + " " + file.string() + " is a folder", "pass a text file, or - for stdin");
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error("cannot read " + option + " " + file.string());
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(std::move(line));
+  }
+  return lines;
 }
 
 }  // namespace lmrun::host

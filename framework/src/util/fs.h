@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace lmrun::host {
 
@@ -15,6 +16,13 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& con
 bool write_file_exclusive(const std::filesystem::path& path, const std::string& content);
 
 std::string read_text_file(const std::filesystem::path& path);
+
+// The text a command-line option names: a file, or stdin for "-". Throws lmrun::Error naming the
+// option ("--input x.txt is a folder", "cannot read --input x.txt").
+std::string read_input(const std::filesystem::path& file, const std::string& option);
+
+// The lines of `text`, each without its newline or the CR of a CRLF ending.
+std::vector<std::string> lines_of(const std::string& text);
 
 // 16 hex digits of FNV-1a 64: a fingerprint of a config's text, not a cryptographic hash.
 std::string hash_text(const std::string& text);
