@@ -78,7 +78,8 @@ double matmul_peak_gflops() {
     }
     double best = 0.0;
     for (std::int64_t n : {256, 512, 1024}) {
-      best = std::max(best, host::measure_matmul_peak(at::kCPU, at::kFloat, n, n < 1024 ? 40 : 10));
+      best = std::max(best,
+                      host::measure_matmul_peak(at::kCPU, at::kFloat, n, n < 1024 ? 40 : 10, 0.0));
     }
     return best;
   }();

@@ -83,7 +83,7 @@ TEST(MatmulPeak, IsPositiveAndLeavesTheGlobalGeneratorAlone) {
   torch::manual_seed(11);
   const at::Tensor expected = at::randn({4});
   torch::manual_seed(11);
-  const double peak = lmrun::host::measure_matmul_peak(at::kCPU, at::kFloat, 64, 2);
+  const double peak = lmrun::host::measure_matmul_peak(at::kCPU, at::kFloat, 64, 2, 0.0);
   EXPECT_GT(peak, 0.0);
   EXPECT_TRUE(at::equal(at::randn({4}), expected));  // the probe drew from its own generator
 }

@@ -336,21 +336,27 @@ double Trainer::mfu(double tokens_per_second) const {
   if (flops_per_token_ <= 0 || peak_gflops_ <= 0) return -1.0;
   // Data-parallel: the tokens of every rank, over the peak of every rank's device.
   const double devices = dp_ ? static_cast<double>(dp_->world().world_size) : 1.0;
-  return flops_per_token_ * tokens_per_second / (peak_gflops_ * 1e9 * devices);
+  const double utilisation = flops_per_token_ * tokens_per_second / (peak_gflops_ * 1e9 * devices);
+  return peak_measured_ && utilisation > 1.0 ? -1.0 : utilisation;
+}
+
+void Trainer::probe_peak() {
+  const auto probe_start = Clock::now();
+  // bf16 autocast runs the products in bf16, so that is the peak to compare with. A GPU needs
+  // products large enough to fill it (and to outweigh the launch and the synchronisation).
+  const std::int64_t size = p_.device.is_cuda() ? 4096 : 512;
+  const double measured =
+      measure_matmul_peak(p_.device, bf16_ ? at::kBFloat16 : at::kFloat, size, 5, 0.05);
+  peak_gflops_ = std::max(peak_gflops_, measured);
+  peak_measured_ = true;
+  const auto probe = Clock::now() - probe_start;
+  last_log_ += probe;
+  started_ += probe;
 }
 
 void Trainer::log_step(double loss, double lr) {
-  if (peak_gflops_ <= 0 && flops_per_token_ > 0) {
-    // Measured after the first steps have warmed the caches, and left out of every rate.
-    const auto probe_start = Clock::now();
-    // bf16 autocast runs the products in bf16, so that is the peak to compare with. A GPU needs
-    // products large enough to fill it (and to outweigh the launch and the synchronisation).
-    const std::int64_t size = p_.device.is_cuda() ? 4096 : 512;
-    peak_gflops_ = measure_matmul_peak(p_.device, bf16_ ? at::kBFloat16 : at::kFloat, size, 5);
-    const auto probe = Clock::now() - probe_start;
-    last_log_ += probe;
-    started_ += probe;
-  }
+  // Measured after the first steps have warmed the caches.
+  if (peak_gflops_ <= 0 && flops_per_token_ > 0) probe_peak();
   const auto now = Clock::now();
   const double seconds = std::chrono::duration<double>(now - last_log_).count();
   const std::int64_t steps = state_.step - steps_at_last_log_;
@@ -362,7 +368,12 @@ void Trainer::log_step(double loss, double lr) {
   tokens_at_last_log_ = tokens_seen_;
   steps_at_last_log_ = state_.step;
 
-  const double utilisation = mfu(tokens_per_second_);
+  double utilisation = mfu(tokens_per_second_);
+  if (utilisation < 0 && peak_measured_) {
+    // The model ran faster than the probe's products: a busy machine slowed the probe. Again.
+    probe_peak();
+    utilisation = mfu(tokens_per_second_);
+  }
   char mfu_text[24] = "";
   if (utilisation >= 0)
     std::snprintf(mfu_text, sizeof mfu_text, " | mfu %4.1f%%", 100 * utilisation);

@@ -77,8 +77,12 @@ class Trainer final : public TrainerControl {
   void write_checkpoint_now(const std::string& name);
   TrainerSnapshot snapshot() const;
   void log_step(double loss, double lr);
-  // Model FLOPs per second as a share of peak_gflops_ (0..1), or -1 when unknown.
+  // Model FLOPs per second as a share of peak_gflops_ (0..1), or -1 when unknown. A measured
+  // peak the model's own rate exceeds was disturbed, and gives no figure (-1).
   double mfu(double tokens_per_second) const;
+  // Measures peak_gflops_ (again), keeping the best reading, with the time it took left out of
+  // every rate.
+  void probe_peak();
   void write_summary(const TrainResult& result) const;
 
   const Experiment& experiment_;
@@ -105,6 +109,7 @@ class Trainer final : public TrainerControl {
   double tokens_per_second_ = 0.0;
   double flops_per_token_ = 0.0;         // the model's; 0: unknown, no MFU
   double peak_gflops_ = 0.0;             // [train] peak_gflops, or measured at the first log line
+  bool peak_measured_ = false;           // peak_gflops_ is this process's probe, not the config's
   std::vector<at::Tensor> clip_buffer_;  // clip_grad_norm's scratch, reused every step
   bool bf16_ = false;                    // train.precision = "bf16": CUDA autocast around forward
   double startup_seconds_ = -1;          // process start to this process's first step; -1: not yet
