@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include "lmrun/error.h"
@@ -44,6 +45,19 @@ class LMRUN_API Tokenizer {
   // Restores a saved tokenizer; throws lmrun::Error naming the file on a missing or corrupt one.
   virtual void load(const std::filesystem::path& folder) = 0;
 };
+
+// The file `name` in a saved tokenizer's `folder`, for load(): throws the one error every
+// tokenizer gives when it is not there, prefixed with `who` ("tokenizer 'bpe': ").
+inline std::filesystem::path saved_tokenizer_file(const std::filesystem::path& folder,
+                                                  const std::string& name, const std::string& who) {
+  const std::filesystem::path file = folder / name;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) {
+    throw Error(who + "no saved tokenizer: " + file.string() + " does not exist",
+                "load() takes the folder that save() wrote (a run's tokenizer/ folder)");
+  }
+  return file;
+}
 
 template <>
 struct KindTraits<Tokenizer> {

@@ -49,8 +49,8 @@ std::string keep_until(const std::string& text, std::int64_t step, bool json) {
 
 void MetricsLog::truncate_after(std::int64_t step) {
   if (!enabled_) return;
-  write_file_atomic(jsonl_path_, keep_until(read_text_file(jsonl_path_), step, true));
-  write_file_atomic(csv_path_, keep_until(read_text_file(csv_path_), step, false));
+  write_file_atomic(jsonl_path_, keep_until(read_file(jsonl_path_), step, true));
+  write_file_atomic(csv_path_, keep_until(read_file(csv_path_), step, false));
 }
 
 void MetricsLog::record(std::int64_t step, const Metrics& values) {

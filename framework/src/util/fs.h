@@ -1,21 +1,19 @@
 // Files lmrun writes: atomically, so that a crash never leaves a half-written file in place.
+// lmrun::write_file_atomic and lmrun::read_file come from the SDK (lmrun/files.h), which plugins
+// share.
 #pragma once
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
-namespace lmrun::host {
+#include "lmrun/files.h"
 
-// Writes `content` to a temporary file beside `path`, flushes it to disk, and renames it over
-// `path`. Throws lmrun::Error naming the file.
-void write_file_atomic(const std::filesystem::path& path, const std::string& content);
+namespace lmrun::host {
 
 // Writes `content` to `path` only if no file is there (atomically, as above); false when one is.
 // Of several processes racing to create the same file, exactly one gets true.
 bool write_file_exclusive(const std::filesystem::path& path, const std::string& content);
-
-std::string read_text_file(const std::filesystem::path& path);
 
 // The text a command-line option names: a file, or stdin for "-". Throws lmrun::Error naming the
 // option ("--input x.txt is a folder", "cannot read --input x.txt").

@@ -26,6 +26,7 @@
 #include <unordered_set>
 
 #include "byte_bpe.h"
+#include "lmrun/files.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
 #include "lmrun/tokenizer.h"
@@ -352,25 +353,11 @@ class BpeTokenizer final : public Tokenizer {
 
   void save(const fs::path& folder) const override {
     const std::string text = to_tokenizer_json(ready("save")).dump(1) + "\n";
-    const fs::path file = folder / kFileName, partial = folder / (std::string(kFileName) + ".tmp");
-    {
-      std::ofstream out(partial, std::ios::binary);
-      out << text;
-      if (!out.flush()) throw Error(std::string(kWho) + "cannot write " + partial.string());
-    }
-    std::error_code ec;
-    fs::rename(partial, file, ec);
-    if (ec) throw Error(std::string(kWho) + "cannot write " + file.string() + ": " + ec.message());
+    write_file_atomic(folder / kFileName, text);
   }
 
   void load(const fs::path& folder) override {
-    const fs::path file = folder / kFileName;
-    std::error_code ec;
-    if (!fs::is_regular_file(file, ec)) {
-      throw Error(std::string(kWho) + "no saved tokenizer: " + file.string() + " does not exist",
-                  "load() takes the folder that save() wrote (a run's tokenizer/ folder)");
-    }
-    bpe_ = read_tokenizer_json(file);
+    bpe_ = read_tokenizer_json(saved_tokenizer_file(folder, kFileName, kWho));
   }
 
  private:

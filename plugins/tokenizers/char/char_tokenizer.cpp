@@ -10,6 +10,7 @@
 #include <system_error>
 #include <utility>
 
+#include "lmrun/files.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
 #include "lmrun/utf8.h"
@@ -302,36 +303,11 @@ void CharTokenizer::save(const std::filesystem::path& folder) const {
   }
   text += "end\n";
 
-  // Written beside the final name, then renamed: a reader never sees half a file.
-  const std::filesystem::path file = folder / kFileName;
-  const std::filesystem::path temp = folder / (std::string(kFileName) + ".tmp");
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(temp, ignored);
-      throw Error(std::string(kWho) + "cannot write " + temp.string(),
-                  "check that the folder exists, is writable and the disk is not full");
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temp, file, error);
-  if (error) {
-    std::filesystem::remove(temp, error);
-    throw Error(std::string(kWho) + "cannot rename " + temp.string() + " to " + file.string() +
-                ": " + error.message());
-  }
+  write_file_atomic(folder / kFileName, text);
 }
 
 void CharTokenizer::load(const std::filesystem::path& folder) {
-  const std::filesystem::path file = folder / kFileName;
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(file, error)) {
-    throw Error(std::string(kWho) + "no saved tokenizer: " + file.string() + " does not exist",
-                "load() takes the folder that save() wrote (a run's tokenizer/ folder)");
-  }
+  const std::filesystem::path file = saved_tokenizer_file(folder, kFileName, kWho);
   LineReader reader(read_whole_file(file), file);
   if (reader.next("\"" + std::string(kMagic) + "\"") != kMagic) {
     reader.fail("not a char tokenizer file (the first line is not \"" + std::string(kMagic) +

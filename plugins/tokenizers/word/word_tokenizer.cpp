@@ -22,6 +22,7 @@
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
 
+#include "lmrun/files.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
 #include "lmrun/tokenizer.h"
@@ -132,20 +133,15 @@ class WordTokenizer final : public lmrun::Tokenizer {
 
   void save(const std::filesystem::path& folder) const override {
     require("save");
-    const auto file = folder / "vocab.txt";
-    std::ofstream out(file, std::ios::binary);
-    out << kHeader << "\n";
-    for (const auto& word : words_) out << word << "\n";
-    if (!out.flush()) throw lmrun::Error("word: cannot write " + file.string());
+    std::string text = std::string(kHeader) + "\n";
+    for (const auto& word : words_) text += word + "\n";
+    lmrun::write_file_atomic(folder / "vocab.txt", text);
   }
 
   void load(const std::filesystem::path& folder) override {
-    const auto file = folder / "vocab.txt";
+    const auto file = lmrun::saved_tokenizer_file(folder, "vocab.txt", "word: ");
     std::ifstream in(file, std::ios::binary);
-    if (!in) {
-      throw lmrun::Error("word: no saved tokenizer: " + file.string() + " does not exist",
-                         "load() takes the folder that save() wrote (a run's tokenizer/ folder)");
-    }
+    if (!in) throw lmrun::Error("word: cannot read " + file.string());
     std::string line;
     if (!std::getline(in, line) || line != kHeader) {
       throw lmrun::Error("word: " + file.string() + " line 1 is not '" + kHeader + "'",
