@@ -284,6 +284,48 @@ TEST(Training, GenerateAndEvalFromARunFolder) {
   EXPECT_THAT(missing.output, HasSubstr("is not a run folder"));
 }
 
+// A dataset's groups (arithmetic: the test split by operand length, and held-out longer operands)
+// are evaluated whole at the end of training, into the log and summary.json, and again by
+// `lmrun eval` with the same figures; the run keeps the problems it was given in data/.
+TEST(Training, DatasetGroupsAreReportedAfterTrainingAndByEval) {
+  TempDir dir;
+  auto args = short_run(experiment("arithmetic"), dir / "run", 6);
+  args.insert(args.end(), {"--set", "data.problems=2000", "--set", "data.held_out_problems=100"});
+  const auto train = run_lmrun(args, lmrun::test::source_dir());
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  EXPECT_THAT(train.output, HasSubstr("by group, the model at step 6:"));
+  EXPECT_THAT(train.output,
+              testing::ContainsRegex("\n  held out, 5 digits +100 +[0-9.]+ +[0-9.]+ +[0-9.]+ *\n"));
+  const auto summary = nlohmann::json::parse(read_file(dir / "run" / "summary.json"));
+  ASSERT_TRUE(summary.contains("groups")) << summary.dump(1);
+  std::vector<std::string> names;
+  for (const auto& [name, values] : summary["groups"].items()) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"held out, 4 digits", "held out, 5 digits",
+                                             "test, 1 digit", "test, 2 digits", "test, 3 digits"}));
+  double test_examples = 0;
+  for (const char* d : {"1 digit", "2 digits", "3 digits"})
+    test_examples += summary["groups"][std::string("test, ") + d]["examples"].get<double>();
+  EXPECT_EQ(test_examples, 200);  // the test groups partition the test split
+  for (const char* file : {"train.txt", "val.txt", "test.txt", "held_out_4_digits.txt"})
+    EXPECT_TRUE(fs::exists(dir / "run" / "data" / file)) << file;
+
+  const auto eval = run_lmrun({"eval", (dir / "run").string(), "--split", "test", "--output",
+                               (dir / "eval.json").string()});
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_THAT(eval.output, HasSubstr("by group:\n  group "));
+  const auto report = nlohmann::json::parse(read_file(dir / "eval.json"));
+  for (const auto& [name, values] : summary["groups"].items()) {
+    SCOPED_TRACE(name);
+    EXPECT_NEAR(report["groups"][name]["loss"].get<double>(), values["loss"].get<double>(), 1e-6);
+    EXPECT_EQ(report["groups"][name]["exact_match"], values["exact_match"]);
+  }
+  // A held-out length longer than the model's context is refused with the reason.
+  const auto longer =
+      run_lmrun({"eval", (dir / "run").string(), "--set", "data.held_out_digits=[4,5,6]"});
+  EXPECT_EQ(longer.exit_code, 1);
+  EXPECT_THAT(longer.output, HasSubstr("block_size"));
+}
+
 TEST(Failures, CorruptOrMismatchedCheckpoints) {
   TempDir dir;
   auto args = short_run(experiment("gpt_tiny"), dir / "run", 2);

@@ -1,6 +1,7 @@
 // The `arithmetic` dataset through the real loader: distinct problems in disjoint, seeded 80/10/10
 // splits, targets kept on the answer only (the loss mask), reversed answers, and its errors.
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -13,6 +14,7 @@
 #include <ATen/ATen.h>
 
 #include "lmrun/dataset.h"
+#include "lmrun/files.h"
 #include "lmrun/metric.h"
 #include "lmrun/tokenizer.h"
 #include "support/test_support.h"
@@ -41,9 +43,8 @@ Prepared prepared(const std::map<std::string, lmrun::Value>& params, std::uint64
   return p;
 }
 
-// Each example of a split as its text: the inputs and the last target, decoded, padding cut.
-std::vector<std::string> problems(const Prepared& p, Split split) {
-  const lmrun::Batch b = p.data->slice(split, 0, p.data->num_examples(split));
+// Each example of a batch as its text: the inputs decoded, padding cut.
+std::vector<std::string> problems_of(const Prepared& p, const lmrun::Batch& b) {
   std::vector<std::string> out;
   for (std::int64_t r = 0; r < b.inputs.size(0); ++r) {
     std::vector<std::int64_t> ids(b.inputs[r].data_ptr<std::int64_t>(),
@@ -53,6 +54,16 @@ std::vector<std::string> problems(const Prepared& p, Split split) {
     out.push_back(text);
   }
   return out;
+}
+
+std::vector<std::string> problems(const Prepared& p, Split split) {
+  return problems_of(p, p.data->slice(split, 0, p.data->num_examples(split)));
+}
+
+// The digits of the longer operand of "a+b=c".
+std::size_t operand_digits(const std::string& problem) {
+  const std::size_t op = problem.find_first_of("+-*", 1), eq = problem.find('=');
+  return std::max(op, eq - op - 1);
 }
 
 TEST(Arithmetic, DistinctProblemsInDisjointSeededSplits) {
@@ -127,7 +138,78 @@ TEST(Arithmetic, TargetsAreTheAnswerOnlyAndAnswersAreRight) {
   }
 }
 
+TEST(Arithmetic, GroupsAreTheTestSplitByOperandLengthThenHeldOutLengths) {
+  const auto with = prepared({{"problems", std::int64_t{2000}},
+                              {"held_out_digits", std::vector<std::int64_t>{4, 5}},
+                              {"held_out_problems", std::int64_t{100}}});
+  std::vector<std::string> names;
+  for (const auto& group : with.data->groups()) names.push_back(group.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"test, 1 digit", "test, 2 digits", "test, 3 digits",
+                                             "held out, 4 digits", "held out, 5 digits"}));
+  std::multiset<std::string> test_parts;
+  std::set<std::string> held_out;
+  const auto groups = with.data->groups();
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    SCOPED_TRACE(groups[g].name);
+    const std::size_t digits = g + 1;
+    const auto group = problems_of(with, with.data->group_slice(g, 0, groups[g].size));
+    ASSERT_EQ(static_cast<std::int64_t>(group.size()), groups[g].size);
+    for (const auto& problem : group) {
+      EXPECT_EQ(operand_digits(problem), digits) << problem;
+      if (digits <= 3) {
+        test_parts.insert(problem);
+      } else {
+        EXPECT_TRUE(held_out.insert(problem).second) << problem << " is held out twice";
+      }
+    }
+    if (digits > 3) {
+      EXPECT_EQ(groups[g].size, 100);
+    }
+  }
+  // The test groups are exactly the test split; the held-out problems are in no split.
+  const auto test = problems(with, Split::kTest);
+  EXPECT_EQ(test_parts, std::multiset<std::string>(test.begin(), test.end()));
+  // Asking for held-out sets leaves the splits as they were, and training at its own width.
+  const auto without = prepared({{"problems", std::int64_t{2000}}});
+  for (Split s : {Split::kTrain, Split::kVal, Split::kTest})
+    EXPECT_EQ(problems(with, s), problems(without, s)) << lmrun::split_name(s);
+  EXPECT_EQ(without.data->groups().size(), 3u);    // the test split by length only
+  EXPECT_EQ(without.data->sequence_length(), 12);  // "999+999=9991\n" less one
+  EXPECT_EQ(with.data->sequence_length(), 18);     // "99999+99999=999991\n" less one
+  EXPECT_EQ(with.data->slice(Split::kTrain, 0, 100).inputs.size(1), 12);
+  EXPECT_THAT(error_of([&] { with.data->group_slice(5, 0, 1); }), HasSubstr("no example group 5"));
+}
+
+TEST(Arithmetic, SaveWritesEveryProblemOnceASet) {
+  const auto p = prepared({{"problems", std::int64_t{500}},
+                           {"held_out_digits", std::vector<std::int64_t>{4}},
+                           {"held_out_problems", std::int64_t{50}}});
+  lmrun::test::TempDir dir;
+  p.data->save(dir.path());
+  const std::map<std::string, std::size_t> expected = {
+      {"train.txt", 400}, {"val.txt", 50}, {"test.txt", 50}, {"held_out_4_digits.txt", 50}};
+  std::size_t files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    ++files;
+    const std::string name = entry.path().filename().string();
+    ASSERT_TRUE(expected.count(name)) << name;
+    const std::string text = lmrun::read_file(entry.path());
+    EXPECT_EQ(static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')),
+              expected.at(name))
+        << name;
+  }
+  EXPECT_EQ(files, expected.size());
+  // The same problems the split serves, in its order.
+  const std::string val = lmrun::read_file(dir / "val.txt");
+  EXPECT_EQ(val.substr(0, val.find('\n')), problems(p, Split::kVal).front());
+}
+
 TEST(Arithmetic, ImpossibleSettingsAreErrors) {
+  EXPECT_THAT(
+      error_of([] {
+        prepared({{"digits", std::int64_t{3}}, {"held_out_digits", std::vector<std::int64_t>{3}}});
+      }),
+      HasSubstr("held_out_digits 3 is not in 4..9"));
   EXPECT_THAT(error_of([] {
                 prepared({{"digits", std::int64_t{1}}, {"problems", std::int64_t{80}}});
               }),

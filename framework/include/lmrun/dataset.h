@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,12 @@ struct Batch {
   at::Tensor inputs;   // (B, T) int64 token ids
   at::Tensor targets;  // language model: (B, T) int64, the next token; classification: (B) int64
   at::Tensor mask;     // (B, T) bool, true at real tokens; undefined when nothing is padded
+};
+
+// A named set of examples reported on its own (see Dataset::groups).
+struct ExampleGroup {
+  std::string name;   // "test, 3 digits", "held out, 5 digits"
+  std::int64_t size;  // examples
 };
 
 struct DatasetContext {
@@ -67,7 +74,23 @@ class LMRUN_API Dataset {
 
   // Examples [begin, end) in order, for full passes (evaluation, prediction).
   virtual Batch slice(Split split, std::int64_t begin, std::int64_t end) const = 0;
+
+  // Groups of examples that training (at its end) and `lmrun eval` evaluate one by one, every
+  // metric over each whole group, reported as a table in the log and in summary.json: the
+  // arithmetic problems by operand length, with held-out lengths the model never trains on. A
+  // group may hold examples of no split; sequence_length() covers them all. Default: none.
+  virtual std::vector<ExampleGroup> groups() const { return {}; }
+  // Examples [begin, end) of group `group` in order, as slice() reads a split.
+  virtual Batch group_slice(std::size_t group, std::int64_t begin, std::int64_t end) const;
+
+  // Writes what reproduces or audits the run's data into `folder` (the run's data/, created and
+  // emptied by the caller), such as generated examples. Default: nothing.
+  virtual void save(const std::filesystem::path& /*folder*/) const {}
 };
+
+inline Batch Dataset::group_slice(std::size_t group, std::int64_t, std::int64_t) const {
+  throw Error("this dataset has no example group " + std::to_string(group));
+}
 
 template <>
 struct KindTraits<Dataset> {

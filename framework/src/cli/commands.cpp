@@ -229,12 +229,21 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
     // (metrics are appended) or outlive it (checkpoints that --resume would pick). Only a run
     // folder (one with lmrun's config.toml) is cleared, and only of what a run writes.
     for (const char* name : {"metrics.jsonl", "metrics.csv", "summary.json", "samples.txt",
-                             "checkpoints", "tokenizer"}) {
+                             "checkpoints", "tokenizer", "data"}) {
       fs::remove_all(run_dir / name, ec);
     }
   }
   const std::string config_toml = resolved_toml(e, registry);
-  if (writer) write_file_atomic(run_dir / "config.toml", config_toml);
+  if (writer) {
+    write_file_atomic(run_dir / "config.toml", config_toml);
+    // What the dataset keeps of its data (arithmetic: its problems), for reproducibility. A
+    // resumed run's data is the same, and is written again.
+    const fs::path data_dir = run_dir / "data";
+    fs::remove_all(data_dir, ec);
+    fs::create_directories(data_dir);
+    p.data->save(data_dir);
+    if (fs::is_empty(data_dir, ec)) fs::remove(data_dir, ec);
+  }
   out << "lmrun " << kVersion << ": " << e.experiment.name << " -> " << run_dir.string() << "\n"
       << "  data       " << one_line(e.data, registry) << ": "
       << thousands(p.data->num_examples(Split::kTrain)) << " train windows, vocabulary "

@@ -52,7 +52,21 @@ Pipeline trained_pipeline(const RunDir& run, const fs::path& run_dir) {
                   "train again");
     }
   }
-  load_model_weights(run.checkpoint, *p.model);
+  try {
+    load_model_weights(run.checkpoint, *p.model);
+  } catch (const Error& error) {
+    // A model sized by the data's length (learned positions) no longer fits its weights when the
+    // data now asks for longer examples: say that, not only the tensor shapes.
+    const std::int64_t trained = read_model_context(run.checkpoint).sequence_length;
+    const std::int64_t asked = p.model_context.sequence_length;
+    if (asked <= trained) throw;
+    throw Error("the dataset's examples now take " + std::to_string(asked) +
+                    " positions, more than the " + std::to_string(trained) +
+                    " (block_size) the checkpoint's model was built for: " + error.what(),
+                "evaluate with the data the run was trained on, or train with the longer "
+                "examples in [data] (a held-out length, say) so that the model has positions "
+                "for them");
+  }
   return p;
 }
 
@@ -210,6 +224,12 @@ int command_eval(const CommonArgs& common, const RunDirArgs& args) {
       rows.push_back(row);
     }
     report.add("class_names", p.class_names).add("confusion_matrix", rows);
+  }
+  // The dataset's groups (arithmetic: by operand length), whatever the split.
+  const std::vector<GroupMetrics> groups = evaluate_groups(p, e.train.batch_size);
+  if (!groups.empty()) {
+    text << "by group:\n" << group_table(groups);
+    report.add("groups", group_json(groups));
   }
   std::cout << text.str() << std::flush;
   if (!args.output.empty()) write_file_atomic(args.output, report.str(2) + "\n");

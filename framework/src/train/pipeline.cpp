@@ -1,7 +1,10 @@
 // Building a run's plugin objects from a validated experiment.
 #include "train/pipeline.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <set>
 
 #ifdef __GLIBC__
@@ -183,19 +186,20 @@ Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& reg
   return p;
 }
 
-Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size,
-                       const BatchObserver& observe) {
-  if (!p.data->has_split(split))
-    throw Error(std::string("the dataset has no ") + split_name(split) + " split");
+namespace {
+
+// Loss and every [[metrics]] value over `n` examples that `read(begin, end)` gives in order.
+Metrics evaluate_examples(Pipeline& p, std::int64_t n,
+                          const std::function<Batch(std::int64_t, std::int64_t)>& read,
+                          std::int64_t batch_size, const BatchObserver& observe) {
   torch::NoGradGuard no_grad;
   const bool was_training = p.model->module().is_training();
   p.model->module().eval();
-  const std::int64_t n = p.data->num_examples(split);
   double loss = 0.0;
   std::int64_t tokens = 0;
   for (auto& metric : p.metrics) metric->reset();
   for (std::int64_t begin = 0; begin < n; begin += batch_size) {
-    Batch batch = p.data->slice(split, begin, std::min(n, begin + batch_size));
+    Batch batch = read(begin, std::min(n, begin + batch_size));
     at::Tensor targets = masked_targets(batch).to(p.device);
     at::Tensor mask = batch.mask.defined() ? batch.mask.to(p.device) : batch.mask;
     const at::Tensor logits = p.model->forward(batch.inputs.to(p.device), mask);
@@ -206,15 +210,85 @@ Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size,
   }
   p.model->module().train(was_training);
   Metrics metrics;
-  const std::string name = split_name(split);
   for (const auto& metric : p.metrics) {
-    for (const auto& [key, value] : metric->compute()) metrics[name + "_" + key] = value;
+    for (const auto& [key, value] : metric->compute()) metrics[key] = value;
   }
-  metrics[name + "_loss"] = loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
-  metrics[name + "_examples"] = static_cast<double>(n);
-  if (p.data->task() == Task::kLanguageModel)
-    metrics[name + "_perplexity"] = std::exp(metrics[name + "_loss"]);
+  metrics["loss"] = loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+  metrics["examples"] = static_cast<double>(n);
+  if (p.data->task() == Task::kLanguageModel) metrics["perplexity"] = std::exp(metrics["loss"]);
   return metrics;
+}
+
+}  // namespace
+
+Metrics evaluate_split(Pipeline& p, Split split, std::int64_t batch_size,
+                       const BatchObserver& observe) {
+  if (!p.data->has_split(split))
+    throw Error(std::string("the dataset has no ") + split_name(split) + " split");
+  const Metrics values = evaluate_examples(
+      p, p.data->num_examples(split),
+      [&](std::int64_t begin, std::int64_t end) { return p.data->slice(split, begin, end); },
+      batch_size, observe);
+  Metrics metrics;
+  for (const auto& [name, value] : values) metrics[split_name(split) + ("_" + name)] = value;
+  return metrics;
+}
+
+std::vector<GroupMetrics> evaluate_groups(Pipeline& p, std::int64_t batch_size) {
+  std::vector<GroupMetrics> results;
+  const std::vector<ExampleGroup> groups = p.data->groups();
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const auto read = [&](std::int64_t begin, std::int64_t end) {
+      return p.data->group_slice(g, begin, end);
+    };
+    results.push_back({groups[g].name, evaluate_examples(p, groups[g].size, read, batch_size, {})});
+  }
+  return results;
+}
+
+JsonObject group_json(const std::vector<GroupMetrics>& groups) {
+  JsonObject all;
+  for (const auto& group : groups) {
+    JsonObject values;
+    for (const auto& [name, value] : group.metrics) values.add(name, value);
+    all.add(group.name, values);
+  }
+  return all;
+}
+
+std::string group_table(const std::vector<GroupMetrics>& groups) {
+  if (groups.empty()) return "";
+  std::vector<std::string> columns = {"examples"};
+  for (const auto& [name, value] : groups.front().metrics) {
+    if (name != "examples" && name != "perplexity") columns.push_back(name);
+  }
+  std::size_t name_width = 5;
+  for (const auto& group : groups) name_width = std::max(name_width, group.name.size());
+  auto width = [](const std::string& column) {
+    return static_cast<int>(std::max<std::size_t>(column.size(), 8));
+  };
+  char cell[64];
+  std::string table = "  group" + std::string(name_width - 5, ' ');
+  for (const auto& column : columns) {
+    std::snprintf(cell, sizeof cell, "  %*s", width(column), column.c_str());
+    table += cell;
+  }
+  table += "\n";
+  for (const auto& group : groups) {
+    table += "  " + group.name + std::string(name_width - group.name.size(), ' ');
+    for (const auto& column : columns) {
+      const auto it = group.metrics.find(column);
+      if (it == group.metrics.end()) {
+        std::snprintf(cell, sizeof cell, "  %*s", width(column), "-");
+      } else {
+        std::snprintf(cell, sizeof cell, column == "examples" ? "  %*.0f" : "  %*.4f",
+                      width(column), it->second);
+      }
+      table += cell;
+    }
+    table += "\n";
+  }
+  return table;
 }
 
 }  // namespace lmrun::host

@@ -22,6 +22,7 @@
 #include "lmrun/scheduler.h"
 #include "lmrun/tokenizer.h"
 #include "registry/plugin_registry.h"
+#include "util/json.h"
 
 namespace lmrun::host {
 
@@ -65,6 +66,19 @@ Pipeline build_inference_pipeline(const Experiment& experiment, const PluginRegi
 using BatchObserver = std::function<void(const at::Tensor& logits, const at::Tensor& targets)>;
 Metrics evaluate_split(Pipeline& pipeline, Split split, std::int64_t batch_size,
                        const BatchObserver& observe = {});
+
+// Every group of the dataset's groups(), evaluated as evaluate_split evaluates a split, with
+// unprefixed names ("loss", "examples", "exact_match"), in the dataset's order.
+struct GroupMetrics {
+  std::string name;
+  Metrics metrics;
+};
+std::vector<GroupMetrics> evaluate_groups(Pipeline& pipeline, std::int64_t batch_size);
+
+// The groups as a table, a row each, one column per value, indented by two spaces.
+std::string group_table(const std::vector<GroupMetrics>& groups);
+// The groups as summary.json and `eval -o` hold them: {"NAME": {"examples": N, "loss": ...}}.
+JsonObject group_json(const std::vector<GroupMetrics>& groups);
 
 // "cpu", "cuda", "auto" -> a device; throws when cuda is asked for and absent.
 c10::Device resolve_device(const std::string& name);

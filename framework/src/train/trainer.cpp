@@ -300,6 +300,14 @@ TrainResult Trainer::run() {
   write_pending_checkpoints();
 
   TrainResult result;
+  // The dataset's groups (arithmetic: by operand length), each whole, with the model as it ends.
+  if (writer_ && !p_.data->groups().empty()) {
+    result.groups = evaluate_groups(p_, experiment_.train.batch_size);
+    std::string table = group_table(result.groups);
+    table.pop_back();  // the log adds the last newline
+    metrics_.print("by group, the model at step " + std::to_string(state_.step) + ":\n" + table,
+                   false);
+  }
   result.steps = state_.step;
   result.stop_reason = stop_reason_;
   result.final_metrics = last_eval;
@@ -500,6 +508,7 @@ void Trainer::write_summary(const TrainResult& result) const {
     final_metrics.add("val_bits_per_token", result.final_metrics.at("val_loss") / std::log(2.0));
   }
   summary.add("final", final_metrics);
+  if (!result.groups.empty()) summary.add("groups", group_json(result.groups));
   summary.add("plugins", provenance_.plugins);
   write_file_atomic(run_dir_ / "summary.json", summary.str(2) + "\n");
 }

@@ -35,8 +35,9 @@ struct TrainResult {
   std::string stop_reason;  // "max_steps", or what a callback said
   Metrics final_metrics;    // the last evaluation's
   double wall_seconds = 0.0;
-  double tokens_per_second = 0.0;  // training tokens / wall time of this run, evaluation included
-  bool diverged = false;           // the training loss became NaN or infinite
+  double tokens_per_second = 0.0;    // training tokens / wall time of this run, evaluation included
+  bool diverged = false;             // the training loss became NaN or infinite
+  std::vector<GroupMetrics> groups;  // the dataset's groups, each evaluated whole at the end
 };
 
 class Trainer final : public TrainerControl {
