@@ -6,8 +6,9 @@
 //
 // "in_context" generates 63 tokens after a 1-token prompt (gpt_tiny's window is 64); "long" 500,
 // past it, where an absolute-position transformer must re-read its whole window per token. A
-// recurrent model has no window: uncached it re-reads the whole history per token (timed once). A
 // recurrent model has no window: uncached, it re-reads the whole history every token (run once).
+// "beam4" is a width-4 beam search over 63 tokens, its hypotheses carrying their KV caches
+// (DecodeState::select_rows) against recomputing every context each step.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -64,8 +65,35 @@ void generate_tokens(benchmark::State& state, const std::string& name, std::int6
                          benchmark::Counter::kIsRate);
 }
 
+// Beam search of `width` over `new_tokens`: hypotheses carrying their decoding states against
+// recomputing every hypothesis's context each step. Both must find the same sequence.
+void beam_tokens(benchmark::State& state, const std::string& name, std::int64_t width,
+                 std::int64_t new_tokens, bool cached) {
+  bench::Built& b = bench::build(name);
+  const host::GenerationRequest r = request(new_tokens, cached);
+  const auto found = host::beam_search(*b.pipeline.model, r, {width, 1.0, cached});
+  if (found.tokens != host::beam_search(*b.pipeline.model, r, {width, 1.0, !cached}).tokens) {
+    state.SkipWithError("the cached and recomputed beams differ");
+    return;
+  }
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(host::beam_search(*b.pipeline.model, r, {width, 1.0, cached}));
+  }
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(new_tokens) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
+BENCHMARK_CAPTURE(beam_tokens, gpt_tiny_beam4_cached, "gpt_tiny", 4, 63, true)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(1.0);
+BENCHMARK_CAPTURE(beam_tokens, gpt_tiny_beam4_uncached, "gpt_tiny", 4, 63, false)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(1.0);
 BENCHMARK_CAPTURE(generate_tokens, gpt_tiny_in_context_cached, "gpt_tiny", 63, true)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()

@@ -643,4 +643,36 @@ TEST(BeamSearch, WidthOneIsGreedyAndAWideBeamFindsTheMostProbableSequence) {
               HasSubstr("beam width 0 < 1"));
 }
 
+// The cached beam (each hypothesis carrying its parent's decoding state, DecodeState::select_rows)
+// finds what recomputing every context finds, for every model kind, stop tokens and a length
+// penalty included; a prompt and answer longer than the context fall back to recomputing.
+TEST(BeamSearch, TheCachedBeamEqualsTheRecomputedOne) {
+  for (const char* kind : {"transformer", "lstm", "gru"}) {
+    SCOPED_TRACE(kind);
+    auto model = std::string(kind) == "transformer" ? lively_transformer() : lively_rnn(kind);
+    model->module().eval();
+    lmrun::host::GenerationRequest request;
+    request.prompt = {1, 3, 5, 2};
+    request.max_new_tokens = 10;
+    for (const auto& stops : {std::vector<std::int64_t>{}, std::vector<std::int64_t>{4}}) {
+      request.stop_tokens = stops;
+      for (std::int64_t width : {1, 3, 6}) {
+        const auto cached = lmrun::host::beam_search(*model, request, {width, 1.0, true});
+        const auto recomputed = lmrun::host::beam_search(*model, request, {width, 1.0, false});
+        EXPECT_EQ(cached.tokens, recomputed.tokens) << "width " << width;
+        EXPECT_NEAR(cached.log_probability, recomputed.log_probability, 1e-4);
+        EXPECT_NEAR(cached.log_probability, log_probability(*model, request.prompt, cached.tokens),
+                    1e-4);
+      }
+    }
+  }
+  // Past the context (kBlock positions), the transformer's beam recomputes cropped windows.
+  auto model = lively_transformer();
+  lmrun::host::GenerationRequest request;
+  request.prompt = {1, 2, 3};
+  request.max_new_tokens = kBlock + 4;
+  EXPECT_EQ(lmrun::host::beam_search(*model, request, {3, 1.0, true}).tokens,
+            lmrun::host::beam_search(*model, request, {3, 1.0, false}).tokens);
+}
+
 }  // namespace

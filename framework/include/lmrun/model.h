@@ -51,6 +51,11 @@ class LMRUN_API DecodeState {
   virtual ~DecodeState() = default;
   // Tokens fed so far.
   virtual std::int64_t length() const = 0;
+  // Keeps the batch rows `rows` ((B') int64 indices into the current batch, repeats allowed), in
+  // that order, as the new batch: beam search carrying each kept hypothesis's cache forward.
+  // Returns false, changing nothing, when this state cannot (the default); beam search then
+  // recomputes every step from the tokens.
+  virtual bool select_rows(const at::Tensor& /*rows*/) { return false; }
 };
 
 class LMRUN_API Model {

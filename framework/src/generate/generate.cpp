@@ -347,36 +347,58 @@ BeamResult beam_search(Model& model, const GenerationRequest& request, const Bea
   };
   struct Hypothesis {
     std::vector<std::int64_t> tokens;
-    double score = 0;  // sum of log probabilities
+    double score = 0;         // sum of log probabilities
+    std::int64_t parent = 0;  // the row of the previous step's batch it extends
   };
   const auto normalized = [&](const Hypothesis& h) {
     const double length = static_cast<double>(std::max<std::size_t>(h.tokens.size(), 1));
     return h.score / std::pow(length, beam.length_penalty);
   };
+  const auto failed = [](const c10::Error& e) {
+    return Error(std::string("generate: the model failed on the prompt: ") +
+                 e.what_without_backtrace());
+  };
+  // With a decoding state that can follow the hypotheses (DecodeState::select_rows), each step
+  // feeds the new tokens alone; otherwise, or when prompt and answer outgrow the context, each
+  // step recomputes the hypotheses' cropped contexts.
+  const std::int64_t context = model.max_context();
+  const auto total = static_cast<std::int64_t>(request.prompt.size()) + request.max_new_tokens;
+  std::unique_ptr<DecodeState> state;
+  at::Tensor next_logits;  // (running, V): the cached path's logits for the coming step
+  if (beam.use_cache && (context == 0 || total <= context)) {
+    try {
+      state = model.start_decoding(1);
+      next_logits =
+          model.decode(*state, at::tensor(request.prompt, at::kLong).unsqueeze(0).to(device));
+    } catch (const c10::Error& e) {
+      throw failed(e);
+    }
+    if (!state->select_rows(at::zeros({1}, at::kLong))) state.reset();
+  }
   std::vector<Hypothesis> running = {Hypothesis{}}, finished;
   for (std::int64_t step = 0; step < request.max_new_tokens && !running.empty(); ++step) {
-    // The running hypotheses (all of one length) as one batch of their cropped contexts.
-    const std::size_t length = request.prompt.size() + static_cast<std::size_t>(step);
-    const std::size_t begin = window_start(length, model.max_context());
     const auto n = static_cast<std::int64_t>(running.size());
-    at::Tensor inputs = at::empty({n, static_cast<std::int64_t>(length - begin)}, at::kLong);
-    for (std::int64_t b = 0; b < n; ++b) {
-      std::vector<std::int64_t> history = request.prompt;
-      const auto& tokens = running[static_cast<std::size_t>(b)].tokens;
-      history.insert(history.end(), tokens.begin(), tokens.end());
-      std::copy(history.begin() + static_cast<std::ptrdiff_t>(begin), history.end(),
-                inputs[b].data_ptr<std::int64_t>());
+    at::Tensor logits = next_logits;
+    if (!state) {
+      // The running hypotheses (all of one length) as one batch of their cropped contexts.
+      const std::size_t length = request.prompt.size() + static_cast<std::size_t>(step);
+      const std::size_t begin = window_start(length, context);
+      at::Tensor inputs = at::empty({n, static_cast<std::int64_t>(length - begin)}, at::kLong);
+      for (std::int64_t b = 0; b < n; ++b) {
+        std::vector<std::int64_t> history = request.prompt;
+        const auto& tokens = running[static_cast<std::size_t>(b)].tokens;
+        history.insert(history.end(), tokens.begin(), tokens.end());
+        std::copy(history.begin() + static_cast<std::ptrdiff_t>(begin), history.end(),
+                  inputs[b].data_ptr<std::int64_t>());
+      }
+      try {
+        const at::Tensor all = model.forward(inputs.to(device), at::Tensor());
+        logits = all.select(1, all.size(1) - 1);
+      } catch (const c10::Error& e) {
+        throw failed(e);
+      }
     }
-    at::Tensor logits;
-    try {
-      logits = model.forward(inputs.to(device), at::Tensor());
-    } catch (const c10::Error& e) {
-      throw Error(std::string("generate: the model failed on the prompt: ") +
-                  e.what_without_backtrace());
-    }
-    const at::Tensor log_p =
-        at::log_softmax(logits.select(1, logits.size(1) - 1).to(at::kCPU, at::kDouble), -1)
-            .contiguous();
+    const at::Tensor log_p = at::log_softmax(logits.to(at::kCPU, at::kDouble), -1).contiguous();
     const std::int64_t vocab = log_p.size(1);
     const double* lp = log_p.data_ptr<double>();
     // The best 2 * width extensions (ties: lower beam, then lower token): enough that `width`
@@ -398,6 +420,7 @@ BeamResult beam_search(Model& model, const GenerationRequest& request, const Bea
       Hypothesis h = running[static_cast<std::size_t>(i / vocab)];
       h.tokens.push_back(i % vocab);
       h.score = score_of(i);
+      h.parent = i / vocab;
       if (is_stop(i % vocab)) {
         finished.push_back(std::move(h));
       } else {
@@ -414,6 +437,20 @@ BeamResult beam_search(Model& model, const GenerationRequest& request, const Bea
       double best_running = -std::numeric_limits<double>::infinity();
       for (const auto& h : running) best_running = std::max(best_running, normalized(h));
       if (best_finished >= best_running) running.clear();
+    }
+    if (state && !running.empty() && step + 1 < request.max_new_tokens) {
+      // Each kept hypothesis takes its parent's cache, then feeds its new token.
+      std::vector<std::int64_t> parents, last;
+      for (const auto& h : running) {
+        parents.push_back(h.parent);
+        last.push_back(h.tokens.back());
+      }
+      try {
+        state->select_rows(at::tensor(parents, at::kLong));
+        next_logits = model.decode(*state, at::tensor(last, at::kLong).unsqueeze(1).to(device));
+      } catch (const c10::Error& e) {
+        throw failed(e);
+      }
     }
   }
   for (auto& h : running) finished.push_back(std::move(h));

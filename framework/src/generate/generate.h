@@ -81,11 +81,14 @@ GenerationResult generate(Model& model, const std::vector<std::shared_ptr<Sample
 // probabilities from the model's softmax; the sampler chain is not used), a hypothesis ending at
 // a stop token or at max_new_tokens; the winner is the one with the highest score / length ^
 // length_penalty (Hugging Face's convention: > 0 favours longer, < 0 shorter, 0 the plain sum).
-// Deterministic: ties go to the lower beam and token ids. Each step runs forward() on the
-// width hypotheses' cropped contexts as one batch. width 1 is greedy decoding.
+// Deterministic: ties go to the lower beam and token ids. Each step feeds the kept hypotheses'
+// new tokens as one batch through the model's decoding state, reordered to follow them
+// (DecodeState::select_rows); a model whose state cannot, or a prompt and answer longer than the
+// context, runs forward() on the hypotheses' cropped contexts instead. width 1 is greedy decoding.
 struct BeamRequest {
   std::int64_t width = 4;
   double length_penalty = 1.0;
+  bool use_cache = true;  // false: always recompute (for comparisons)
 };
 struct BeamResult {
   std::vector<std::int64_t> tokens;  // the winner's new ids, a stop token included

@@ -109,6 +109,16 @@ at::Tensor RecurrentLmImpl::forward(const at::Tensor& idx, std::vector<Activatio
   return logits(record->back().value);
 }
 
+bool RecurrentState::select_rows(const at::Tensor& rows) {
+  if (h.defined()) {
+    const at::Tensor index = rows.to(h.device(), at::kLong);
+    h = h.index_select(1, index);
+    if (c.defined()) c = c.index_select(1, index);
+  }
+  batch_size = rows.size(0);
+  return true;
+}
+
 RecurrentState RecurrentLmImpl::make_state(std::int64_t batch_size) const {
   if (batch_size < 1) {
     throw Error(std::string(name()) + ": decoding needs a batch size >= 1, got " +

@@ -48,6 +48,7 @@ struct RecurrentLmConfig {
 class RecurrentState final : public DecodeState {
  public:
   std::int64_t length() const override { return filled; }
+  bool select_rows(const at::Tensor& rows) override;
 
   at::Tensor h;  // (L, B, H)
   at::Tensor c;  // (L, B, H) LSTM cell state; undefined for a GRU

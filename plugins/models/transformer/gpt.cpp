@@ -288,6 +288,16 @@ at::Tensor GptImpl::forward(const at::Tensor& idx, const at::Tensor& key_mask,
   return at::linear(record->back().value, config_.tie_weights ? wte_->weight : lm_head_->weight);
 }
 
+bool KvCache::select_rows(const at::Tensor& rows) {
+  const at::Tensor index = rows.to(keys.empty() ? at::kCPU : keys.front().device(), at::kLong);
+  // Only [0, filled) matters; the copies keep the whole preallocated length for later tokens.
+  for (auto& k : keys) k = k.index_select(0, index);
+  for (auto& v : values) v = v.index_select(0, index);
+  batch_size = index.size(0);
+  scratch.reset();  // sized for the old batch
+  return true;
+}
+
 KvCache GptImpl::make_cache(std::int64_t batch_size) const {
   if (batch_size < 1) {
     throw Error("transformer: decoding needs a batch size >= 1, got " + std::to_string(batch_size));

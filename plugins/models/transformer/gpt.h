@@ -139,6 +139,7 @@ TORCH_MODULE(Block);
 class KvCache final : public DecodeState {
  public:
   std::int64_t length() const override { return filled; }
+  bool select_rows(const at::Tensor& rows) override;
 
   std::vector<at::Tensor> keys;    // per layer (B, H, block_size, D)
   std::vector<at::Tensor> values;  // per layer (B, H, block_size, D)
