@@ -15,7 +15,7 @@ packages=(
   g++ cmake ninja-build
   libtorch-dev libopenblas0-pthread libgloo-dev
   libboost-dev libboost-program-options-dev
-  libtomlplusplus-dev libicu-dev libpcre2-dev nlohmann-json3-dev libsentencepiece-dev
+  libtomlplusplus-dev libicu-dev libpcre2-dev nlohmann-json3-dev libsentencepiece-dev libedit-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

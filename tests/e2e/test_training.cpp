@@ -3,6 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <poll.h>
+#include <pty.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -324,6 +331,72 @@ TEST(Training, DatasetGroupsAreReportedAfterTrainingAndByEval) {
       run_lmrun({"eval", (dir / "run").string(), "--set", "data.held_out_digits=[4,5,6]"});
   EXPECT_EQ(longer.exit_code, 1);
   EXPECT_THAT(longer.output, HasSubstr("block_size"));
+}
+
+namespace {
+
+// Runs lmrun in a pseudo-terminal (so that it sees a terminal, as a user's shell gives it), types
+// each of `keys` once the output holds one more prompt ("> ") than before, and returns everything
+// the terminal showed. Gives up after 60 s.
+std::string run_in_terminal(const std::vector<std::string>& args,
+                            const std::vector<std::string>& keys,
+                            const std::map<std::string, std::string>& env) {
+  std::vector<std::string> argv_text = {LMRUN_TEST_BINARY};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int terminal = -1;
+  const pid_t child = ::forkpty(&terminal, nullptr, nullptr, nullptr);
+  if (child == 0) {
+    for (const auto& [name, value] : env) ::setenv(name.c_str(), value.c_str(), 1);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  std::string shown;
+  std::size_t sent = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto prompts = [&] {
+    std::size_t count = 0;
+    for (std::size_t at = shown.find("> "); at != std::string::npos; at = shown.find("> ", at + 1))
+      ++count;
+    return count;
+  };
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (sent < keys.size() && prompts() > sent) {
+      (void)!::write(terminal, keys[sent].data(), keys[sent].size());
+      ++sent;
+    }
+    pollfd ready{terminal, POLLIN, 0};
+    if (::poll(&ready, 1, 100) <= 0) continue;
+    char buffer[4096];
+    const ssize_t n = ::read(terminal, buffer, sizeof buffer);
+    if (n <= 0) break;  // the child has closed the terminal: it has ended
+    shown.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::kill(child, SIGKILL);  // nothing, when it has ended
+  ::waitpid(child, nullptr, 0);
+  ::close(terminal);
+  return shown;
+}
+
+}  // namespace
+
+// On a terminal the REPL edits lines with libedit: the arrow keys recall lines of this session
+// and of earlier ones, kept in the history file, which is saved on leaving.
+TEST(Training, InteractiveGenerationOnATerminalHasHistory) {
+  TempDir dir;
+  ASSERT_EQ(run_lmrun(short_run(experiment("gpt_tiny"), dir / "run", 2), lmrun::test::source_dir())
+                .exit_code,
+            0);
+  lmrun::test::write_file(dir / "history", "Earlier line\n");
+  const std::string shown = run_in_terminal(
+      {"generate", (dir / "run").string(), "--interactive", "-n", "3"},
+      {"First\r", "\x1b[A\x1b[A\r", "/quit\r"},
+      {{"TERM", "xterm"}, {"LMRUN_HISTORY", (dir / "history").string()}});
+  EXPECT_THAT(shown, HasSubstr("lmrun interactive"));
+  // "Earlier line" was never typed here: two arrow-ups fetched it from the file.
+  EXPECT_EQ(read_file(dir / "history"), "Earlier line\nFirst\nEarlier line\n/quit\n") << shown;
 }
 
 TEST(Failures, CorruptOrMismatchedCheckpoints) {

@@ -13,6 +13,7 @@
 #include <map>
 #include <sstream>
 
+#include "cli/line_editor.h"
 #include "cli/loaded_registry.h"
 #include "cli/repl.h"
 #include "cli/run_dir.h"
@@ -385,7 +386,15 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
     settings.stop_tokens = g.stop_tokens;
     settings.beam_width = g.beam_width;
     settings.length_penalty = g.length_penalty;
-    return generate_repl(p, settings, run.resolved.plugins->registry, std::cin, std::cout);
+    // A terminal gets line editing and the history of earlier sessions; a pipe is read as is.
+    if (!::isatty(STDIN_FILENO))
+      return generate_repl(p, settings, run.resolved.plugins->registry, std::cin, std::cout);
+    LineEditor editor(LineEditor::default_history_file());
+    const ReadLine edited = [&](const std::string& prompt, std::string& line) {
+      std::cout << std::flush;
+      return editor.read(prompt, line);
+    };
+    return generate_repl(p, settings, run.resolved.plugins->registry, edited, std::cout);
   }
   if (args.prompts.empty()) {
     draw_samples(p, g, e.experiment.seed);

@@ -1,6 +1,7 @@
 // lmrun generate RUN_DIR --interactive: a read-eval-print loop over a loaded model. Each line
 // is added to the conversation so far and the model continues it, streaming; slash commands
-// change the sampling settings between turns. Reads any stream, so tests drive it with a script.
+// change the sampling settings between turns. Reads from any line source: a terminal through
+// LineEditor, or a stream, so tests drive it with a script.
 #include "cli/repl.h"
 
 #include <charconv>
@@ -90,8 +91,19 @@ std::string describe_chain(const std::vector<PluginSpec>& specs) {
 
 }  // namespace
 
-int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& registry,
+int generate_repl(Pipeline& p, const ReplSettings& settings, const PluginRegistry& registry,
                   std::istream& in, std::ostream& out) {
+  const ReadLine from_stream = [&](const std::string& prompt, std::string& line) {
+    out << prompt << std::flush;
+    if (!std::getline(in, line)) return false;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return true;
+  };
+  return generate_repl(p, settings, registry, from_stream, out);
+}
+
+int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& registry,
+                  const ReadLine& read_line, std::ostream& out) {
   ReplSettings s = start;
   std::string context;
   out << "lmrun interactive: " << s.checkpoint << "\n"
@@ -101,9 +113,7 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
   };
   std::string line;
   while (true) {
-    out << "> " << std::flush;
-    if (!std::getline(in, line)) break;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!read_line("> ", line)) break;
     if (!line.empty() && line[0] == '/') {
       std::istringstream words(line.substr(1));
       std::string command, argument, extra;

@@ -1,7 +1,8 @@
-// lmrun generate RUN_DIR --interactive: the loop, over any input and output stream.
+// lmrun generate RUN_DIR --interactive: the loop, over any line source and output stream.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -23,7 +24,14 @@ struct ReplSettings {
   double length_penalty = 1.0;
 };
 
-// Reads lines until /quit or the end of `in`; returns the exit code (0).
+// Shows a prompt and reads one line into `line`; false at the end of input.
+using ReadLine = std::function<bool(const std::string& prompt, std::string& line)>;
+
+// Reads lines with `read_line` until /quit or the end of input; returns the exit code (0).
+int generate_repl(Pipeline& p, const ReplSettings& settings, const PluginRegistry& registry,
+                  const ReadLine& read_line, std::ostream& out);
+
+// The same over a stream (a script, a pipe): the prompt goes to `out`, a line's CR is dropped.
 int generate_repl(Pipeline& p, const ReplSettings& settings, const PluginRegistry& registry,
                   std::istream& in, std::ostream& out);
 
