@@ -9,7 +9,8 @@
 //   held_out_digits = [4, 5]   # extra test sets of longer operands, never trained on
 //
 // Each problem is one example: "123+45=168\n" (or "=861\n" reversed), padded to the longest
-// problem's length with the tokenizer's <pad> (or "\n"), and the model reads it whole. Targets are
+// problem of its split or group with the tokenizer's <pad> (or "\n"), and the model reads it
+// whole; "\n" ends the answer (the end token: generation stops on it). Targets are
 // the next characters, kept only where they are the answer or its closing "\n": every other
 // position (the operands, padding) is kIgnoreTarget, so the loss, the token accuracy and
 // exact_match measure the answer alone. The problems are distinct and dealt from the seed, so no
