@@ -326,6 +326,15 @@ TEST(Training, DatasetGroupsAreReportedAfterTrainingAndByEval) {
     EXPECT_NEAR(report["groups"][name]["loss"].get<double>(), values["loss"].get<double>(), 1e-6);
     EXPECT_EQ(report["groups"][name]["exact_match"], values["exact_match"]);
   }
+  // --force into a folder that is not lmrun's leaves its own data/ alone.
+  lmrun::test::write_file(dir / "mine" / "data" / "keep.txt", "a user's file\n");
+  auto into_mine = short_run(experiment("arithmetic"), dir / "mine", 2);
+  into_mine.insert(into_mine.end(), {"--set", "data.problems=2000", "--force"});
+  const auto mine = run_lmrun(into_mine, lmrun::test::source_dir());
+  ASSERT_EQ(mine.exit_code, 0) << mine.output;
+  EXPECT_EQ(read_file(dir / "mine" / "data" / "keep.txt"), "a user's file\n");
+  EXPECT_FALSE(fs::exists(dir / "mine" / "data" / "train.txt"));
+  EXPECT_THAT(mine.output, HasSubstr("is not lmrun's: the dataset's data is not saved there"));
   // A held-out length longer than the model's context is refused with the reason.
   const auto longer =
       run_lmrun({"eval", (dir / "run").string(), "--set", "data.held_out_digits=[4,5,6]"});
@@ -346,11 +355,24 @@ std::string run_in_terminal(const std::vector<std::string>& args,
   std::vector<char*> argv;
   for (auto& a : argv_text) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The environment is built before the fork: the child of a threaded process may only exec.
+  std::vector<std::string> env_text;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    if (env.count(entry.substr(0, entry.find('='))) == 0) env_text.push_back(entry);
+  }
+  for (const auto& [name, value] : env) env_text.push_back(name + "=" + value);
+  std::vector<char*> envp;
+  for (auto& e : env_text) envp.push_back(e.data());
+  envp.push_back(nullptr);
   int terminal = -1;
   const pid_t child = ::forkpty(&terminal, nullptr, nullptr, nullptr);
+  if (child < 0) {
+    ADD_FAILURE() << "forkpty failed: no pseudo-terminal for the test";
+    return {};
+  }
   if (child == 0) {
-    for (const auto& [name, value] : env) ::setenv(name.c_str(), value.c_str(), 1);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   std::string shown;
@@ -390,10 +412,10 @@ TEST(Training, InteractiveGenerationOnATerminalHasHistory) {
                 .exit_code,
             0);
   lmrun::test::write_file(dir / "history", "Earlier line\n");
-  const std::string shown = run_in_terminal(
-      {"generate", (dir / "run").string(), "--interactive", "-n", "3"},
-      {"First\r", "\x1b[A\x1b[A\r", "/quit\r"},
-      {{"TERM", "xterm"}, {"LMRUN_HISTORY", (dir / "history").string()}});
+  const std::string shown =
+      run_in_terminal({"generate", (dir / "run").string(), "--interactive", "-n", "3"},
+                      {"First\r", "\x1b[A\x1b[A\r", "/quit\r"},
+                      {{"TERM", "xterm"}, {"LMRUN_HISTORY", (dir / "history").string()}});
   EXPECT_THAT(shown, HasSubstr("lmrun interactive"));
   // "Earlier line" was never typed here: two arrow-ups fetched it from the file.
   EXPECT_EQ(read_file(dir / "history"), "Earlier line\nFirst\nEarlier line\n/quit\n") << shown;

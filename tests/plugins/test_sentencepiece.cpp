@@ -82,6 +82,7 @@ TEST(SentencePiece, SentencePiecesOwnDefaultsNormaliseAndLoseUnknownCharacters) 
                     {"remove_extra_whitespaces", true}});
   EXPECT_EQ(t->decode(t->encode("  soft,\n what  ﬁ")), "soft, what fi");  // NFKC, spaces
   const Ids ids = t->encode("日");
+  ASSERT_FALSE(ids.empty());
   EXPECT_EQ(ids.back(), t->special_id("<unk>"));
 }
 

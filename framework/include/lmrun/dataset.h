@@ -35,8 +35,8 @@ struct Batch {
 
 // A named set of examples reported on its own (see Dataset::groups).
 struct ExampleGroup {
-  std::string name;   // "test, 3 digits", "held out, 5 digits"
-  std::int64_t size;  // examples
+  std::string name;       // "test, 3 digits", "held out, 5 digits"
+  std::int64_t size = 0;  // examples
 };
 
 struct DatasetContext {

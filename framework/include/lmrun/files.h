@@ -40,8 +40,8 @@ inline void sync_folder(const std::filesystem::path& dir) {
 }  // namespace files_detail
 
 // `content` in a new hidden temporary file beside `path`, flushed to disk; returns its name.
-inline std::string write_temporary_file(const std::filesystem::path& path,
-                                        std::string_view content) {
+inline std::string write_temporary_file(const std::filesystem::path& path, std::string_view content,
+                                        mode_t mode = 0644) {
   using files_detail::errno_text;
   std::string temp =
       (files_detail::folder_of(path) / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
@@ -59,7 +59,7 @@ inline std::string write_temporary_file(const std::filesystem::path& path,
     }
     written += static_cast<std::size_t>(n);
   }
-  ::fchmod(fd, 0644);
+  ::fchmod(fd, mode);
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     const std::string reason = errno_text();
     ::unlink(temp.c_str());
@@ -69,9 +69,10 @@ inline std::string write_temporary_file(const std::filesystem::path& path,
 }
 
 // Writes `content` to a temporary file beside `path`, flushes it to disk, and renames it over
-// `path`: a reader sees the old file or the new one, never a part.
-inline void write_file_atomic(const std::filesystem::path& path, std::string_view content) {
-  const std::string temp = write_temporary_file(path, content);
+// `path`: a reader sees the old file or the new one, never a part. `mode`: its permissions.
+inline void write_file_atomic(const std::filesystem::path& path, std::string_view content,
+                              mode_t mode = 0644) {
+  const std::string temp = write_temporary_file(path, content, mode);
   if (::rename(temp.c_str(), path.c_str()) != 0) {
     const std::string reason = files_detail::errno_text();
     ::unlink(temp.c_str());
@@ -82,10 +83,14 @@ inline void write_file_atomic(const std::filesystem::path& path, std::string_vie
 
 // The file's bytes. Throws lmrun::Error "cannot read PATH", with `hint` when one is given.
 inline std::string read_file(const std::filesystem::path& path, const std::string& hint = "") {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw Error("cannot read " + path.string() + ": it is a folder", hint);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read " + path.string(), hint);
   std::ostringstream text;
   text << in.rdbuf();
+  if (in.bad()) throw Error("cannot read " + path.string() + ": a read failed", hint);
   return text.str();
 }
 

@@ -13,7 +13,8 @@
 namespace lmrun {
 
 inline constexpr const char* kVersion = LMRUN_VERSION_STRING;
-inline constexpr std::uint32_t kApiVersionMajor = 5;  // 5: Dataset::groups, group_slice, save; DecodeState::select_rows
+inline constexpr std::uint32_t kApiVersionMajor =
+    5;  // 5: Dataset::groups, group_slice, save; DecodeState::select_rows
 inline constexpr std::uint32_t kApiVersionMinor = 0;
 // Major in the high 16 bits, minor in the low 16: what a plugin descriptor carries.
 inline constexpr std::uint32_t kApiVersion = (kApiVersionMajor << 16) | kApiVersionMinor;

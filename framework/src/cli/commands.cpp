@@ -187,6 +187,36 @@ std::string draw_samples(Pipeline& p, const GenerateOptions& g, std::int64_t exp
 
 }  // namespace
 
+namespace {
+
+// What the dataset keeps of its data (arithmetic: its problems), for reproducibility, in
+// run_dir/data: written to a hidden folder first and renamed into place when it holds anything. A
+// resumed run's data is the same, and is written again. A data/ folder in a folder that is not
+// lmrun's is the user's: it is left alone, and the dataset's data is not saved.
+void save_dataset(const Dataset& data, const fs::path& run_dir, bool run_folder,
+                  std::ostream& out) {
+  std::error_code ec;
+  const fs::path final_dir = run_dir / "data", partial = run_dir / ".data.partial";
+  fs::remove_all(partial, ec);
+  fs::create_directories(partial);
+  data.save(partial);
+  if (fs::is_empty(partial, ec)) {
+    fs::remove(partial, ec);
+    return;
+  }
+  if (fs::exists(final_dir, ec) && !run_folder) {
+    fs::remove_all(partial, ec);
+    out << "  note       " << final_dir.string()
+        << " is not lmrun's: the dataset's data is not saved there\n";
+    return;
+  }
+  fs::remove_all(final_dir, ec);
+  fs::rename(partial, final_dir, ec);
+  if (ec) throw Error("cannot write " + final_dir.string() + ": " + ec.message());
+}
+
+}  // namespace
+
 int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   Resolved resolved = resolve(common, args);
   const Experiment& e = resolved.experiment;
@@ -225,6 +255,8 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   const bool created = writer && !fs::exists(run_dir, ec);
   if (writer) fs::create_directories(run_dir, ec);
   if (ec) throw Error("cannot create run folder " + run_dir.string() + ": " + ec.message());
+  // A folder lmrun made, or one holding lmrun's config.toml: only there may lmrun clear things.
+  const bool run_folder = created || fs::exists(run_dir / "config.toml", ec);
   if (writer && !created && checkpoint.empty() && fs::exists(run_dir / "config.toml", ec)) {
     // --force starts an earlier run over: its records would otherwise mix with this one's
     // (metrics are appended) or outlive it (checkpoints that --resume would pick). Only a run
@@ -237,13 +269,7 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   const std::string config_toml = resolved_toml(e, registry);
   if (writer) {
     write_file_atomic(run_dir / "config.toml", config_toml);
-    // What the dataset keeps of its data (arithmetic: its problems), for reproducibility. A
-    // resumed run's data is the same, and is written again.
-    const fs::path data_dir = run_dir / "data";
-    fs::remove_all(data_dir, ec);
-    fs::create_directories(data_dir);
-    p.data->save(data_dir);
-    if (fs::is_empty(data_dir, ec)) fs::remove(data_dir, ec);
+    save_dataset(*p.data, run_dir, run_folder, out);
   }
   out << "lmrun " << kVersion << ": " << e.experiment.name << " -> " << run_dir.string() << "\n"
       << "  data       " << one_line(e.data, registry) << ": "

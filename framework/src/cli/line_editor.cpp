@@ -34,13 +34,13 @@ LineEditor::LineEditor(std::filesystem::path history_file, std::size_t keep)
   }
 }
 
-LineEditor::~LineEditor() {
+void LineEditor::save() const {
   if (file_.empty()) return;
   std::string text;
   const std::size_t from = history_.size() > keep_ ? history_.size() - keep_ : 0;
   for (std::size_t i = from; i < history_.size(); ++i) text += history_[i] + "\n";
   try {
-    write_file_atomic(file_, text);
+    write_file_atomic(file_, text, 0600);
   } catch (const Error& e) {
     std::cerr << "lmrun: the history was not saved: " << e.what() << "\n";
   }
@@ -55,6 +55,7 @@ bool LineEditor::read(const std::string& prompt, std::string& line) {
   if (!blank && (history_.empty() || history_.back() != line)) {
     history_.push_back(line);
     add_history(line.c_str());
+    save();
   }
   return true;
 }

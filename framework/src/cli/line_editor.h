@@ -21,16 +21,19 @@ class LineEditor {
 
   // Loads `history_file`'s lines (a missing file is an empty history; empty path: none kept).
   explicit LineEditor(std::filesystem::path history_file, std::size_t keep = 1000);
-  // Saves the history, atomically; a failure to save is reported on stderr, not thrown.
-  ~LineEditor();
+  ~LineEditor() = default;
   LineEditor(const LineEditor&) = delete;
   LineEditor& operator=(const LineEditor&) = delete;
 
   // Shows `prompt`, reads one edited line into `line`; false at the end of input. A line that is
-  // not blank and not the previous one joins the history.
+  // not blank and not the previous one joins the history, and the file is saved at once
+  // (atomically, readable by its owner alone), so Ctrl-C loses nothing; a failure to save is
+  // reported on stderr, not thrown. Several sessions at once: the last to save wins.
   bool read(const std::string& prompt, std::string& line);
 
  private:
+  void save() const;
+
   std::filesystem::path file_;
   std::size_t keep_;
   std::vector<std::string> history_;

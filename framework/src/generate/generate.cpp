@@ -355,7 +355,7 @@ BeamResult beam_search(Model& model, const GenerationRequest& request, const Bea
     return h.score / std::pow(length, beam.length_penalty);
   };
   const auto failed = [](const c10::Error& e) {
-    return Error(std::string("generate: the model failed on the prompt: ") +
+    return Error(std::string("generate: the model failed in beam search: ") +
                  e.what_without_backtrace());
   };
   // With a decoding state that can follow the hypotheses (DecodeState::select_rows), each step
@@ -455,6 +455,7 @@ BeamResult beam_search(Model& model, const GenerationRequest& request, const Bea
   }
   for (auto& h : running) finished.push_back(std::move(h));
   BeamResult result;
+  result.cached = state != nullptr;
   if (!finished.empty()) {
     const auto best = std::max_element(
         finished.begin(), finished.end(),

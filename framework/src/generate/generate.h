@@ -94,6 +94,7 @@ struct BeamResult {
   std::vector<std::int64_t> tokens;  // the winner's new ids, a stop token included
   double log_probability = 0;        // its sum of token log probabilities
   double seconds = 0;
+  bool cached = false;  // the hypotheses carried their decoding states (else: recomputed)
 };
 BeamResult beam_search(Model& model, const GenerationRequest& request, const BeamRequest& beam);
 

@@ -314,7 +314,8 @@ TrainResult Trainer::run() {
   result.wall_seconds =
       elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
   // The whole run's average in this process, evaluation and checkpoints included.
-  const double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+  const double seconds =
+      std::chrono::duration<double>(Clock::now() - started_ - probe_time_).count();
   result.tokens_per_second =
       seconds > 0 ? static_cast<double>(tokens_seen_ - tokens_at_start_) / seconds : 0.0;
   result.diverged = diverged_;
@@ -359,7 +360,7 @@ void Trainer::probe_peak() {
   peak_measured_ = true;
   const auto probe = Clock::now() - probe_start;
   last_log_ += probe;
-  started_ += probe;
+  probe_time_ += probe;
 }
 
 void Trainer::log_step(double loss, double lr) {
@@ -377,8 +378,10 @@ void Trainer::log_step(double loss, double lr) {
   steps_at_last_log_ = state_.step;
 
   double utilisation = mfu(tokens_per_second_);
-  if (utilisation < 0 && peak_measured_) {
-    // The model ran faster than the probe's products: a busy machine slowed the probe. Again.
+  if (utilisation < 0 && peak_measured_ && reprobes_ < 2) {
+    // The model ran faster than the probe's products: a busy machine slowed the probe. Again, a
+    // couple of times at most; after that the figure is left out.
+    ++reprobes_;
     probe_peak();
     utilisation = mfu(tokens_per_second_);
   }

@@ -108,12 +108,14 @@ class Trainer final : public TrainerControl {
   std::int64_t tokens_at_last_log_ = 0;
   std::int64_t steps_at_last_log_ = 0;
   double tokens_per_second_ = 0.0;
-  double flops_per_token_ = 0.0;         // the model's; 0: unknown, no MFU
-  double peak_gflops_ = 0.0;             // [train] peak_gflops, or measured at the first log line
-  bool peak_measured_ = false;           // peak_gflops_ is this process's probe, not the config's
-  std::vector<at::Tensor> clip_buffer_;  // clip_grad_norm's scratch, reused every step
-  bool bf16_ = false;                    // train.precision = "bf16": CUDA autocast around forward
-  double startup_seconds_ = -1;          // process start to this process's first step; -1: not yet
+  double flops_per_token_ = 0.0;  // the model's; 0: unknown, no MFU
+  double peak_gflops_ = 0.0;      // [train] peak_gflops, or measured at the first log line
+  bool peak_measured_ = false;    // peak_gflops_ is this process's probe, not the config's
+  int reprobes_ = 0;              // probes again after the first, at most 2
+  std::chrono::steady_clock::duration probe_time_{};  // the probes', left out of tokens/s
+  std::vector<at::Tensor> clip_buffer_;               // clip_grad_norm's scratch, reused every step
+  bool bf16_ = false;            // train.precision = "bf16": CUDA autocast around forward
+  double startup_seconds_ = -1;  // process start to this process's first step; -1: not yet
 
   std::string stop_reason_;
   std::vector<std::string> pending_checkpoints_;

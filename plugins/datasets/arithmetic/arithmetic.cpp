@@ -160,7 +160,12 @@ class ArithmeticDataset final : public RowDataset {
       }
       if (!group.problems.empty()) sets_.push_back(std::move(group));
     }
-    for (std::int64_t d : o_.held_out_digits) {
+    for (std::size_t i = 0; i < o_.held_out_digits.size(); ++i) {
+      const std::int64_t d = o_.held_out_digits[i];
+      if (std::count(o_.held_out_digits.begin(),
+                     o_.held_out_digits.begin() + static_cast<std::ptrdiff_t>(i), d) > 0) {
+        throw Error(std::string(kWho) + "held_out_digits names " + std::to_string(d) + " twice");
+      }
       if (d <= o_.digits || d > 9) {
         throw Error(std::string(kWho) + "held_out_digits " + std::to_string(d) + " is not in " +
                         std::to_string(o_.digits + 1) + "..9",

@@ -124,6 +124,10 @@ int lmrun_spb_decode(const lmrun_spb_model* model, const int* ids, size_t count,
   });
 }
 
-void lmrun_spb_serialize(const lmrun_spb_model* model, lmrun_spb_bytes_fn proto, void* context) {
-  say(proto, context, model->processor.serialized_model_proto());
+int lmrun_spb_serialize(const lmrun_spb_model* model, lmrun_spb_bytes_fn proto,
+                        lmrun_spb_bytes_fn error, void* context) {
+  return guarded(error, context, [&] {
+    say(proto, context, model->processor.serialized_model_proto());
+    return sentencepiece::util::Status();
+  });
 }

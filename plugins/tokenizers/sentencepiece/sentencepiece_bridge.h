@@ -51,8 +51,8 @@ LMRUN_SPB_API int lmrun_spb_encode(const lmrun_spb_model* model, const char* tex
 LMRUN_SPB_API int lmrun_spb_decode(const lmrun_spb_model* model, const int* ids, size_t count,
                                    lmrun_spb_bytes_fn text, lmrun_spb_bytes_fn error,
                                    void* context);
-LMRUN_SPB_API void lmrun_spb_serialize(const lmrun_spb_model* model, lmrun_spb_bytes_fn proto,
-                                       void* context);
+LMRUN_SPB_API int lmrun_spb_serialize(const lmrun_spb_model* model, lmrun_spb_bytes_fn proto,
+                                      lmrun_spb_bytes_fn error, void* context);
 
 #ifdef __cplusplus
 }

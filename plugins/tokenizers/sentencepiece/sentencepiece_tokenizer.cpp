@@ -80,6 +80,7 @@ Bridge open_bridge() {
   auto symbol = [&](auto& slot, const char* name) {
     slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(::dlsym(handle, name));
     if (slot == nullptr) {
+      ::dlclose(handle);  // namespaces are few: give this one back
       throw Error(std::string(kWho) + "the bridge " + file.string() + " lacks " + name,
                   "the bridge and the plugin come from different builds: rebuild both");
     }
@@ -100,20 +101,36 @@ const Bridge& bridge() {
   return opened;
 }
 
-// What a bridge call hands back, copied into this side's memory.
+// What a bridge call hands back, copied into this side's memory. The callbacks run inside the
+// bridge's call, so nothing may leave them as an exception: a failed copy is recorded and thrown
+// by check() once the call has returned.
 struct Reply {
   std::string bytes;
   std::vector<int> ids;
   std::string error;
+  bool copy_failed = false;
 
-  static void on_bytes(void* self, const char* data, size_t size) {
-    static_cast<Reply*>(self)->bytes.assign(data, size);
+  template <typename Copy>
+  static void guarded(void* self, Copy copy) noexcept {
+    auto* reply = static_cast<Reply*>(self);
+    try {
+      copy(*reply);
+    } catch (...) {
+      reply->copy_failed = true;
+    }
   }
-  static void on_ids(void* self, const int* ids, size_t count) {
-    static_cast<Reply*>(self)->ids.assign(ids, ids + count);
+  static void on_bytes(void* self, const char* data, size_t size) noexcept {
+    guarded(self, [&](Reply& r) { r.bytes.assign(data, size); });
   }
-  static void on_error(void* self, const char* data, size_t size) {
-    static_cast<Reply*>(self)->error.assign(data, size);
+  static void on_ids(void* self, const int* ids, size_t count) noexcept {
+    guarded(self, [&](Reply& r) { r.ids.assign(ids, ids + count); });
+  }
+  static void on_error(void* self, const char* data, size_t size) noexcept {
+    guarded(self, [&](Reply& r) { r.error.assign(data, size); });
+  }
+  // After the call: throws when a result could not be copied (out of memory).
+  void check() const {
+    if (copy_failed) throw Error(std::string(kWho) + "out of memory copying a result");
   }
 };
 
@@ -162,9 +179,11 @@ class SentencePieceTokenizer final : public Tokenizer {
     Reply reply;
     if (bridge().train(text.data(), text.size(), key_pointers.data(), value_pointers.data(),
                        keys.size(), &Reply::on_bytes, &Reply::on_error, &reply) != 0) {
+      reply.check();
       throw Error(std::string(kWho) + "training failed: " + reply.error,
                   training_hint(reply.error));
     }
+    reply.check();
     install(reply.bytes, "the trained model");
   }
 
@@ -172,8 +191,10 @@ class SentencePieceTokenizer final : public Tokenizer {
     Reply reply;
     if (bridge().encode(ready("encode"), text.data(), text.size(), &Reply::on_ids, &Reply::on_error,
                         &reply) != 0) {
+      reply.check();
       throw Error(std::string(kWho) + "encode failed: " + reply.error);
     }
+    reply.check();
     return std::vector<std::int64_t>(reply.ids.begin(), reply.ids.end());
   }
 
@@ -192,8 +213,10 @@ class SentencePieceTokenizer final : public Tokenizer {
     Reply reply;
     if (bridge().decode(model, narrow.data(), narrow.size(), &Reply::on_bytes, &Reply::on_error,
                         &reply) != 0) {
+      reply.check();
       throw Error(std::string(kWho) + "decode failed: " + reply.error);
     }
+    reply.check();
     return reply.bytes;
   }
 
@@ -213,7 +236,11 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   void save(const fs::path& folder) const override {
     Reply reply;
-    bridge().serialize(ready("save"), &Reply::on_bytes, &reply);
+    if (bridge().serialize(ready("save"), &Reply::on_bytes, &Reply::on_error, &reply) != 0) {
+      reply.check();
+      throw Error(std::string(kWho) + "cannot serialize the model: " + reply.error);
+    }
+    reply.check();
     write_file_atomic(folder / kFileName, reply.bytes);
   }
 
@@ -239,6 +266,7 @@ class SentencePieceTokenizer final : public Tokenizer {
     Reply reply;
     if (bridge().load(serialized.data(), serialized.size(), &loaded, &Reply::on_error, &reply) !=
         0) {
+      reply.check();
       throw Error(std::string(kWho) + source + " is not a SentencePiece model: " + reply.error);
     }
     model_.reset(loaded);
