@@ -185,10 +185,6 @@ std::string draw_samples(Pipeline& p, const GenerateOptions& g, std::int64_t exp
   return all;
 }
 
-}  // namespace
-
-namespace {
-
 // What the dataset keeps of its data (arithmetic: its problems), for reproducibility, in
 // run_dir/data: written to a hidden folder first and renamed into place when it holds anything. A
 // resumed run's data is the same, and is written again. A data/ folder in a folder that is not
@@ -257,7 +253,7 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   if (ec) throw Error("cannot create run folder " + run_dir.string() + ": " + ec.message());
   // A folder lmrun made, or one holding lmrun's config.toml: only there may lmrun clear things.
   const bool run_folder = created || fs::exists(run_dir / "config.toml", ec);
-  if (writer && !created && checkpoint.empty() && fs::exists(run_dir / "config.toml", ec)) {
+  if (writer && !created && checkpoint.empty() && run_folder) {
     // --force starts an earlier run over: its records would otherwise mix with this one's
     // (metrics are appended) or outlive it (checkpoints that --resume would pick). Only a run
     // folder (one with lmrun's config.toml) is cleared, and only of what a run writes.

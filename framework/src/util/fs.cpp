@@ -1,8 +1,6 @@
 // Exclusive writes (temp file, fsync, link), command-line inputs and text fingerprints.
 #include "util/fs.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>

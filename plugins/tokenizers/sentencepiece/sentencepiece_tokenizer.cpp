@@ -103,7 +103,7 @@ const Bridge& bridge() {
 
 // What a bridge call hands back, copied into this side's memory. The callbacks run inside the
 // bridge's call, so nothing may leave them as an exception: a failed copy is recorded and thrown
-// by check() once the call has returned.
+// by finish() once the call has returned.
 struct Reply {
   std::string bytes;
   std::vector<int> ids;
@@ -128,9 +128,11 @@ struct Reply {
   static void on_error(void* self, const char* data, size_t size) noexcept {
     guarded(self, [&](Reply& r) { r.error.assign(data, size); });
   }
-  // After the call: throws when a result could not be copied (out of memory).
-  void check() const {
+  // After a call that returned `status`: throws when a result could not be copied (out of
+  // memory), then when the call failed, as "<failure>: <the bridge's message>".
+  void finish(int status, const std::string& failure, const std::string& hint = "") const {
     if (copy_failed) throw Error(std::string(kWho) + "out of memory copying a result");
+    if (status != 0) throw Error(std::string(kWho) + failure + ": " + error, hint);
   }
 };
 
@@ -166,35 +168,24 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   void fit(std::string_view text) override {
     if (model_) return;  // a given model
-    std::vector<std::string> keys, values;
-    for (auto& [key, value] : training_arguments(o_)) {
-      keys.push_back(key);
-      values.push_back(value);
-    }
-    std::vector<const char*> key_pointers, value_pointers;
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      key_pointers.push_back(keys[i].c_str());
-      value_pointers.push_back(values[i].c_str());
+    const auto arguments = training_arguments(o_);
+    std::vector<const char*> keys, values;
+    for (const auto& [key, value] : arguments) {
+      keys.push_back(key.c_str());
+      values.push_back(value.c_str());
     }
     Reply reply;
-    if (bridge().train(text.data(), text.size(), key_pointers.data(), value_pointers.data(),
-                       keys.size(), &Reply::on_bytes, &Reply::on_error, &reply) != 0) {
-      reply.check();
-      throw Error(std::string(kWho) + "training failed: " + reply.error,
-                  training_hint(reply.error));
-    }
-    reply.check();
+    const int status = bridge().train(text.data(), text.size(), keys.data(), values.data(),
+                                      keys.size(), &Reply::on_bytes, &Reply::on_error, &reply);
+    reply.finish(status, "training failed", training_hint(reply.error));
     install(reply.bytes, "the trained model");
   }
 
   std::vector<std::int64_t> encode(std::string_view text) const override {
     Reply reply;
-    if (bridge().encode(ready("encode"), text.data(), text.size(), &Reply::on_ids, &Reply::on_error,
-                        &reply) != 0) {
-      reply.check();
-      throw Error(std::string(kWho) + "encode failed: " + reply.error);
-    }
-    reply.check();
+    reply.finish(bridge().encode(ready("encode"), text.data(), text.size(), &Reply::on_ids,
+                                 &Reply::on_error, &reply),
+                 "encode failed");
     return std::vector<std::int64_t>(reply.ids.begin(), reply.ids.end());
   }
 
@@ -211,12 +202,9 @@ class SentencePieceTokenizer final : public Tokenizer {
       narrow.push_back(static_cast<int>(ids[i]));
     }
     Reply reply;
-    if (bridge().decode(model, narrow.data(), narrow.size(), &Reply::on_bytes, &Reply::on_error,
-                        &reply) != 0) {
-      reply.check();
-      throw Error(std::string(kWho) + "decode failed: " + reply.error);
-    }
-    reply.check();
+    reply.finish(bridge().decode(model, narrow.data(), narrow.size(), &Reply::on_bytes,
+                                 &Reply::on_error, &reply),
+                 "decode failed");
     return reply.bytes;
   }
 
@@ -236,11 +224,8 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   void save(const fs::path& folder) const override {
     Reply reply;
-    if (bridge().serialize(ready("save"), &Reply::on_bytes, &Reply::on_error, &reply) != 0) {
-      reply.check();
-      throw Error(std::string(kWho) + "cannot serialize the model: " + reply.error);
-    }
-    reply.check();
+    reply.finish(bridge().serialize(ready("save"), &Reply::on_bytes, &Reply::on_error, &reply),
+                 "cannot serialize the model");
     write_file_atomic(folder / kFileName, reply.bytes);
   }
 
@@ -264,11 +249,9 @@ class SentencePieceTokenizer final : public Tokenizer {
   void install(const std::string& serialized, const std::string& source) {
     lmrun_spb_model* loaded = nullptr;
     Reply reply;
-    if (bridge().load(serialized.data(), serialized.size(), &loaded, &Reply::on_error, &reply) !=
-        0) {
-      reply.check();
-      throw Error(std::string(kWho) + source + " is not a SentencePiece model: " + reply.error);
-    }
+    reply.finish(
+        bridge().load(serialized.data(), serialized.size(), &loaded, &Reply::on_error, &reply),
+        source + " is not a SentencePiece model");
     model_.reset(loaded);
     bridge().info_of(loaded, &info_);
   }
