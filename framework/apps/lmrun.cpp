@@ -11,6 +11,7 @@
 #include "cli/launch.h"
 #include "lmrun/error.h"
 #include "lmrun/version.h"
+#include "registry/guard.h"
 
 namespace po = boost::program_options;
 using namespace lmrun::host;
@@ -233,13 +234,17 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  install_crash_handler();
   try {
     return run(argc, argv);
   } catch (const lmrun::Error& e) {
     std::cerr << "lmrun: error: " << e.what() << "\n";
     if (!e.hint().empty()) std::cerr << "  hint: " << e.hint() << "\n";
   } catch (const std::exception& e) {
-    std::cerr << "lmrun: error: " << e.what() << "\n";
+    // LibTorch's errors without their C++ backtrace (LMRUN_DEBUG=1 keeps it).
+    std::cerr << "lmrun: error: " << exception_message(e) << "\n";
+  } catch (...) {
+    std::cerr << "lmrun: error: an exception of an unknown type reached the command line\n";
   }
   return kExitError;
 }

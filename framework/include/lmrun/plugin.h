@@ -14,9 +14,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <string>
+#include <typeinfo>
 
+#include <cxxabi.h>
+
+#include <c10/util/Exception.h>
 #include <torch/version.h>
 
 #include "lmrun/registry.h"
@@ -55,10 +61,20 @@ int register_trampoline(Registry* registry, char* error, std::size_t capacity) n
   try {
     Register(*registry);
     return 0;
+  } catch (const c10::Error& e) {  // LibTorch's, without its C++ backtrace
+    copy_message(e.what_without_backtrace(), error, capacity);
   } catch (const std::exception& e) {
     copy_message(e.what(), error, capacity);
   } catch (...) {
-    copy_message("unknown exception", error, capacity);
+    // `throw 42`: say what was thrown, so the author can find it.
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    std::string message = "a non-standard exception (";
+    int status = 0;
+    char* name = type ? abi::__cxa_demangle(type->name(), nullptr, nullptr, &status) : nullptr;
+    message += name ? name : (type ? type->name() : "unknown type");
+    std::free(name);
+    message += "); throw lmrun::Error instead";
+    copy_message(message.c_str(), error, capacity);
   }
   return 1;
 }

@@ -139,6 +139,9 @@ class LMRUN_API Registry {
       throw e.with_context(where);
     } catch (const std::exception& e) {
       throw Error(where + ": " + e.what());
+    } catch (...) {
+      throw Error(where + ": the factory threw a non-standard exception",
+                  "a plugin reports errors by throwing lmrun::Error");
     }
     if (!object) throw Error(where + ": the factory returned nothing");
     return std::static_pointer_cast<Interface>(object);

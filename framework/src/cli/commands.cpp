@@ -87,6 +87,10 @@ std::unique_ptr<LoadedRegistry> load_registry(const CommonArgs& common,
   }
   result->loaded = loader.loaded();
   result->failures = loader.failures();
+  // A file that crashed or hung while loading is skipped; whatever the command, say so.
+  for (const auto& failure : result->failures) {
+    if (failure.crashed) warn(failure.message);
+  }
   if (common.verbose) {
     for (const auto& plugin : result->loaded) {
       std::cerr << "lmrun: loaded plugin " << plugin.name << " " << plugin.version << " from "

@@ -14,6 +14,7 @@
 #include "config/experiment.h"
 #include "config/toml_document.h"
 #include "lmrun/tokenizer.h"
+#include "registry/guarded.h"
 #include "util/fs.h"
 
 namespace fs = std::filesystem;
@@ -78,7 +79,7 @@ std::shared_ptr<Tokenizer> named_tokenizer(const CommonArgs& common, const Token
   plugins = load_registry(common, {});
   const PluginSpec spec = resolve_plugin_section(doc, "tokenizer", Kind::kTokenizer,
                                                  plugins->registry, plugins->failure_messages());
-  return plugins->registry.create<Tokenizer>(spec.type, spec.params, TokenizerContext{});
+  return make_plugin<Tokenizer>(plugins->registry, spec.type, spec.params, TokenizerContext{});
 }
 
 }  // namespace
@@ -100,8 +101,8 @@ int command_tokenize(const CommonArgs& common, const TokenizeArgs& args) {
     run_args.checkpoint = args.checkpoint;
     run = open_run_dir(common, run_args);
     const PluginSpec& spec = run.resolved.experiment.tokenizer;
-    tokenizer = run.resolved.plugins->registry.create<Tokenizer>(spec.type, spec.params,
-                                                                 TokenizerContext{});
+    tokenizer = make_plugin<Tokenizer>(run.resolved.plugins->registry, spec.type, spec.params,
+                                       TokenizerContext{});
     try {
       tokenizer->load(run.checkpoint / "tokenizer");
     } catch (const Error& error) {

@@ -28,6 +28,7 @@
 #include "lmrun/registry.h"
 #include "lmrun/sampler.h"
 #include "lmrun/tokenizer.h"
+#include "registry/guarded.h"
 
 namespace lmrun::host {
 namespace {
@@ -531,7 +532,7 @@ std::vector<std::shared_ptr<Sampler>> make_samplers(const Registry& registry,
     }
     try {
       samplers.push_back(
-          registry.create<Sampler>(spec.type, spec.params, SamplerContext{vocab_size}));
+          make_plugin<Sampler>(registry, spec.type, spec.params, SamplerContext{vocab_size}));
     } catch (const Error& e) {
       throw e.with_context(spec.key);
     }

@@ -15,6 +15,7 @@
 #include <boost/dll/shared_library.hpp>
 
 #include "lmrun/plugin.h"
+#include "registry/probe.h"
 
 namespace fs = std::filesystem;
 
@@ -140,6 +141,59 @@ void check_descriptor(const fs::path& file, const lmrun_plugin_descriptor* d) {
 
 // -----------------------------------------------------------------------------------------------
 
+namespace {
+
+// What the load steps leave: the descriptor and what the plugin registered. The library itself
+// stays open until exit (open_libraries), whatever happens after it loaded.
+struct Staged {
+  const lmrun_plugin_descriptor* descriptor = nullptr;
+  PluginRegistry staging;
+};
+
+// Loading a checked file: dlopen, the entry point, the descriptor checks, the register function
+// into a staging registry. The real load and the probe's child run exactly these steps; `phase`
+// hears each one begin.
+Staged load_steps(const fs::path& file, const PhaseSink& phase) {
+  Staged staged;
+  boost::dll::shared_library library;
+  boost::dll::fs::error_code load_error;
+  phase(LoadPhase::kOpen);
+  library.load(boost::dll::fs::path(file.string()),
+               boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, load_error);
+  if (load_error) throw file_error(file, "cannot load: " + dlopen_reason(file));
+  open_libraries().push_back(library);
+  if (!library.has(LMRUN_PLUGIN_ENTRY_NAME)) {
+    throw file_error(
+        file, "not an lmrun plugin: no '" LMRUN_PLUGIN_ENTRY_NAME "' entry point",
+        "a plugin declares itself with LMRUN_PLUGIN(name, version, register_function)");
+  }
+  auto entry = library.get<const lmrun_plugin_descriptor*()>(LMRUN_PLUGIN_ENTRY_NAME);
+  phase(LoadPhase::kEntry);
+  staged.descriptor = entry();
+  check_descriptor(file, staged.descriptor);
+
+  const lmrun_plugin_descriptor* d = staged.descriptor;
+  staged.staging.set_origin(PluginOrigin{d->name, d->version, file});
+  char message[1024] = {};
+  phase(LoadPhase::kRegister);
+  if (d->register_plugin(&staged.staging, message, sizeof message) != 0) {
+    throw file_error(file, std::string("register function failed: ") + message);
+  }
+  if (staged.staging.empty())
+    throw file_error(file, "plugin '" + std::string(d->name) + "' registered nothing");
+  return staged;
+}
+
+}  // namespace
+
+PluginLoader::PluginLoader(PluginRegistry& registry)
+    : registry_(registry),
+      probe_(std::make_unique<PluginProbe>(default_probe_cache(), default_probe_timeout())) {}
+
+PluginLoader::~PluginLoader() = default;
+
+void PluginLoader::set_probe(std::unique_ptr<PluginProbe> probe) { probe_ = std::move(probe); }
+
 void PluginLoader::load_file(const fs::path& path) {
   std::error_code ec;
   const fs::path file = fs::weakly_canonical(path, ec);
@@ -149,36 +203,23 @@ void PluginLoader::load_file(const fs::path& path) {
   }
 
   check_elf(file);
-  boost::dll::shared_library library;
-  boost::dll::fs::error_code load_error;
-  library.load(boost::dll::fs::path(file.string()),
-               boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, load_error);
-  if (load_error) throw file_error(file, "cannot load: " + dlopen_reason(file));
-  open_libraries().push_back(library);
-
-  if (!library.has(LMRUN_PLUGIN_ENTRY_NAME)) {
-    throw file_error(
-        file, "not an lmrun plugin: no '" LMRUN_PLUGIN_ENTRY_NAME "' entry point",
-        "a plugin declares itself with LMRUN_PLUGIN(name, version, register_function)");
+  if (probe_) {
+    const auto problem =
+        probe_->check(file, [&file](const PhaseSink& phase) { load_steps(file, phase); });
+    if (problem) {
+      throw CrashedPlugin(file_error(
+          file, *problem + "; skipped",
+          "fix or remove the file: lmrun loads every .so in its plugin folders, and skips this "
+          "one until it changes"));
+    }
   }
-  auto entry = library.get<const lmrun_plugin_descriptor*()>(LMRUN_PLUGIN_ENTRY_NAME);
-  const lmrun_plugin_descriptor* descriptor = entry();
-  check_descriptor(file, descriptor);
-
-  PluginRegistry staging;
-  staging.set_origin(PluginOrigin{descriptor->name, descriptor->version, file});
-  char message[1024] = {};
-  if (descriptor->register_plugin(&staging, message, sizeof message) != 0) {
-    throw file_error(file, std::string("register function failed: ") + message);
-  }
-  if (staging.empty())
-    throw file_error(file, "plugin '" + std::string(descriptor->name) + "' registered nothing");
+  Staged staged = load_steps(file, [](LoadPhase) {});
   try {
-    registry_.merge(std::move(staging));
+    registry_.merge(std::move(staged.staging));
   } catch (const Error& e) {
     throw file_error(file, e.what(), e.hint());
   }
-  loaded_.push_back(LoadedPlugin{descriptor->name, descriptor->version, file});
+  loaded_.push_back(LoadedPlugin{staged.descriptor->name, staged.descriptor->version, file});
 }
 
 void PluginLoader::load_directory(const fs::path& dir) {
@@ -200,7 +241,8 @@ void PluginLoader::load_directory(const fs::path& dir) {
       load_file(file);
     } catch (const Error& e) {
       failures_.push_back(LoadFailure{
-          file, std::string(e.what()) + (e.hint().empty() ? "" : " (hint: " + e.hint() + ")")});
+          file, std::string(e.what()) + (e.hint().empty() ? "" : " (hint: " + e.hint() + ")"),
+          dynamic_cast<const CrashedPlugin*>(&e) != nullptr});
     }
   }
 }

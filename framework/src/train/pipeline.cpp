@@ -17,6 +17,7 @@
 #include <torch/utils.h>
 #include <cmath>
 
+#include "registry/guarded.h"
 #include "train/checkpoint.h"
 #include "train/loss.h"
 
@@ -73,7 +74,7 @@ std::vector<std::shared_ptr<Sampler>> make_chain(const Experiment& e,
   std::vector<std::shared_ptr<Sampler>> chain;
   for (const auto& spec : e.samplers) {
     try {
-      chain.push_back(registry.create<Sampler>(spec.type, spec.params, SamplerContext{vocab}));
+      chain.push_back(make_plugin<Sampler>(registry, spec.type, spec.params, SamplerContext{vocab}));
     } catch (const Error& error) {
       throw error.with_context(spec.key);
     }
@@ -96,10 +97,10 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
         "set train.device = \"cuda\" on a machine with a GPU, or train.precision = \"fp32\"");
   }
 
-  p.data = registry.create<Dataset>(e.data.type, e.data.params,
-                                    DatasetContext{static_cast<std::uint64_t>(e.experiment.seed)});
+  p.data = make_plugin<Dataset>(registry, e.data.type, e.data.params,
+                                DatasetContext{static_cast<std::uint64_t>(e.experiment.seed)});
   p.tokenizer =
-      registry.create<Tokenizer>(e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
+      make_plugin<Tokenizer>(registry, e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
   if (!options.tokenizer_dir.empty()) {
     try {
       p.tokenizer->load(options.tokenizer_dir);
@@ -124,7 +125,7 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
   model_context.tokenizer = p.tokenizer.get();
   model_context.weights_from_checkpoint = !options.tokenizer_dir.empty();
   p.class_names = p.data->class_names();
-  p.model = registry.create<Model>(e.model.type, e.model.params, model_context);
+  p.model = make_plugin<Model>(registry, e.model.type, e.model.params, model_context);
   model_context.tokenizer = nullptr;  // the context outlives construction, the pointer need not
   p.model->module().to(p.device);
 
@@ -133,7 +134,7 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
   const MetricContext metric_context{p.data->num_classes(), p.data->class_names()};
   for (const auto& spec : e.metrics) {
     try {
-      p.metrics.push_back(registry.create<Metric>(spec.type, spec.params, metric_context));
+      p.metrics.push_back(make_plugin<Metric>(registry, spec.type, spec.params, metric_context));
     } catch (const Error& error) {
       throw error.with_context(spec.key);
     }
@@ -143,16 +144,16 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
     return p;
   }
 
-  p.optimizer = registry.create<Optimizer>(e.optimizer.type, e.optimizer.params,
-                                           OptimizerContext{p.parameters});
+  p.optimizer = make_plugin<Optimizer>(registry, e.optimizer.type, e.optimizer.params,
+                                       OptimizerContext{p.parameters});
   if (e.scheduler) {
     p.scheduler =
-        registry.create<Scheduler>(e.scheduler->type, e.scheduler->params,
-                                   SchedulerContext{p.optimizer->base_lr(), e.train.max_steps});
+        make_plugin<Scheduler>(registry, e.scheduler->type, e.scheduler->params,
+                               SchedulerContext{p.optimizer->base_lr(), e.train.max_steps});
   }
   for (const auto& spec : e.callbacks) {
     p.callbacks.push_back(
-        registry.create<Callback>(spec.type, spec.params, CallbackContext{options.run_dir}));
+        make_plugin<Callback>(registry, spec.type, spec.params, CallbackContext{options.run_dir}));
   }
   return p;
 }
@@ -166,7 +167,7 @@ Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& reg
   Pipeline p;
   p.device = resolve_device(e.train.device);
   p.tokenizer =
-      registry.create<Tokenizer>(e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
+      make_plugin<Tokenizer>(registry, e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
   try {
     p.tokenizer->load(checkpoint / "tokenizer");
   } catch (const Error& error) {
@@ -176,7 +177,7 @@ Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& reg
   p.class_names = read_class_names(checkpoint);
   p.model_context.tokenizer = p.tokenizer.get();
   p.model_context.weights_from_checkpoint = true;
-  p.model = registry.create<Model>(e.model.type, e.model.params, p.model_context);
+  p.model = make_plugin<Model>(registry, e.model.type, e.model.params, p.model_context);
   p.model_context.tokenizer = nullptr;
   p.model->module().to(p.device);
   load_model_weights(checkpoint, *p.model);

@@ -10,6 +10,7 @@
 #include <torch/utils.h>
 
 #include "lmrun/version.h"
+#include "registry/guarded.h"
 #include "train/clip.h"
 #include "train/loss.h"
 #include "train/peak.h"
@@ -158,7 +159,12 @@ double Trainer::train_step(double lr) {
       loss =
           summed_loss(logits, targets[i]) / static_cast<double>(std::max<std::int64_t>(tokens, 1));
     }
-    loss.backward();
+    {
+      // The backward pass runs the model's autograd code outside any of its calls: name it.
+      const PluginWho* model = who_of(*p_.model);
+      ActiveCall crumb(model ? model->full.c_str() : "the model", "backward");
+      loss.backward();
+    }
     loss_sum += loss.item<double>();
   }
   if (dp_ != nullptr) {
