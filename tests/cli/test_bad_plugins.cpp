@@ -153,3 +153,97 @@ TEST(BadPlugins, WhateverAPluginThrowsIsOneErrorNamingIt) {
     EXPECT_THAT(result.output, Not(HasSubstr("fatal")));
   }
 }
+
+TEST(BadPlugins, ADuplicateNameIsRefusedWhereUsedUnlessOverriddenExplicitly) {
+  TempDir dir;
+  fs::create_directories(dir / "plugins");
+  for (const char* name : {"fixture_good", "fixture_duplicate"}) {
+    fs::copy_file(lmrun::test::fixture_dir() / ("lmrun-" + std::string(name) + ".so"),
+                  dir / "plugins" / ("lmrun-" + std::string(name) + ".so"));
+  }
+  const std::string good = (dir / "plugins" / "lmrun-fixture_good.so").string();
+  const std::string duplicate = (dir / "plugins" / "lmrun-fixture_duplicate.so").string();
+  lmrun::test::write_file(dir / "x.toml",
+                          tiny(dir / "run", "[scheduler]\ntype = \"fixture_constant\"\n"));
+  const std::vector<std::string> run = {(dir / "x.toml").string(), "--plugin-dir",
+                                        (dir / "plugins").string()};
+
+  // Used: refused before anything is written, naming both files (in load order: by file name)
+  // and the way out.
+  auto result = lmrun_with(dir, run);
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_THAT(result.output,
+              HasSubstr("scheduler.type: scheduler 'fixture_constant' is registered twice: by "
+                        "fixture_duplicate 1.2.3 (" +
+                        duplicate + ") and by fixture_good 1.2.3 (" + good + ")"));
+  EXPECT_THAT(result.output, HasSubstr("[plugins] override = [\"scheduler.fixture_constant\"]"));
+  EXPECT_FALSE(fs::exists(dir / "run"));
+
+  // Not used: the experiment runs, with a warning.
+  lmrun::test::write_file(dir / "y.toml", tiny(dir / "run-y"));
+  result = lmrun_with(dir, {(dir / "y.toml").string(), "--plugin-dir", (dir / "plugins").string()});
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("warning: scheduler 'fixture_constant' is registered twice"));
+
+  // Overridden: the later file's scheduler (fixture_good's) runs, and the run says so and
+  // records it.
+  std::vector<std::string> overridden = run;
+  overridden.insert(overridden.end(),
+                    {"--set", "plugins.override=[\"scheduler.fixture_constant\"]"});
+  result = lmrun_with(dir, overridden);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("override   scheduler.fixture_constant from "
+                                       "fixture_good 1.2.3 (" +
+                                       good + "), replacing fixture_duplicate 1.2.3 (" +
+                                       duplicate + ")"));
+  const std::string summary = lmrun::test::read_file(dir / "run" / "summary.json");
+  EXPECT_THAT(summary, HasSubstr("\"plugin_overrides\""));
+  EXPECT_THAT(summary, HasSubstr("scheduler.fixture_constant from fixture_good 1.2.3"));
+  EXPECT_THAT(summary, HasSubstr("\"scheduler fixture_constant (fixture_good 1.2.3)\""));
+  EXPECT_THAT(lmrun::test::read_file(dir / "run" / "config.toml"),
+              HasSubstr("override = [\"scheduler.fixture_constant\"]"));
+
+  // An override of a name nobody else registers is a mistake too.
+  result = lmrun_with(dir, {(dir / "y.toml").string(), "--force", "--set",
+                            "plugins.override=[\"model.transformer\"]"});
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("override names model.transformer, which only "
+                                       "transformer 0.1.0"));
+}
+
+TEST(BadPlugins, ARunRemembersItsPluginFoldersAndCommandsNeedOnlyTheirPlugins) {
+  TempDir dir;
+  fs::create_directories(dir / "plugins");
+  for (const char* name : {"fixture_fault", "fixture_bad_model"}) {
+    fs::copy_file(kFaultDir / ("lmrun-" + std::string(name) + ".so"),
+                  dir / "plugins" / ("lmrun-" + std::string(name) + ".so"));
+  }
+  // A model and a callback from a folder named on the command line only.
+  lmrun::test::write_file(
+      dir / "x.toml",
+      tiny(dir / "run", "[[callbacks]]\ntype = \"fault\"\nat_step = 1000\n", "type = \"bad_model\""));
+  auto result = lmrun_with(dir, {(dir / "x.toml").string(), "--plugin-dir",
+                                 (dir / "plugins").string()});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(lmrun::test::read_file(dir / "run" / "config.toml"),
+              HasSubstr("paths = [\"" + (dir / "plugins").string() + "\"]"));
+
+  // generate finds the model's plugin again without being told where it is.
+  const std::vector<std::string> generate = {"generate", (dir / "run").string(), "-n", "4"};
+  result = lmrun_with(dir, generate);
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+
+  // With the callback's plugin gone, generate (which runs no callback) still works; eval too.
+  fs::remove(dir / "plugins" / "lmrun-fixture_fault.so");
+  result = lmrun_with(dir, generate);
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  result = lmrun_with(dir, {"eval", (dir / "run").string()});
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("val_loss"));
+
+  // A plugin the command does need is still an error, naming what is missing.
+  fs::remove(dir / "plugins" / "lmrun-fixture_bad_model.so");
+  result = lmrun_with(dir, generate);
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("unknown model 'bad_model'"));
+}

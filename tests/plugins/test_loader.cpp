@@ -137,16 +137,32 @@ TEST(Loader, RegistersNothing) {
   EXPECT_THAT(load_error(fixture("fixture_empty")), HasSubstr("registered nothing"));
 }
 
-TEST(Loader, DuplicateNameNamesBothFiles) {
+TEST(Loader, ADuplicateNameIsAConflictNamingBothFiles) {
   PluginRegistry registry;
   ASSERT_EQ(load_error(fixture("fixture_good"), registry), "");
-  const std::string message = load_error(fixture("fixture_duplicate"), registry);
+  ASSERT_EQ(load_error(fixture("fixture_duplicate"), registry), "");
+  // The first registration holds the name, and the conflict is recorded with both files.
+  EXPECT_EQ(registry.find_entry(lmrun::Kind::kScheduler, "fixture_constant")->origin.plugin_name,
+            "fixture_good");
+  const auto* conflict = registry.conflict(lmrun::Kind::kScheduler, "fixture_constant");
+  ASSERT_NE(conflict, nullptr);
+  const std::string message = registry.conflict_message(*conflict);
   EXPECT_THAT(message, HasSubstr("scheduler 'fixture_constant' is registered twice"));
   EXPECT_THAT(message, HasSubstr("lmrun-fixture_good.so"));
   EXPECT_THAT(message, HasSubstr("lmrun-fixture_duplicate.so"));
-  // The first registration stays; nothing of the second got in.
+
+  // An explicit override gives it to the file loaded last, and settles the conflict.
+  const auto applied = registry.override_with_latest(lmrun::Kind::kScheduler, "fixture_constant");
+  EXPECT_EQ(applied.by.plugin_name, "fixture_duplicate");
+  EXPECT_EQ(applied.replaced.plugin_name, "fixture_good");
   EXPECT_EQ(registry.find_entry(lmrun::Kind::kScheduler, "fixture_constant")->origin.plugin_name,
-            "fixture_good");
+            "fixture_duplicate");
+  EXPECT_EQ(registry.conflict(lmrun::Kind::kScheduler, "fixture_constant"), nullptr);
+  EXPECT_THAT(lmrun::test::error_of([&] {
+                registry.override_with_latest(lmrun::Kind::kScheduler, "fixture_constant");
+              }),
+              HasSubstr("override names scheduler.fixture_constant, which only fixture_duplicate "
+                        "1.2.3"));
 }
 
 TEST(Loader, ABadFileInAFolderDoesNotStopTheGoodOnes) {

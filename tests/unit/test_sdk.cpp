@@ -209,7 +209,7 @@ TEST(Registry, TypedAddAndCreate) {
   }
 }
 
-TEST(Registry, DuplicatesAndMergeAreAllOrNothing) {
+TEST(Registry, DuplicatesInOneFileThrowAcrossFilesConflict) {
   host::PluginRegistry main;
   Schema<StepOptions> s;
   auto make = [](const StepOptions& o, const SchedulerContext& c) {
@@ -223,14 +223,15 @@ TEST(Registry, DuplicatesAndMergeAreAllOrNothing) {
   staging.set_origin({"second", "2.0", "/p/second.so"});
   staging.add<Scheduler>("other", "", s, make);
   staging.add<Scheduler>("step", "", s, make);
-  try {
-    main.merge(std::move(staging));
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("scheduler 'step' is registered twice: by first 1.0 "
-                                    "(/p/first.so) and by second 2.0 (/p/second.so)"));
-  }
-  EXPECT_EQ(main.find(Kind::kScheduler, "other"), nullptr);
+  main.merge(std::move(staging));
+  // The new name gets in; the taken one stays with its first holder, and is a conflict.
+  EXPECT_NE(main.find(Kind::kScheduler, "other"), nullptr);
+  EXPECT_EQ(main.find_entry(Kind::kScheduler, "step")->origin.plugin_name, "first");
+  const host::Conflict* conflict = main.conflict(Kind::kScheduler, "step");
+  ASSERT_NE(conflict, nullptr);
+  EXPECT_EQ(main.conflict_message(*conflict),
+            "scheduler 'step' is registered twice: by first 1.0 (/p/first.so) and by second 2.0 "
+            "(/p/second.so)");
 }
 
 TEST(Registry, KindNames) {

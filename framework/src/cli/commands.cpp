@@ -53,9 +53,15 @@ std::vector<std::string> LoadedRegistry::failure_messages() const {
 }
 
 std::unique_ptr<LoadedRegistry> load_registry(const CommonArgs& common,
-                                              const std::vector<fs::path>& experiment_dirs) {
+                                              const std::vector<fs::path>& experiment_dirs,
+                                              bool missing_ok) {
   auto result = std::make_unique<LoadedRegistry>();
   PluginLoader loader(result->registry);
+  auto record = [&](const fs::path& dir) {
+    const fs::path absolute = fs::absolute(dir).lexically_normal();
+    if (std::find(result->dirs.begin(), result->dirs.end(), absolute) == result->dirs.end())
+      result->dirs.push_back(absolute);
+  };
   const fs::path builtin = builtin_plugin_dir();
   std::error_code ec;
   if (!builtin.empty() && fs::is_directory(builtin, ec)) {
@@ -67,13 +73,19 @@ std::unique_ptr<LoadedRegistry> load_registry(const CommonArgs& common,
   for (const auto& dir : env_plugin_dirs()) {
     if (fs::is_directory(dir, ec)) {
       loader.load_directory(dir);
+      record(dir);
     } else {
       warn("LMRUN_PLUGIN_PATH names " + dir.string() + ", which is not a folder");
     }
   }
   for (const auto& dir : experiment_dirs) {
+    if (missing_ok && !fs::is_directory(dir, ec)) {
+      warn("the run loaded plugins from " + dir.string() + ", which is no longer a folder");
+      continue;
+    }
     try {
       loader.load_directory(dir);
+      record(dir);
     } catch (const Error& e) {
       throw e.with_context("[plugins] paths");
     }
@@ -81,6 +93,7 @@ std::unique_ptr<LoadedRegistry> load_registry(const CommonArgs& common,
   for (const auto& dir : common.plugin_dirs) {
     try {
       loader.load_directory(dir);
+      record(dir);
     } catch (const Error& e) {
       throw e.with_context("--plugin-dir");
     }
@@ -100,12 +113,32 @@ std::unique_ptr<LoadedRegistry> load_registry(const CommonArgs& common,
   return result;
 }
 
-Resolved resolve(const CommonArgs& common, const ExperimentArgs& args) {
+void apply_overrides(const TomlDocument& doc, LoadedRegistry& plugins) {
+  for (const auto& [kind, name] : plugin_overrides_of(doc)) {
+    plugins.overrides.push_back(plugins.registry.override_with_latest(kind, name));
+  }
+}
+
+void warn_conflicts(const LoadedRegistry& plugins) {
+  for (const Conflict& conflict : plugins.registry.conflicts()) {
+    warn(plugins.registry.conflict_message(conflict) +
+         "; an experiment that uses it is refused until one file is removed, or it is settled "
+         "with [plugins] override");
+  }
+}
+
+Resolved resolve(const CommonArgs& common, const ExperimentArgs& args,
+                 const std::vector<Kind>& needed, bool from_run_folder) {
   TomlDocument doc = load_document(args.file, args.overrides);
   Resolved resolved;
-  resolved.plugins = load_registry(common, plugin_dirs_of(doc));
-  resolved.experiment =
-      resolve_experiment(doc, resolved.plugins->registry, resolved.plugins->failure_messages());
+  resolved.plugins = load_registry(common, plugin_dirs_of(doc), from_run_folder);
+  apply_overrides(doc, *resolved.plugins);
+  resolved.experiment = resolve_experiment(doc, resolved.plugins->registry,
+                                           resolved.plugins->failure_messages(), {needed});
+  warn_conflicts(*resolved.plugins);
+  // The folders the plugins came from (LMRUN_PLUGIN_PATH and --plugin-dir too), for the run's
+  // config.toml.
+  resolved.experiment.plugin_dirs = resolved.plugins->dirs;
   return resolved;
 }
 
@@ -151,6 +184,10 @@ CheckpointProvenance provenance_of(const Resolved& resolved, const std::string& 
     provenance.plugins.push_back(
         std::string(kind_name(spec->kind)) + " " + spec->type + " (" +
         (entry ? entry->origin.plugin_name + " " + entry->origin.plugin_version : "?") + ")");
+  }
+  for (const auto& applied : resolved.plugins->overrides) {
+    provenance.overrides.push_back(applied.key + " from " + applied.by.describe() +
+                                   ", replacing " + applied.replaced.describe());
   }
   return provenance;
 }
@@ -286,6 +323,10 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   for (const auto& callback : e.callbacks)
     out << "  callback   " << one_line(callback, registry) << "\n";
   for (const auto& metric : e.metrics) out << "  metric     " << one_line(metric, registry) << "\n";
+  for (const auto& applied : resolved.plugins->overrides) {
+    out << "  override   " << applied.key << " from " << applied.by.describe() << ", replacing "
+        << applied.replaced.describe() << "\n";
+  }
   out << "  device     " << p.device.str() << ", " << at::get_num_threads()
       << " threads; set up in "
       << static_cast<int>(std::chrono::duration<double, std::milli>(
@@ -332,7 +373,8 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   return kExitOk;
 }
 
-RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args) {
+RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args,
+                    const std::vector<Kind>& needed) {
   const fs::path config = args.run_dir / "config.toml";
   if (!fs::is_regular_file(config)) {
     throw Error(args.run_dir.string() + " is not a run folder: it has no config.toml",
@@ -342,7 +384,7 @@ RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args) {
   experiment.file = config;
   experiment.overrides = args.overrides;
   RunDir run;
-  run.resolved = resolve(common, experiment);
+  run.resolved = resolve(common, experiment, needed, /*from_run_folder=*/true);
   run.checkpoint = args.checkpoint.empty() ? find_checkpoint(args.run_dir)
                                            : args.run_dir / "checkpoints" / args.checkpoint;
   if (!fs::is_directory(run.checkpoint)) {
@@ -386,7 +428,7 @@ std::vector<std::string> read_prompts(const fs::path& file) {
 }  // namespace
 
 int command_generate(const CommonArgs& common, const RunDirArgs& args) {
-  RunDir run = open_run_dir(common, args);
+  RunDir run = open_run_dir(common, args, kGenerateKinds);
   const Experiment& e = run.resolved.experiment;
   GenerateOptions g = e.generate.value_or(GenerateOptions{});
   if (args.prompt) g.prompt = *args.prompt;
@@ -484,7 +526,10 @@ int command_plugins(const CommonArgs& common) {
       std::cout << line << "\n";
     }
   }
-  for (const auto& failure : plugins->failures) warn(failure.message);
+  for (const auto& failure : plugins->failures) {
+    if (!failure.crashed) warn(failure.message);  // load_registry warned of the crashes
+  }
+  warn_conflicts(*plugins);
   return kExitOk;
 }
 

@@ -50,7 +50,7 @@ const char* const kStatisticsHeader =
 }  // namespace
 
 int command_inspect(const CommonArgs& common, const RunDirArgs& args) {
-  RunDir run = open_run_dir(common, args);
+  RunDir run = open_run_dir(common, args, kTrainedPipelineKinds);
   const Experiment& e = run.resolved.experiment;
   Pipeline p = trained_pipeline(run, args.run_dir);
   torch::nn::Module& module = p.model->module();

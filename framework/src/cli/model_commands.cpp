@@ -169,7 +169,7 @@ void write_output(const fs::path& file, const std::string& text) {
 
 Metrics evaluate_run(const CommonArgs& common, const RunDirArgs& args,
                      const std::vector<Split>& splits) {
-  RunDir run = open_run_dir(common, args);
+  RunDir run = open_run_dir(common, args, kTrainedPipelineKinds);
   const Experiment& e = run.resolved.experiment;
   Pipeline p = trained_pipeline(run, args.run_dir);
   Metrics all;
@@ -183,7 +183,7 @@ Metrics evaluate_run(const CommonArgs& common, const RunDirArgs& args,
 
 int command_eval(const CommonArgs& common, const RunDirArgs& args) {
   const Split split = parse_split(args.split);
-  RunDir run = open_run_dir(common, args);
+  RunDir run = open_run_dir(common, args, kTrainedPipelineKinds);
   const Experiment& e = run.resolved.experiment;
   Pipeline p = trained_pipeline(run, args.run_dir);
   const bool classify = p.data->task() == Task::kClassification;
@@ -246,7 +246,7 @@ int command_predict(const CommonArgs& common, const RunDirArgs& args) {
       texts.push_back(std::move(line));
   }
 
-  RunDir run = open_run_dir(common, args);
+  RunDir run = open_run_dir(common, args, kGenerateKinds);
   const Experiment& e = run.resolved.experiment;
   configure_runtime(e.train.threads);
   Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);

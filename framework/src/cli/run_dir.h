@@ -21,7 +21,11 @@ struct Resolved {
 };
 
 // Loads the plugins the experiment file (with its --set overrides) needs and validates it.
-Resolved resolve(const CommonArgs& common, const ExperimentArgs& args);
+// `needed`: the kinds the command uses (empty: all); a section of another kind whose plugin is
+// not loaded is left out. `from_run_folder`: the file is a run's config.toml, whose recorded plugin
+// folders may have gone (a warning, not an error).
+Resolved resolve(const CommonArgs& common, const ExperimentArgs& args,
+                 const std::vector<Kind>& needed = {}, bool from_run_folder = false);
 
 // A run folder's experiment, re-validated with the current plugins, and its checkpoint.
 struct RunDir {
@@ -30,7 +34,17 @@ struct RunDir {
 };
 
 // Throws lmrun::Error when the folder has no config.toml or the checkpoint asked for is missing.
-RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args);
+// Only the plugins of the `needed` kinds must be loadable (see resolve).
+RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args,
+                    const std::vector<Kind>& needed);
+
+// What the commands on a run folder need: generation (tokenizer, model, samplers); a trained
+// pipeline for eval, predict and inspect (the dataset and metrics too); a tokenizer alone.
+inline const std::vector<Kind> kGenerateKinds = {Kind::kTokenizer, Kind::kModel, Kind::kSampler};
+inline const std::vector<Kind> kTrainedPipelineKinds = {Kind::kDataset, Kind::kTokenizer,
+                                                        Kind::kModel, Kind::kMetric,
+                                                        Kind::kSampler};
+inline const std::vector<Kind> kTokenizerKinds = {Kind::kTokenizer};
 
 // The run's dataset, saved tokenizer and model with the checkpoint's weights, for inference
 // (eval, inspect); the runtime configured as the experiment asks.

@@ -83,6 +83,7 @@ int command_sweep(const CommonArgs& common, const SweepArgs& args) {
   const toml::table sweep_table = *sweep_node->as_table();
   base.root.erase("sweep");
   auto plugins = load_registry(common, plugin_dirs_of(base));
+  apply_overrides(base, *plugins);
   const std::vector<std::string> failures = plugins->failure_messages();
   const Experiment base_experiment = resolve_experiment(base, plugins->registry, failures);
   const fs::path sweep_dir = base_experiment.experiment.out_dir;

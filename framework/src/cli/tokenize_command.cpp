@@ -99,7 +99,7 @@ int command_tokenize(const CommonArgs& common, const TokenizeArgs& args) {
     run_args.run_dir = args.run_dir;
     run_args.overrides = args.overrides;
     run_args.checkpoint = args.checkpoint;
-    run = open_run_dir(common, run_args);
+    run = open_run_dir(common, run_args, kTokenizerKinds);
     const PluginSpec& spec = run.resolved.experiment.tokenizer;
     tokenizer = make_plugin<Tokenizer>(run.resolved.plugins->registry, spec.type, spec.params,
                                        TokenizerContext{});

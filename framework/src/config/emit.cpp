@@ -36,9 +36,10 @@ std::string resolved_toml(const Experiment& e, const PluginRegistry& registry) {
       "# lmrun resolved experiment, format " + std::to_string(kResolvedConfigFormat) + "\n";
   out += "# written by lmrun " + std::string(kVersion) + " from " + e.file.string() + "\n";
   emit_host(out, "experiment", experiment_schema(), e.experiment);
-  if (!e.plugin_dirs.empty()) {
+  if (!e.plugin_dirs.empty() || !e.plugin_overrides.empty()) {
     PluginsOptions plugins;
     for (const auto& dir : e.plugin_dirs) plugins.paths.push_back(dir.string());
+    plugins.overrides = e.plugin_overrides;
     emit_host(out, "plugins", plugins_schema(), plugins);
   }
   emit_plugin(out, e.data, registry, false);

@@ -90,6 +90,9 @@ const Schema<PluginsOptions>& plugins_schema() {
   static const Schema<PluginsOptions> schema = [] {
     Schema<PluginsOptions> s;
     s.add("paths", &PluginsOptions::paths, "extra plugin folders, relative to this file");
+    s.add("override", &PluginsOptions::overrides,
+          "KIND.NAMEs that two plugin files register, given to the file loaded last (an explicit "
+          "replacement of a built-in, recorded in summary.json)");
     return s;
   }();
   return schema;
@@ -184,8 +187,8 @@ const std::vector<std::string> kSections = {"experiment", "data",      "tokenize
 class Validator {
  public:
   Validator(const TomlDocument& doc, const PluginRegistry& registry,
-            const std::vector<std::string>& failures)
-      : doc_(doc), registry_(registry), failures_(failures) {}
+            const std::vector<std::string>& failures, ResolveOptions options = {})
+      : doc_(doc), registry_(registry), failures_(failures), options_(std::move(options)) {}
 
   Experiment run();
 
@@ -242,7 +245,13 @@ class Validator {
 
   const TomlDocument& doc_;
   const PluginRegistry& registry_;
+  bool needed(Kind kind) const {
+    return options_.needed.empty() ||
+           std::find(options_.needed.begin(), options_.needed.end(), kind) != options_.needed.end();
+  }
+
   const std::vector<std::string>& failures_;
+  ResolveOptions options_;
   Diagnostics diagnostics_;
 };
 
@@ -385,6 +394,15 @@ std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind
   }
   const std::string type = type_node->as_string()->get();
   const Registration* registration = registry_.find(kind, type);
+  if (registration == nullptr && !needed(kind)) return std::nullopt;  // this command needs none
+  if (const Conflict* conflict = registry_.conflict(kind, type)) {
+    diagnostics_.add(where(type_node), key + ".type",
+                     registry_.conflict_message(*conflict) +
+                         " (hint: remove all but one of the files from the plugin path, or, to "
+                         "replace the first deliberately, add [plugins] override = [\"" +
+                         kind_word + "." + type + "\"], which gives it to the file loaded last)");
+    return std::nullopt;
+  }
   if (registration == nullptr) {
     std::string message = "unknown " + kind_word + " '" + type + "'" + did_you_mean(type, known) +
                           "; registered " + kind_word +
@@ -467,7 +485,7 @@ Experiment Validator::run() {
           plugin_list(generate->get("samplers"), Kind::kSampler, "generate.samplers");
     }
   }
-  host_section("plugins", plugins_schema());
+  experiment.plugin_overrides = host_section("plugins", plugins_schema()).overrides;
 
   struct Required {
     const char* key;
@@ -479,6 +497,7 @@ Experiment Validator::run() {
                                   Required{"model", Kind::kModel, &experiment.model},
                                   Required{"optimizer", Kind::kOptimizer, &experiment.optimizer}}) {
     const toml::node* node = doc_.root.get(section.key);
+    if (node == nullptr && !needed(section.kind)) continue;
     if (node == nullptr) {
       const std::vector<std::string> known = registry_.names(section.kind);
       diagnostics_.add(
@@ -529,8 +548,39 @@ std::vector<fs::path> plugin_dirs_of(const TomlDocument& doc) {
 }
 
 Experiment resolve_experiment(const TomlDocument& doc, const PluginRegistry& registry,
-                              const std::vector<std::string>& load_failures) {
-  return Validator(doc, registry, load_failures).run();
+                              const std::vector<std::string>& load_failures,
+                              const ResolveOptions& options) {
+  return Validator(doc, registry, load_failures, options).run();
+}
+
+std::vector<std::pair<Kind, std::string>> plugin_overrides_of(const TomlDocument& doc) {
+  std::vector<std::pair<Kind, std::string>> out;
+  const toml::table* plugins = doc.root.get_as<toml::table>("plugins");
+  const toml::node* list = plugins ? plugins->get("override") : nullptr;
+  if (list == nullptr) return out;
+  Diagnostics diagnostics;
+  const toml::array* array = list->as_array();
+  if (array == nullptr) {
+    diagnostics.add(location_of(*list), "plugins.override",
+                    "expected a list of KIND.NAME strings, e.g. [\"model.transformer\"]");
+  } else {
+    std::vector<std::string> kinds;
+    for (Kind kind : kAllKinds) kinds.push_back(kind_name(kind));
+    for (const toml::node& item : *array) {
+      const std::string text = item.is_string() ? item.as_string()->get() : "";
+      const auto dot = text.find('.');
+      const auto kind = dot == std::string::npos ? std::nullopt : parse_kind(text.substr(0, dot));
+      if (!kind || dot + 1 >= text.size()) {
+        diagnostics.add(location_of(item), "plugins.override",
+                        "expected KIND.NAME (a kind of: " + join(kinds) + "), got " +
+                            describe_node(item));
+        continue;
+      }
+      out.emplace_back(*kind, text.substr(dot + 1));
+    }
+  }
+  diagnostics.throw_if_any();
+  return out;
 }
 
 PluginSpec resolve_plugin_section(const TomlDocument& doc, const std::string& key, Kind kind,

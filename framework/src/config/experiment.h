@@ -61,7 +61,8 @@ struct GenerateOptions {
 
 // [plugins]
 struct PluginsOptions {
-  std::vector<std::string> paths;  // folders of extra plugins, relative to the naming file
+  std::vector<std::string> paths;      // folders of extra plugins, relative to the naming file
+  std::vector<std::string> overrides;  // "override": KIND.NAMEs given to the last file that has it
 };
 
 const Schema<ExperimentOptions>& experiment_schema();
@@ -90,17 +91,30 @@ struct Experiment {
   std::vector<PluginSpec> callbacks;
   std::vector<PluginSpec> metrics;                 // [[metrics]]: computed at every evaluation
   std::vector<PluginSpec> samplers;                // [[generate.samplers]], in order
-  std::vector<std::filesystem::path> plugin_dirs;  // [plugins] paths, absolute
+  // [plugins] paths, absolute. A run's resolved config adds the folders it loaded plugins from
+  // (LMRUN_PLUGIN_PATH, --plugin-dir), so that commands on the run folder find them again.
+  std::vector<std::filesystem::path> plugin_dirs;
+  std::vector<std::string> plugin_overrides;  // [plugins] override: "model.transformer", ...
+};
+
+// Which kinds of plugin a command needs. A section of another kind whose plugin is not loaded is
+// left out, not an error: `lmrun generate` needs no callback plugin.
+struct ResolveOptions {
+  std::vector<Kind> needed;  // empty: every kind
 };
 
 // The `[plugins] paths` of a document, absolute, before anything else is validated: they decide
 // what the registry holds. Throws ConfigError.
 std::vector<std::filesystem::path> plugin_dirs_of(const TomlDocument& doc);
 
+// The `[plugins] override` list as (kind, name), checked for shape. Throws ConfigError.
+std::vector<std::pair<Kind, std::string>> plugin_overrides_of(const TomlDocument& doc);
+
 // Validates the whole document; throws ConfigError listing every problem. `load_failures` (plugin
 // files that failed to load, already formatted) are quoted when a `type` names nothing registered.
 Experiment resolve_experiment(const TomlDocument& doc, const PluginRegistry& registry,
-                              const std::vector<std::string>& load_failures = {});
+                              const std::vector<std::string>& load_failures = {},
+                              const ResolveOptions& options = {});
 
 // One plugin section ([tokenizer] for `lmrun tokenize`) validated alone, as resolve_experiment
 // validates it. Throws ConfigError.

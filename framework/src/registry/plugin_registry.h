@@ -26,6 +26,22 @@ struct RegistryEntry {
   PluginOrigin origin;
 };
 
+// A KIND.NAME that more than one file registers. The first file's registration holds the name;
+// `others` are the later ones, in load order. An experiment that uses the name is refused, naming
+// every file, unless it overrides it explicitly ([plugins] override), which gives it to the last.
+struct Conflict {
+  Kind kind = Kind::kModel;
+  std::string name;
+  std::vector<RegistryEntry> others;
+};
+
+// An override that was applied: `by` now holds KIND.NAME, which `replaced` held.
+struct AppliedOverride {
+  std::string key;  // "model.transformer"
+  PluginOrigin by;
+  PluginOrigin replaced;
+};
+
 class PluginRegistry final : public Registry {
  public:
   // Registrations made from now on are attributed to `origin`.
@@ -41,12 +57,22 @@ class PluginRegistry final : public Registry {
   std::vector<std::string> names(Kind kind) const;
   bool empty() const { return entries_.empty(); }
 
-  // Moves every entry of `staging` in, or none: a KIND.NAME present in both is an lmrun::Error
-  // naming both origins.
+  // Moves every entry of `staging` in. A KIND.NAME already here stays with its first holder and
+  // becomes a Conflict.
   void merge(PluginRegistry&& staging);
+
+  const std::vector<Conflict>& conflicts() const { return conflicts_; }
+  const Conflict* conflict(Kind kind, std::string_view name) const;
+  // "model 'transformer' is registered twice: by transformer 0.1.0 (/a.so) and by mine 0.2 (/b.so)"
+  std::string conflict_message(const Conflict& conflict) const;
+
+  // Gives KIND.NAME to the last file that registered it and drops the conflict. Throws
+  // lmrun::Error when KIND.NAME is not registered by more than one file.
+  AppliedOverride override_with_latest(Kind kind, const std::string& name);
 
  private:
   std::map<std::pair<Kind, std::string>, RegistryEntry, std::less<>> entries_;
+  std::vector<Conflict> conflicts_;
   PluginOrigin origin_;
 };
 

@@ -46,6 +46,8 @@ struct CheckpointProvenance {
   std::string config_toml;           // the resolved experiment
   std::string config_hash;           // of config_toml
   std::vector<std::string> plugins;  // "model transformer (transformer 0.1.0)"
+  // [plugins] override as applied: "model.transformer from mine 0.2 (/b.so), replacing ..."
+  std::vector<std::string> overrides;
 };
 
 // Writes `dir` (its parent must exist) atomically, replacing an existing checkpoint of that name.

@@ -519,6 +519,7 @@ void Trainer::write_summary(const TrainResult& result) const {
   summary.add("final", final_metrics);
   if (!result.groups.empty()) summary.add("groups", group_json(result.groups));
   summary.add("plugins", provenance_.plugins);
+  if (!provenance_.overrides.empty()) summary.add("plugin_overrides", provenance_.overrides);
   write_file_atomic(run_dir_ / "summary.json", summary.str(2) + "\n");
 }
 
