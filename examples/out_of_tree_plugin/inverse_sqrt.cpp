@@ -65,7 +65,7 @@ class InverseSqrtSchedule final : public lmrun::Scheduler {
 // ---------------------------------------------------------------------------------------------
 // Factory: the checks that need the context (the optimizer's lr) happen here, at creation.
 
-std::string number(double v) { return lmrun::detail::format_double(v); }
+std::string number(double v) { return lmrun::format_double(v); }
 
 std::shared_ptr<lmrun::Scheduler> make_inverse_sqrt(const InverseSqrtOptions& options,
                                                     const lmrun::SchedulerContext& context) {

@@ -14,7 +14,7 @@
 #include <ATen/ATen.h>
 
 #include "lmrun/dataset.h"
-#include "lmrun/files.h"
+#include "lmrun/util/files.h"
 #include "lmrun/metric.h"
 #include "lmrun/tokenizer.h"
 #include "support/test_support.h"

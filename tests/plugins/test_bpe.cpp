@@ -164,7 +164,7 @@ TEST(Bpe, TrainingIsDeterministicAndRespectsItsLimits) {
   EXPECT_THAT(error_of([&] {
                 make({{"vocab_size", std::int64_t{200}}});
               }),
-              HasSubstr("vocab_size 200 leaves no room for the 256 bytes and 1 special tokens"));
+              HasSubstr("vocab_size: 200 is out of range: expected >= 257"));
 }
 
 TEST(Bpe, TokenizerJsonRoundTrips) {

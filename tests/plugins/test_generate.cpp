@@ -25,7 +25,7 @@
 #include "lmrun/model.h"
 #include "lmrun/sampler.h"
 #include "lmrun/tokenizer.h"
-#include "lmrun/utf8.h"
+#include "lmrun/util/utf8.h"
 #include "support/test_support.h"
 
 namespace {

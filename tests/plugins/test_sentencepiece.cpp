@@ -11,7 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "lmrun/files.h"
+#include "lmrun/util/files.h"
 #include "lmrun/tokenizer.h"
 #include "support/test_support.h"
 

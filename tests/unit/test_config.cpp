@@ -228,7 +228,7 @@ TEST(Config, OutOfRangeAndChoices) {
   std::string text = kValid;
   text.replace(text.find("n_layer = 2"), 11, "n_layer = 0\ndropout = 1.0\nnorm = \"batchnorm\"");
   const std::string out = problems(text);
-  EXPECT_THAT(out, HasSubstr("model.n_layer: 0.0 is out of range: expected >= 1"));
+  EXPECT_THAT(out, HasSubstr("model.n_layer: 0 is out of range: expected >= 1"));
   EXPECT_THAT(out, HasSubstr("model.dropout: 1.0 is out of range: expected in [0, 1)"));
   EXPECT_THAT(
       out,

@@ -8,8 +8,8 @@
 
 #include "lmrun/scheduler.h"
 #include "lmrun/schema.h"
-#include "lmrun/suggest.h"
-#include "lmrun/word_vectors.h"
+#include "lmrun/util/suggest.h"
+#include "lmrun/util/word_vectors.h"
 #include "registry/plugin_registry.h"
 #include "support/test_support.h"
 

@@ -7,8 +7,26 @@
 //   at::Tensor next = model->decode(*state, prompt);     // (1, T0) -> (1, V) at the last position
 //   next = model->decode(*state, token);                 // (1, 1)  -> (1, V)
 //
-// The trainer computes the loss from the logits, so a model only maps tokens to logits. Names given
-// to register_module()/register_parameter() become checkpoint keys: they are API.
+// The trainer computes the loss from the logits, so a model only maps tokens to logits. Most
+// plugins wrap a LibTorch module with TorchModel (torch_model.h) and write only what differs.
+//
+// What a model plugin can rely on:
+// - Construction: the factory runs right after torch::manual_seed(experiment seed), so initial
+//   weights drawn from LibTorch's default generator are a function of the seed. It runs on the
+//   CPU; the host then moves the module with module().to(device) (cpu, or cuda with
+//   train.device), so a model must register every tensor it needs on the device (parameters,
+//   buffers) rather than hold tensors of its own.
+// - Checkpoints: every parameter and buffer of module() is saved and restored by name; the names
+//   given to register_module()/register_parameter()/register_buffer() are checkpoint keys, so
+//   they are API. Nothing else of the object is saved.
+// - Modes: forward() in training runs in train() mode with gradients; evaluation, activations()
+//   and decoding run in eval() mode under torch::NoGradGuard.
+// - Output contracts, checked by the host on a dry batch at set-up, before any step: forward()
+//   gives (B, T, vocab_size) for a language model (ModelContext::num_classes == 0) and (B, C)
+//   for a classifier; decode() gives a defined (B, vocab_size) tensor. A model breaking one is
+//   refused with both shapes named.
+// - Calls into a plugin are guarded by the host: an exception names the plugin and the call, a
+//   crash is reported with them before the process ends.
 #pragma once
 
 #include <cstdint>
@@ -69,13 +87,16 @@ class LMRUN_API Model {
   // or classification logits (B, C).
   virtual at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) = 0;
 
-  // Incremental decoding, language models only (a classifier throws lmrun::Error).
-  virtual std::unique_ptr<DecodeState> start_decoding(std::int64_t batch_size) = 0;
+  // Optional capability: incremental decoding (language models). A model that generates text
+  // returns true here and implements the two methods below; the defaults refuse.
+  virtual bool can_decode() const { return false; }
+  // A fresh state for `batch_size` sequences.
+  virtual std::unique_ptr<DecodeState> start_decoding(std::int64_t batch_size);
   // Feeds tokens (B, t) after those already in `state`; returns the logits of the last position
   // (B, V). Throws lmrun::Error when state.length() + t would exceed max_context().
-  virtual at::Tensor decode(DecodeState& state, const at::Tensor& tokens) = 0;
-  // Longest context decode() accepts; 0 when unbounded (recurrent models).
-  virtual std::int64_t max_context() const = 0;
+  virtual at::Tensor decode(DecodeState& state, const at::Tensor& tokens);
+  // Longest context decode() and forward() accept; 0 when unbounded (recurrent models).
+  virtual std::int64_t max_context() const { return 0; }
 
   // Optional. forward() with its intermediate tensors, in the order computed, the logits last,
   // for `lmrun inspect`'s activation statistics. The default reports the logits alone, per
@@ -86,8 +107,9 @@ class LMRUN_API Model {
     return {Activation{"logits", std::move(logits), per_position}};
   }
 
-  // Several lines: architecture, parameter count.
-  virtual std::string summary() const = 0;
+  // Optional: a few lines on the architecture, shown under the model's line at the start of a
+  // run (which already gives the parameter count). Default: none.
+  virtual std::string summary() const { return {}; }
 
   // Optional. Floating-point operations of one training step (forward and backward) per token at
   // the given context length, as nanoGPT's estimate_mfu counts them (6 per parameter of a matrix
@@ -98,6 +120,31 @@ class LMRUN_API Model {
     return 0.0;
   }
 };
+
+namespace detail {
+inline Error no_decoding() {
+  return Error("this model does not generate text (it has no incremental decoding)",
+               "remove [generate] from the experiment, or use a language model");
+}
+}  // namespace detail
+
+inline std::unique_ptr<DecodeState> Model::start_decoding(std::int64_t) {
+  throw detail::no_decoding();
+}
+inline at::Tensor Model::decode(DecodeState&, const at::Tensor&) { throw detail::no_decoding(); }
+
+// For a language model's factory: throws lmrun::Error unless the context is a language model's
+// (no classes, a vocabulary). The host adds "model 'NAME': " in front.
+inline void require_language_model(const ModelContext& context) {
+  if (context.num_classes != 0) {
+    throw Error("is a language model, but the data asks for " +
+                    std::to_string(context.num_classes) + " classes",
+                "use a classification model for a classification dataset");
+  }
+  if (context.vocab_size < 1) {
+    throw Error("the vocabulary is empty (vocab_size " + std::to_string(context.vocab_size) + ")");
+  }
+}
 
 template <>
 struct KindTraits<Model> {

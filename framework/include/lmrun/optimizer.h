@@ -14,14 +14,10 @@
 #include <ATen/core/Tensor.h>
 #include <torch/serialize/archive.h>
 
+#include "lmrun/parameter.h"
 #include "lmrun/registry.h"
 
 namespace lmrun {
-
-struct NamedParameter {
-  std::string name;
-  at::Tensor tensor;  // requires_grad; the optimizer keeps a reference
-};
 
 struct OptimizerContext {
   std::vector<NamedParameter> parameters;
@@ -38,6 +34,9 @@ class LMRUN_API Optimizer {
   virtual double base_lr() const = 0;
   // The learning rate of the next step(), for every parameter group.
   virtual void set_lr(double lr) = 0;
+  // Optional: each parameter group's learning rate for the next step, when they differ (an
+  // optimizer that scales some groups). Empty, the default: every group has set_lr's value.
+  virtual std::vector<double> learning_rates() const { return {}; }
 
   // Optimizer state (moments, step counts) for checkpoints.
   virtual void save(torch::serialize::OutputArchive& archive) = 0;

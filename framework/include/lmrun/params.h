@@ -19,14 +19,13 @@
 #include <vector>
 
 #include "lmrun/error.h"
+#include "lmrun/util/format.h"
+#include "lmrun/util/suggest.h"
 
 namespace lmrun {
 
 enum class ParamType { kBool, kInt, kFloat, kString, kPath, kIntList, kFloatList, kStringList };
 
-// kString and kPath both hold std::string.
-using Value = std::variant<bool, std::int64_t, double, std::string, std::vector<std::int64_t>,
-                           std::vector<double>, std::vector<std::string>>;
 
 inline const char* type_name(ParamType type) {
   switch (type) {
@@ -60,87 +59,15 @@ inline bool is_numeric(ParamType type) {
          type == ParamType::kFloatList;
 }
 
-namespace detail {
-
-// A double-quoted string valid both as a TOML basic string and as JSON: quotes, backslashes and
-// every control character escaped.
-inline std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          const char* hex = "0123456789abcdef";
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 0xf];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
-// Shortest text that reads back as the same double, always with a '.' or an exponent so that TOML
-// reads it as a float.
-inline std::string format_double(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  // The shortest digits that read back exactly: fixed from 1e-4 up to 1e15 (0.0003, 100.0,
-  // 5203200.0), scientific beyond (1e-8, 2.5e+20).
-  char text[64];
-  const double magnitude = std::fabs(v);
-  const bool fixed = magnitude == 0.0 || (magnitude >= 1e-4 && magnitude < 1e15);
-  const auto result =
-      std::to_chars(text, text + sizeof text, v,
-                    fixed ? std::chars_format::fixed : std::chars_format::scientific);
-  std::string s(text, result.ptr);
-  if (const auto e = s.find('e'); e != std::string::npos) {
-    // "1e-08" -> "1e-8": no zeros at the front of the exponent.
-    std::size_t digits = e + 2;
-    while (digits + 1 < s.size() && s[digits] == '0') s.erase(digits, 1);
-  }
-  if (s.find_first_of(".en") == std::string::npos) s += ".0";
-  return s;
-}
-
-}  // namespace detail
-
-namespace detail {
-struct ValueFormatter {
-  std::string operator()(bool v) const { return v ? "true" : "false"; }
-  std::string operator()(std::int64_t v) const { return std::to_string(v); }
-  std::string operator()(double v) const { return format_double(v); }
-  std::string operator()(const std::string& v) const { return quote(v); }
-  template <class T>
-  std::string operator()(const std::vector<T>& list) const {
-    std::string out = "[";
-    for (std::size_t i = 0; i < list.size(); ++i) out += (i ? ", " : "") + (*this)(list[i]);
-    return out + "]";
-  }
+// What a parameter means to the host, for the few capabilities that are declared on a parameter
+// rather than called on an object (the object does not exist yet when the host needs them).
+enum class ParamRole {
+  kNone,
+  // Dataset: k-fold cross-validation. An int `folds` (0 or 1: off) and an int `fold` (which one
+  // is held out); `lmrun FILE.toml` with folds >= 2 runs one run per fold, setting the fold.
+  kFolds,
+  kFold,
 };
-}  // namespace detail
-
-// TOML text for a value: 3, 0.001, true, "text", [0.9, 0.99].
-inline std::string format_value(const Value& value) {
-  return std::visit(detail::ValueFormatter{}, value);
-}
 
 struct ParamSpec {
   std::string name;
@@ -154,6 +81,12 @@ struct ParamSpec {
   bool max_exclusive = false;
   std::vector<std::string> choices;  // strings and string lists only; empty means any value
   std::optional<std::size_t> size;   // lists only: the exact number of elements
+  ParamRole role = ParamRole::kNone;
+  // Sampler parameters: a short command of `lmrun generate --interactive` that sets this one
+  // (`/temp 0.7` sets temperature's value); the sampler joins the chain when absent, first in it
+  // when `shortcut_first`, else last.
+  std::string shortcut;
+  bool shortcut_first = false;
 
   bool required() const { return !default_value.has_value(); }
 
@@ -162,7 +95,7 @@ struct ParamSpec {
     std::string out;
     auto number = [](double v) {
       return v == std::floor(v) && std::abs(v) < 1e15 ? std::to_string(static_cast<long long>(v))
-                                                      : detail::format_double(v);
+                                                      : format_double(v);
     };
     if (min && max) {
       out = std::string("in ") + (min_exclusive ? "(" : "[") + number(*min) + ", " + number(*max) +
@@ -183,6 +116,54 @@ struct ParamSpec {
     return out;
   }
 };
+
+namespace detail {
+
+// `text`: the value as the user wrote it (an integer without ".0").
+inline std::string range_problem(double v, const std::string& text, const ParamSpec& spec) {
+  if (std::isnan(v)) return "nan is not a number";
+  const bool low = spec.min && (spec.min_exclusive ? v <= *spec.min : v < *spec.min);
+  const bool high = spec.max && (spec.max_exclusive ? v >= *spec.max : v > *spec.max);
+  if (low || high) return text + " is out of range: expected " + spec.constraint();
+  return "";
+}
+
+inline std::string choice_problem(const std::string& v, const ParamSpec& spec) {
+  if (spec.choices.empty()) return "";
+  for (const auto& choice : spec.choices) {
+    if (v == choice) return "";
+  }
+  return quote(v) + " is not allowed: expected one of " + join(spec.choices) +
+         did_you_mean(v, spec.choices);
+}
+
+}  // namespace detail
+
+// "" when `value` satisfies the spec's range, choices and size; otherwise why not ("5 is out of
+// range: expected in [0, 1]"). The host checks every experiment value with it, and Schema::parse
+// checks again, so a factory never sees a value its declaration forbids.
+inline std::string check_value(const Value& value, const ParamSpec& spec) {
+  if (const auto* v = std::get_if<std::int64_t>(&value))
+    return detail::range_problem(static_cast<double>(*v), std::to_string(*v), spec);
+  if (const auto* v = std::get_if<double>(&value))
+    return detail::range_problem(*v, format_double(*v), spec);
+  if (const auto* v = std::get_if<std::string>(&value)) return detail::choice_problem(*v, spec);
+  auto check_list = [&](const auto& list) -> std::string {
+    if (spec.size && list.size() != *spec.size) {
+      return "expected " + std::to_string(*spec.size) + " elements, got " +
+             std::to_string(list.size());
+    }
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      std::string problem = check_value(Value(list[i]), spec);
+      if (!problem.empty()) return "element " + std::to_string(i) + ": " + problem;
+    }
+    return "";
+  };
+  if (const auto* v = std::get_if<std::vector<std::int64_t>>(&value)) return check_list(*v);
+  if (const auto* v = std::get_if<std::vector<double>>(&value)) return check_list(*v);
+  if (const auto* v = std::get_if<std::vector<std::string>>(&value)) return check_list(*v);
+  return "";
+}
 
 // The validated values of one plugin section, keyed by parameter name.
 class Params {

@@ -81,6 +81,14 @@ struct KindTraits;
 // std::shared_ptr<Interface>. Registry::add and Registry::create below are the typed doors.
 using AnyFactory = std::function<std::shared_ptr<void>(const Params& params, const void* context)>;
 
+// What a model will hold, estimated from its options before it is built, in numbers of floats:
+// enough for `lmrun check` to refuse a model that cannot fit in memory (n_layer = 4294967297)
+// instead of LibTorch's allocator failing deep in a run. An estimate may be a lower bound.
+struct SizeEstimate {
+  double parameters = 0;             // every parameter, trainable or frozen
+  double activations_per_token = 0;  // kept for the backward pass, per token of a batch
+};
+
 struct Registration {
   Kind kind = Kind::kModel;
   std::string name;               // short lower-case word: "transformer", "top_p"
@@ -89,6 +97,9 @@ struct Registration {
   AnyFactory factory;
   // Optional: rules across parameters (Schema::check), run while validating; throws lmrun::Error.
   std::function<void(const Params& params)> check;
+  // Optional, models: the size estimate for these params and a context (the kind's Context;
+  // counts the host does not know yet, such as vocab_size before the tokenizer is fitted, are 0).
+  std::function<SizeEstimate(const Params& params, const void* context)> estimate;
 };
 
 class LMRUN_API Registry {
@@ -103,6 +114,13 @@ class LMRUN_API Registry {
   // Registers a factory that receives the parsed options struct and the kind's context.
   template <class Interface, class Options, class Make>
   void add(std::string name, std::string doc, const Schema<Options>& schema, Make make) {
+    add(make_registration<Interface>(std::move(name), std::move(doc), schema, std::move(make)));
+  }
+
+  // The typed registration add() above makes: the factory parses params into Options.
+  template <class Interface, class Options, class Make>
+  static Registration make_registration(std::string name, std::string doc,
+                                        const Schema<Options>& schema, Make make) {
     using Context = typename KindTraits<Interface>::Context;
     Registration registration;
     registration.kind = KindTraits<Interface>::kKind;
@@ -116,10 +134,22 @@ class LMRUN_API Registry {
       return object;
     };
     if (schema.has_checks()) {
-      registration.check = [schema](const Params& params) {
-        schema.run_checks(schema.parse(params));
-      };
+      registration.check = [schema](const Params& params) { schema.parse(params); };
     }
+    return registration;
+  }
+
+  // As above, with a size estimate (models): `estimate(options, context)` -> SizeEstimate.
+  template <class Interface, class Options, class Make, class Estimate>
+  void add(std::string name, std::string doc, const Schema<Options>& schema, Make make,
+           Estimate estimate) {
+    using Context = typename KindTraits<Interface>::Context;
+    Registration registration = make_registration<Interface>(std::move(name), std::move(doc),
+                                                             schema, std::move(make));
+    registration.estimate = [schema, estimate](const Params& params,
+                                               const void* context) -> SizeEstimate {
+      return estimate(schema.parse(params), *static_cast<const Context*>(context));
+    };
     add(std::move(registration));
   }
 

@@ -10,21 +10,28 @@
 //   lmrun::Schema<TransformerOptions> schema;
 //   schema.add("n_layer", &TransformerOptions::n_layer, "number of decoder blocks").min(1);
 //   schema.add("dropout", &TransformerOptions::dropout, "dropout probability").range(0, 1, true);
-//   schema.add("norm", &TransformerOptions::norm, "normalisation").choices({"layernorm",
-//   "rmsnorm"});
+//   schema.add_enum("norm", &GptConfig::norm, {{"layernorm", Norm::kLayer}, {"rmsnorm",
+//   Norm::kRms}}, "normalisation");                  // an enum field, named in TOML
+//   schema.check([](const GptConfig& c) { if (c.n_embd % c.n_head) throw lmrun::Error(...); });
 //
 // specs() is what the host validates an experiment against and what `lmrun describe` prints;
-// parse(params) turns validated Params into a filled options struct. Registry::add (registry.h)
-// wires both, so a factory receives the typed struct, never a string lookup.
+// parse(params) turns Params into a filled options struct. Registry::add (registry.h) wires both,
+// so a factory receives the typed struct, never a string lookup.
+//
+// The schema enforces everything it declares, in parse() too: types, ranges, choices, list sizes,
+// then the cross-field rules of check(). The host validates experiments the same way before any
+// work, so a factory can trust its options struct and need not check it again.
 //
 // Field types: bool, int, std::int64_t, double, std::string, std::filesystem::path,
-// std::vector<std::int64_t | double | std::string>, std::array<std::int64_t | double, N>.
+// std::vector<std::int64_t | double | std::string>, std::array<std::int64_t | double, N>, and
+// enums through add_enum.
 #pragma once
 
 #include <array>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -148,6 +155,18 @@ class ParamBuilder {
     spec_.default_value.reset();
     return *this;
   }
+  // What the parameter means to the host (params.h): a dataset's folds and fold.
+  ParamBuilder& role(ParamRole role) {
+    spec_.role = role;
+    return *this;
+  }
+  // Samplers: the REPL command that sets this parameter (`/temp 0.7`), and whether the sampler
+  // goes first in the chain when the command adds it.
+  ParamBuilder& shortcut(std::string command, bool first_in_chain = false) {
+    spec_.shortcut = std::move(command);
+    spec_.shortcut_first = first_in_chain;
+    return *this;
+  }
 
  private:
   ParamSpec& spec_;
@@ -174,6 +193,37 @@ class Schema {
     return ParamBuilder(specs_.back());
   }
 
+  // An enum field: the TOML value is one of the names, which map to the enum's values.
+  template <class Enum>
+  ParamBuilder add_enum(std::string name, Enum Options::*member,
+                        std::vector<std::pair<std::string, Enum>> names, std::string doc) {
+    static_assert(std::is_enum_v<Enum>, "add_enum binds an enum field");
+    ParamSpec spec;
+    spec.name = std::move(name);
+    spec.type = ParamType::kString;
+    spec.doc = std::move(doc);
+    const Enum fallback = Options{}.*member;
+    for (const auto& [text, value] : names) {
+      spec.choices.push_back(text);
+      if (value == fallback) spec.default_value = Value(text);
+    }
+    if (!spec.default_value) throw Error("schema: the default of '" + spec.name + "' has no name");
+    specs_.push_back(std::move(spec));
+    setters_.push_back([member, names](Options& options, const Value& value) {
+      const std::string& text = std::get<std::string>(value);
+      for (const auto& [name_, enum_value] : names) {
+        if (name_ == text) options.*member = enum_value;
+      }
+    });
+    getters_.push_back([member, names](const Options& options) -> Value {
+      for (const auto& [name_, enum_value] : names) {
+        if (enum_value == options.*member) return name_;
+      }
+      return names.front().first;
+    });
+    return ParamBuilder(specs_.back());
+  }
+
   const std::vector<ParamSpec>& specs() const { return specs_; }
 
   // A rule across parameters ("nesterov needs momentum > 0"), run by the host while it validates
@@ -188,14 +238,19 @@ class Schema {
     for (const auto& rule : rules_) rule(options);
   }
 
-  // Fills an Options from validated params; a parameter absent from params keeps its default.
+  // Fills an Options from params, a parameter absent from them keeping its default, and checks
+  // it all: each value against its declaration (type, range, choices, size), then the rules.
+  // Throws lmrun::Error naming the parameter.
   Options parse(const Params& params) const {
     Options options{};
     for (std::size_t i = 0; i < specs_.size(); ++i) {
       const ParamSpec& spec = specs_[i];
       if (params.contains(spec.name)) {
+        const Value& value = params.at(spec.name);
+        const std::string problem = check_value(value, spec);
+        if (!problem.empty()) throw Error(spec.name + ": " + problem);
         try {
-          setters_[i](options, params.at(spec.name));
+          setters_[i](options, value);
         } catch (const std::bad_variant_access&) {
           throw Error("parameter '" + spec.name + "' is not a " + type_name(spec.type));
         }
@@ -203,6 +258,7 @@ class Schema {
         throw Error("required parameter '" + spec.name + "' is not set");
       }
     }
+    run_checks(options);
     return options;
   }
 

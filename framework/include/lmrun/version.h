@@ -13,8 +13,11 @@
 namespace lmrun {
 
 inline constexpr const char* kVersion = LMRUN_VERSION_STRING;
-inline constexpr std::uint32_t kApiVersionMajor =
-    5;  // 5: Dataset::groups, group_slice, save; DecodeState::select_rows
+// 6: Model::can_decode (decoding optional), TorchModel, callbacks' on_after_backward,
+// metric_names, TrainerControl::remove_checkpoint, log_metric, set_next_lr, Optimizer::
+// learning_rates, Schema enforcement in parse and add_enum, parameter roles and shortcuts, size
+// estimates, toolkit headers under lmrun/util/. Migration notes: README, "Plugin SDK 6.0".
+inline constexpr std::uint32_t kApiVersionMajor = 6;
 inline constexpr std::uint32_t kApiVersionMinor = 0;
 // Major in the high 16 bits, minor in the low 16: what a plugin descriptor carries.
 inline constexpr std::uint32_t kApiVersion = (kApiVersionMajor << 16) | kApiVersionMinor;

@@ -21,8 +21,8 @@
 #include "config/experiment.h"
 #include "config/toml_document.h"
 #include "generate/generate.h"
-#include "lmrun/suggest.h"
-#include "lmrun/utf8.h"
+#include "lmrun/util/suggest.h"
+#include "lmrun/util/utf8.h"
 #include "lmrun/version.h"
 #include "registry/plugin_loader.h"
 #include "train/checkpoint.h"
@@ -257,8 +257,9 @@ void save_dataset(const Dataset& data, const fs::path& run_dir, bool run_folder,
 int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   Resolved resolved = resolve(common, args);
   const Experiment& e = resolved.experiment;
-  if (!args.single_run && folds_of(e) >= 2) return command_cross_validate(common, args, e);
   const PluginRegistry& registry = resolved.plugins->registry;
+  if (const FoldParams folds = fold_params(e, registry); !args.single_run && folds.count >= 2)
+    return command_cross_validate(common, args, e, folds);
   const fs::path& run_dir = e.experiment.out_dir;
 
   // Data-parallel: every rank runs this; rank 0 alone writes the run folder and prints.

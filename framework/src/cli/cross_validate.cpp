@@ -1,5 +1,6 @@
-// k-fold cross-validation: an experiment whose dataset has `folds = K` (K >= 2) runs K times, the
-// run for fold k with data.fold = k in <out_dir>/fold-k, and each fold's last checkpoint is
+// k-fold cross-validation: an experiment whose dataset declares a fold count (ParamRole::kFolds,
+// `folds` in text_classification) of K >= 2 runs K times, the run for fold k with the fold
+// parameter (ParamRole::kFold) = k in <out_dir>/fold-k, and each fold's last checkpoint is
 // evaluated over the whole held-out fold (and the test split, when there is one). Every metric's
 // per-fold values, mean and sample standard deviation go to <out_dir>/cross_validation.{json,csv}
 // and a table; the means to <out_dir>/summary.json's "final", as a run's, for sweeps.
@@ -21,11 +22,18 @@ namespace fs = std::filesystem;
 
 namespace lmrun::host {
 
-std::int64_t folds_of(const Experiment& e) {
-  if (!e.data.params.contains("folds")) return 0;
-  const Value& value = e.data.params.at("folds");
-  const auto* folds = std::get_if<std::int64_t>(&value);
-  return folds ? *folds : 0;
+FoldParams fold_params(const Experiment& e, const PluginRegistry& registry) {
+  FoldParams out;
+  const Registration* registration = registry.find(Kind::kDataset, e.data.type);
+  if (registration == nullptr) return out;
+  for (const ParamSpec& spec : registration->params) {
+    if (spec.role == ParamRole::kFolds) out.folds = spec.name;
+    if (spec.role == ParamRole::kFold) out.fold = spec.name;
+  }
+  if (out.folds.empty() || out.fold.empty() || !e.data.params.contains(out.folds)) return {};
+  const auto* count = std::get_if<std::int64_t>(&e.data.params.at(out.folds));
+  out.count = count ? *count : 0;
+  return out;
 }
 
 FoldStatistic fold_statistic(const std::vector<double>& values) {
@@ -59,15 +67,16 @@ std::string fixed(double v) {
 }  // namespace
 
 int command_cross_validate(const CommonArgs& common, const ExperimentArgs& args,
-                           const Experiment& e) {
-  const std::int64_t folds = folds_of(e);
+                           const Experiment& e, const FoldParams& fold_params) {
+  const std::int64_t folds = fold_params.count;
+  const std::string folds_key = "data." + fold_params.folds;
   if (!args.resume.empty()) {
     throw Error("--resume continues one run, and a cross-validation is " + std::to_string(folds),
-                "resume a fold's run with --set data.folds=0 is not it either: rerun with --force, "
-                "or set data.folds = 0 and resume a plain run");
+                "resume a fold's run with --set " + folds_key + "=0 is not it either: rerun with "
+                "--force, or set " + folds_key + " = 0 and resume a plain run");
   }
   if (world_from_environment().distributed())
-    throw Error("cross-validation (data.folds) does not run data-parallel",
+    throw Error("cross-validation (" + folds_key + ") does not run data-parallel",
                 "run it without --nproc / WORLD_SIZE");
   const fs::path out_dir = e.experiment.out_dir;
   std::error_code ec;
@@ -88,7 +97,7 @@ int command_cross_validate(const CommonArgs& common, const ExperimentArgs& args,
               << std::flush;
     ExperimentArgs run = args;
     run.single_run = true;
-    run.overrides.push_back("data.fold=" + std::to_string(k));
+    run.overrides.push_back("data." + fold_params.fold + "=" + std::to_string(k));
     run.overrides.push_back("experiment.out_dir=" + fold_dir.string());
     if (command_run(common, run) != kExitOk) throw Error("fold " + std::to_string(k) + " failed");
     RunDirArgs evaluation;
@@ -121,7 +130,7 @@ int command_cross_validate(const CommonArgs& common, const ExperimentArgs& args,
     return std::string(cell);
   };
   // JSON has no NaN: null stands for it (the CSV says nan, as pandas reads it).
-  auto number = [](double v) { return std::isfinite(v) ? detail::format_double(v) : "null"; };
+  auto number = [](double v) { return std::isfinite(v) ? format_double(v) : "null"; };
   std::string table = "cross-validation, " + std::to_string(folds) +
                       " folds (whole held-out fold as val, each fold's last checkpoint)\n  " +
                       "metric" + std::string(width - 6, ' ') + column("mean") + column("std");
@@ -140,13 +149,13 @@ int command_cross_validate(const CommonArgs& common, const ExperimentArgs& args,
     not_finite = not_finite || stat.count < results.size();
     table += "  " + name + std::string(width - name.size(), ' ') + column(fixed(mean)) +
              column(fixed(sd));
-    csv += name + "," + detail::format_double(mean) + "," + detail::format_double(sd) + "," +
+    csv += name + "," + format_double(mean) + "," + format_double(sd) + "," +
            std::to_string(stat.count);
     std::string per_fold = "[";
     for (std::int64_t k = 0; k < folds; ++k) {
       const double v = results[static_cast<std::size_t>(k)].at(name);
       table += column(fixed(v));
-      csv += "," + detail::format_double(v);
+      csv += "," + format_double(v);
       per_fold += (k ? ", " : "") + number(v);
     }
     table += "\n";

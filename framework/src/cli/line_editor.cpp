@@ -9,7 +9,7 @@
 #include <iostream>
 
 #include "lmrun/error.h"
-#include "lmrun/files.h"
+#include "lmrun/util/files.h"
 
 namespace lmrun::host {
 

@@ -14,7 +14,7 @@
 
 #include "cli/commands.h"
 #include "cli/run_dir.h"
-#include "lmrun/utf8.h"
+#include "lmrun/util/utf8.h"
 #include "train/checkpoint.h"
 #include "train/pipeline.h"
 #include "util/fs.h"

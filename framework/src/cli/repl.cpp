@@ -10,26 +10,27 @@
 #include <sstream>
 
 #include "generate/generate.h"
-#include "lmrun/suggest.h"
+#include "lmrun/util/suggest.h"
 
 namespace lmrun::host {
 namespace {
 
 constexpr const char* kHelp =
-    "  text          continue the conversation with it (the model sees everything since /reset)\n"
-    "  /temp X       temperature (0: greedy)\n"
-    "  /top_k N      keep the N most likely tokens (0: off)\n"
-    "  /top_p X      nucleus sampling (1: off)\n"
-    "  /seed N       the next turn's seed (each turn then adds one)\n"
-    "  /max N        new tokens a turn\n"
-    "  /beam N       beam search with N hypotheses (0: the sampler chain)\n"
-    "  /settings     the sampler chain and settings\n"
-    "  /reset        forget the conversation\n"
-    "  /help         this list\n"
-    "  /quit         leave (so does end of input)\n";
+    "  text              continue the conversation with it (the model sees everything since "
+    "/reset)\n"
+    "  /set S.P VALUE    set parameter P of sampler S (adding S to the chain), e.g. /set "
+    "top_k.k 20\n"
+    "  /drop S           take sampler S out of the chain\n"
+    "  /seed N           the next turn's seed (each turn then adds one)\n"
+    "  /max N            new tokens a turn\n"
+    "  /beam N           beam search with N hypotheses (0: the sampler chain)\n"
+    "  /settings         the sampler chain and settings\n"
+    "  /reset            forget the conversation\n"
+    "  /help             this list\n"
+    "  /quit             leave (so does end of input)\n";
 
-const std::vector<std::string> kCommands = {"temp",     "top_k", "top_p", "seed", "max", "beam",
-                                            "settings", "reset", "help",  "quit", "exit"};
+const std::vector<std::string> kCommands = {"set",   "drop", "seed", "max",  "beam",
+                                            "settings", "reset", "help", "quit", "exit"};
 
 template <class T>
 bool parse_number(const std::string& text, T& value) {
@@ -46,6 +47,61 @@ bool parse_number(const std::string& text, T& value) {
     const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
     return result.ec == std::errc() && result.ptr == text.data() + text.size();
   }
+}
+
+// A command a sampler plugin declares on one of its parameters (ParamSpec::shortcut): /temp X
+// sets temperature's value.
+struct Shortcut {
+  std::string command;
+  std::string sampler;
+  const ParamSpec* param = nullptr;
+  bool first = false;
+};
+
+std::vector<Shortcut> shortcuts_of(const PluginRegistry& registry) {
+  std::vector<Shortcut> out;
+  for (const RegistryEntry* entry : registry.entries(Kind::kSampler)) {
+    for (const ParamSpec& spec : entry->registration.params) {
+      if (!spec.shortcut.empty())
+        out.push_back({spec.shortcut, entry->registration.name, &spec, spec.shortcut_first});
+    }
+  }
+  return out;
+}
+
+// The text of a REPL argument as the parameter's type; throws lmrun::Error naming it.
+Value parse_argument(const std::string& text, const ParamSpec& spec, const std::string& what) {
+  Value value;
+  bool ok = false;
+  switch (spec.type) {
+    case ParamType::kInt: {
+      std::int64_t v = 0;
+      ok = parse_number(text, v);
+      value = v;
+      break;
+    }
+    case ParamType::kFloat: {
+      double v = 0;
+      ok = parse_number(text, v);
+      value = v;
+      break;
+    }
+    case ParamType::kBool:
+      ok = text == "true" || text == "false";
+      value = text == "true";
+      break;
+    case ParamType::kString:
+    case ParamType::kPath:
+      ok = true;
+      value = text;
+      break;
+    default:
+      throw Error(what + " is a " + type_name(spec.type) + ", which /set cannot take");
+  }
+  if (!ok) throw Error(what + " takes a " + std::string(type_name(spec.type)) + ", not '" + text + "'");
+  const std::string problem = check_value(value, spec);
+  if (!problem.empty()) throw Error(what + ": " + problem);
+  return value;
 }
 
 // The sampler section of `type` in `specs`: its params' defaults from the registry when it is
@@ -111,51 +167,98 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
   auto rebuild = [&] {
     p.samplers = make_samplers(registry, s.samplers, p.tokenizer->vocab_size());
   };
+  const std::vector<Shortcut> shortcuts = shortcuts_of(registry);
+  const auto shortcut_for = [&](const std::string& command) -> const Shortcut* {
+    for (const Shortcut& shortcut : shortcuts) {
+      if (shortcut.command == command) return &shortcut;
+    }
+    return nullptr;
+  };
+  const auto print_settings = [&] {
+    out << "  samplers " << describe_chain(s.samplers) << "; seed " << s.seed << ", max "
+        << s.max_new_tokens
+        << (s.beam_width >= 2 ? ", beam " + std::to_string(s.beam_width) : std::string()) << "\n";
+  };
   std::string line;
   while (true) {
     if (!read_line("> ", line)) break;
     if (!line.empty() && line[0] == '/') {
       std::istringstream words(line.substr(1));
-      std::string command, argument, extra;
-      words >> command >> argument >> extra;
-      if (!extra.empty()) {
-        out << "  " << line << ": one value at most\n";
+      std::string command, argument, extra_value, extra;
+      words >> command >> argument >> extra_value >> extra;
+      const bool takes_two = command == "set";
+      if (!extra.empty() || (!takes_two && !extra_value.empty())) {
+        out << "  " << line << ": " << (takes_two ? "two values" : "one value") << " at most\n";
         continue;
       }
       if (command == "quit" || command == "exit") break;
       try {
         if (command == "help") {
           out << kHelp;
+          for (const Shortcut& shortcut : shortcuts) {
+            const std::string usage = "/" + shortcut.command + " X";
+            out << "  " << usage << std::string(usage.size() < 18 ? 18 - usage.size() : 1, ' ')
+                << shortcut.sampler << "." << shortcut.param->name << ": " << shortcut.param->doc
+                << " (off: drop " << shortcut.sampler << ")\n";
+          }
         } else if (command == "reset") {
           context.clear();
           out << "  (conversation forgotten)\n";
         } else if (command == "settings") {
           out << "  samplers " << describe_chain(s.samplers) << "\n  seed " << s.seed << ", max "
               << s.max_new_tokens << " new tokens, context " << context.size() << " bytes\n";
-        } else if (command == "temp" || command == "top_p" || command == "top_k" ||
-                   command == "seed" || command == "max" || command == "beam") {
+        } else if (command == "set" || command == "drop" || shortcut_for(command)) {
+          std::string sampler, param, value = argument;
+          const ParamSpec* spec = nullptr;
+          bool first = false;
+          if (const Shortcut* shortcut = shortcut_for(command)) {
+            sampler = shortcut->sampler;
+            spec = shortcut->param;
+            first = shortcut->first;
+          } else if (command == "drop") {
+            sampler = argument;
+          } else {  // /set S.P VALUE
+            const auto dot = argument.find('.');
+            if (dot == std::string::npos) throw Error("/set takes SAMPLER.PARAM VALUE (/help)");
+            sampler = argument.substr(0, dot);
+            param = argument.substr(dot + 1);
+            value = extra_value;
+          }
+          if (argument.empty() || (command == "set" && value.empty())) {
+            out << "  /" << command << " needs a value (/help)\n";
+            continue;
+          }
+          const Registration* registration = registry.find(Kind::kSampler, sampler);
+          if (registration == nullptr) {
+            throw Error("no sampler '" + sampler + "' is loaded" +
+                        did_you_mean(sampler, registry.names(Kind::kSampler)));
+          }
+          if (command == "drop" || value == "off") {
+            remove_sampler(s.samplers, sampler);
+          } else {
+            if (spec == nullptr) {
+              for (const ParamSpec& candidate : registration->params) {
+                if (candidate.name == param) spec = &candidate;
+              }
+            }
+            if (spec == nullptr) {
+              std::vector<std::string> names;
+              for (const ParamSpec& candidate : registration->params) names.push_back(candidate.name);
+              throw Error("sampler '" + sampler + "' has no parameter '" + param + "'" +
+                          did_you_mean(param, names) + "; it takes: " + join(names));
+            }
+            const Value parsed =
+                parse_argument(value, *spec, command == "set" ? argument : "/" + command);
+            sampler_spec(s.samplers, sampler, first, registry).params.set(spec->name, parsed);
+          }
+          rebuild();
+          print_settings();
+        } else if (command == "seed" || command == "max" || command == "beam") {
           if (argument.empty()) {
             out << "  /" << command << " needs a value (/help)\n";
             continue;
           }
-          if (command == "temp") {
-            double t = 0;
-            if (!parse_number(argument, t) || t < 0) throw Error("/temp takes a number >= 0");
-            sampler_spec(s.samplers, "temperature", true, registry).params.set("value", t);
-          } else if (command == "top_p") {
-            double top = 0;
-            if (!parse_number(argument, top) || top <= 0 || top > 1)
-              throw Error("/top_p takes a number in (0, 1]");
-            sampler_spec(s.samplers, "top_p", false, registry).params.set("p", top);
-          } else if (command == "top_k") {
-            std::int64_t k = 0;
-            if (!parse_number(argument, k) || k < 0) throw Error("/top_k takes an integer >= 0");
-            if (k == 0) {
-              remove_sampler(s.samplers, "top_k");
-            } else {
-              sampler_spec(s.samplers, "top_k", false, registry).params.set("k", k);
-            }
-          } else if (command == "beam") {
+          if (command == "beam") {
             std::int64_t width = 0;
             if (!parse_number(argument, width) || width < 0)
               throw Error("/beam takes an integer >= 0");
@@ -170,13 +273,11 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
             if (!parse_number(argument, max) || max < 1) throw Error("/max takes an integer >= 1");
             s.max_new_tokens = max;
           }
-          rebuild();
-          out << "  samplers " << describe_chain(s.samplers) << "; seed " << s.seed << ", max "
-              << s.max_new_tokens
-              << (s.beam_width >= 2 ? ", beam " + std::to_string(s.beam_width) : std::string())
-              << "\n";
+          print_settings();
         } else {
-          out << "  unknown command /" << command << did_you_mean(command, kCommands)
+          std::vector<std::string> known = kCommands;
+          for (const Shortcut& shortcut : shortcuts) known.push_back(shortcut.command);
+          out << "  unknown command /" << command << did_you_mean(command, known)
               << " (/help lists them)\n";
         }
       } catch (const Error& error) {

@@ -58,8 +58,14 @@ Split parse_split(const std::string& name);
 Metrics evaluate_run(const CommonArgs& common, const RunDirArgs& args,
                      const std::vector<Split>& splits);
 
-// The experiment's data.folds (0 when its dataset has no such parameter).
-std::int64_t folds_of(const Experiment& e);
+// The dataset's cross-validation parameters: the names it declares with ParamRole::kFolds and
+// kFold (empty when it declares none), and the experiment's fold count (0 without).
+struct FoldParams {
+  std::string folds;  // "folds"
+  std::string fold;   // "fold"
+  std::int64_t count = 0;
+};
+FoldParams fold_params(const Experiment& e, const PluginRegistry& registry);
 
 // One metric over the folds: mean and sample standard deviation of its finite values (a diverged
 // fold's NaN loss is counted out), `count` of them; NaN where there are too few.
@@ -70,8 +76,9 @@ struct FoldStatistic {
 };
 FoldStatistic fold_statistic(const std::vector<double>& values);
 
-// lmrun FILE.toml when data.folds >= 2: one run per fold, then the folds' statistics.
+// lmrun FILE.toml when the dataset's fold count is >= 2: one run per fold, then the folds'
+// statistics.
 int command_cross_validate(const CommonArgs& common, const ExperimentArgs& args,
-                           const Experiment& e);
+                           const Experiment& e, const FoldParams& fold_params);
 
 }  // namespace lmrun::host

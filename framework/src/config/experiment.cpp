@@ -4,7 +4,7 @@
 #include <cmath>
 #include <set>
 
-#include "lmrun/suggest.h"
+#include "lmrun/util/suggest.h"
 
 namespace fs = std::filesystem;
 
@@ -106,11 +106,11 @@ namespace {
 std::string describe_node(const toml::node& node) {
   switch (node.type()) {
     case toml::node_type::string:
-      return "the string " + detail::quote(node.as_string()->get());
+      return "the string " + quote(node.as_string()->get());
     case toml::node_type::integer:
       return "the integer " + std::to_string(node.as_integer()->get());
     case toml::node_type::floating_point:
-      return "the float " + detail::format_double(node.as_floating_point()->get());
+      return "the float " + format_double(node.as_floating_point()->get());
     case toml::node_type::boolean:
       return node.as_boolean()->get() ? "true" : "false";
     case toml::node_type::array:
@@ -133,47 +133,7 @@ ParamType element_type(ParamType list) {
   }
 }
 
-std::string range_problem(double v, const ParamSpec& spec) {
-  if (std::isnan(v)) return "nan is not a number";
-  const bool low = spec.min && (spec.min_exclusive ? v <= *spec.min : v < *spec.min);
-  const bool high = spec.max && (spec.max_exclusive ? v >= *spec.max : v > *spec.max);
-  if (low || high)
-    return detail::format_double(v) + " is out of range: expected " + spec.constraint();
-  return "";
-}
-
-std::string choice_problem(const std::string& v, const ParamSpec& spec) {
-  if (spec.choices.empty()) return "";
-  for (const auto& choice : spec.choices) {
-    if (v == choice) return "";
-  }
-  return detail::quote(v) + " is not allowed: expected one of " + join(spec.choices) +
-         did_you_mean(v, spec.choices);
-}
-
 }  // namespace
-
-std::string check_value(const Value& value, const ParamSpec& spec) {
-  if (const auto* v = std::get_if<std::int64_t>(&value))
-    return range_problem(static_cast<double>(*v), spec);
-  if (const auto* v = std::get_if<double>(&value)) return range_problem(*v, spec);
-  if (const auto* v = std::get_if<std::string>(&value)) return choice_problem(*v, spec);
-  auto check_list = [&](const auto& list) -> std::string {
-    if (spec.size && list.size() != *spec.size) {
-      return "expected " + std::to_string(*spec.size) + " elements, got " +
-             std::to_string(list.size());
-    }
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      std::string problem = check_value(Value(list[i]), spec);
-      if (!problem.empty()) return "element " + std::to_string(i) + ": " + problem;
-    }
-    return "";
-  };
-  if (const auto* v = std::get_if<std::vector<std::int64_t>>(&value)) return check_list(*v);
-  if (const auto* v = std::get_if<std::vector<double>>(&value)) return check_list(*v);
-  if (const auto* v = std::get_if<std::vector<std::string>>(&value)) return check_list(*v);
-  return "";
-}
 
 // ---------------------------------------------------------------------------------------------
 // The validator: walks the document once, collecting every problem.

@@ -122,7 +122,4 @@ PluginSpec resolve_plugin_section(const TomlDocument& doc, const std::string& ke
                                   const PluginRegistry& registry,
                                   const std::vector<std::string>& load_failures = {});
 
-// "" when `value` satisfies the spec's range, choices and size; otherwise why not.
-std::string check_value(const Value& value, const ParamSpec& spec);
-
 }  // namespace lmrun::host

@@ -510,7 +510,7 @@ TextResult generate_text(Model& model, const Tokenizer& tokenizer,
   result.tokens = static_cast<std::int64_t>(generated.tokens.size());
   result.tokens_per_second = generated.tokens_per_second;
   if (stream.stopped()) {
-    result.stop_reason = "stop string " + detail::quote(stream.stop_string());
+    result.stop_reason = "stop string " + quote(stream.stop_string());
   } else if (!generated.tokens.empty() &&
              std::find(request.stop_tokens.begin(), request.stop_tokens.end(),
                        generated.tokens.back()) != request.stop_tokens.end()) {

@@ -100,6 +100,7 @@ class GuardedModel final : public Model, public Wrapped {
   at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) override {
     return LMRUN_FORWARD("forward", inner_->forward(inputs, mask));
   }
+  bool can_decode() const override { return LMRUN_FORWARD("can_decode", inner_->can_decode()); }
   std::unique_ptr<DecodeState> start_decoding(std::int64_t batch_size) override {
     return LMRUN_FORWARD("start_decoding", inner_->start_decoding(batch_size));
   }
@@ -129,6 +130,9 @@ class GuardedOptimizer final : public Optimizer, public Wrapped {
   void step() override { LMRUN_FORWARD("step", inner_->step()); }
   double base_lr() const override { return LMRUN_FORWARD("base_lr", inner_->base_lr()); }
   void set_lr(double lr) override { LMRUN_FORWARD("set_lr", inner_->set_lr(lr)); }
+  std::vector<double> learning_rates() const override {
+    return LMRUN_FORWARD("learning_rates", inner_->learning_rates());
+  }
   void save(torch::serialize::OutputArchive& archive) override {
     LMRUN_FORWARD("save", inner_->save(archive));
   }
@@ -166,6 +170,10 @@ class GuardedCallback final : public Callback, public Wrapped {
   void on_train_start(const TrainState& state, TrainerControl& control) override {
     LMRUN_FORWARD("on_train_start", inner_->on_train_start(state, control));
   }
+  void on_after_backward(const TrainState& state, const std::vector<NamedParameter>& parameters,
+                         TrainerControl& control) override {
+    LMRUN_FORWARD("on_after_backward", inner_->on_after_backward(state, parameters, control));
+  }
   void on_step_end(const TrainState& state, TrainerControl& control) override {
     LMRUN_FORWARD("on_step_end", inner_->on_step_end(state, control));
   }
@@ -178,6 +186,9 @@ class GuardedCallback final : public Callback, public Wrapped {
   }
   void on_train_end(const TrainState& state, TrainerControl& control) override {
     LMRUN_FORWARD("on_train_end", inner_->on_train_end(state, control));
+  }
+  std::vector<std::string> metric_names() const override {
+    return LMRUN_FORWARD("metric_names", inner_->metric_names());
   }
   std::string save_state() const override {
     return LMRUN_FORWARD("save_state", inner_->save_state());

@@ -15,7 +15,7 @@
 
 #include "lmrun/callback.h"
 #include "lmrun/registry.h"
-#include "lmrun/suggest.h"
+#include "lmrun/util/suggest.h"
 #include "registry/guard.h"
 #include "registry/plugin_registry.h"
 

@@ -16,7 +16,7 @@
 #include <sstream>
 #include <system_error>
 
-#include "lmrun/files.h"
+#include "lmrun/util/files.h"
 #include "lmrun/version.h"
 #include "registry/guard.h"
 

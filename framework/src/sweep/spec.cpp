@@ -8,7 +8,7 @@
 
 #include "config/diagnostics.h"
 #include "config/toml_document.h"
-#include "lmrun/suggest.h"
+#include "lmrun/util/suggest.h"
 
 namespace lmrun::host::sweep {
 namespace {

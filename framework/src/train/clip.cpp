@@ -9,7 +9,7 @@
 // clip_grad.h uses torch::Tensor without including it.
 #include <torch/nn/utils/clip_grad.h>
 
-#include "lmrun/cpu_kernels.h"
+#include "lmrun/util/cpu_kernels.h"
 
 namespace lmrun::host {
 

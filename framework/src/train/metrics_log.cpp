@@ -3,11 +3,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <sstream>
 
 #include "lmrun/params.h"
-#include "lmrun/suggest.h"
+#include "lmrun/util/suggest.h"
 #include "util/fs.h"
 #include "util/json.h"
 
@@ -24,8 +25,40 @@ MetricsLog::MetricsLog(const fs::path& run_dir, std::vector<std::string> columns
       terminal_(&console == &std::cout && ::isatty(STDOUT_FILENO)),
       enabled_(enabled) {
   if (!enabled_) return;
-  if (!fs::exists(csv_path_)) write_file_atomic(csv_path_, "step," + join(columns_, ",") + "\n");
   if (!fs::exists(jsonl_path_)) write_file_atomic(jsonl_path_, "");
+  if (!fs::exists(csv_path_)) {
+    write_file_atomic(csv_path_, "step," + join(columns_, ",") + "\n");
+    return;
+  }
+  // A resumed run: the file's columns first, as they are, then any this run adds.
+  std::vector<std::string> wanted;
+  wanted.swap(columns_);
+  std::istringstream text(read_file(csv_path_));
+  std::string header;
+  std::getline(text, header);
+  std::istringstream fields(header);
+  for (std::string field; std::getline(fields, field, ',');) {
+    if (field != "step") columns_.push_back(field);
+  }
+  add_columns(wanted);
+}
+
+void MetricsLog::add_columns(const std::vector<std::string>& names) {
+  std::size_t added = 0;
+  for (const auto& name : names) {
+    if (name == "step" || std::find(columns_.begin(), columns_.end(), name) != columns_.end())
+      continue;
+    columns_.push_back(name);
+    ++added;
+  }
+  if (added == 0) return;
+  // The header gains the columns and every earlier row empty cells for them, so that each row
+  // has as many fields as the header.
+  std::istringstream in(read_file(csv_path_));
+  std::string line, out = "step," + join(columns_, ",") + "\n";
+  std::getline(in, line);  // the old header
+  while (std::getline(in, line)) out += line + std::string(added, ',') + "\n";
+  write_file_atomic(csv_path_, out);
 }
 
 namespace {
@@ -60,11 +93,14 @@ void MetricsLog::record(std::int64_t step, const Metrics& values) {
   for (const auto& [name, value] : values) json.add(name, value);
   std::ofstream(jsonl_path_, std::ios::app) << json.str() << "\n";
 
+  std::vector<std::string> names;
+  for (const auto& [name, value] : values) names.push_back(name);
+  add_columns(names);
   std::string csv = std::to_string(step);
   for (const auto& column : columns_) {
     auto it = values.find(column);
     csv += ",";
-    if (it != values.end()) csv += detail::format_double(it->second);
+    if (it != values.end()) csv += format_double(it->second);
   }
   std::ofstream(csv_path_, std::ios::app) << csv << "\n";
 }

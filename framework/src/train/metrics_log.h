@@ -16,7 +16,8 @@ namespace lmrun::host {
 
 class MetricsLog {
  public:
-  // `columns`: every metric name the CSV will hold, in order, after "step".
+  // `columns`: the metric names the CSV starts with, in order, after "step". A record with a name
+  // the CSV lacks adds the column (callbacks' own metrics); a resumed run keeps the file's.
   // `enabled` false (a data-parallel rank other than 0): writes and prints nothing.
   MetricsLog(const std::filesystem::path& run_dir, std::vector<std::string> columns,
              std::ostream& console, bool enabled = true);
@@ -30,6 +31,8 @@ class MetricsLog {
   void finish_line();
 
  private:
+  void add_columns(const std::vector<std::string>& names);
+
   std::filesystem::path jsonl_path_;
   std::filesystem::path csv_path_;
   std::vector<std::string> columns_;

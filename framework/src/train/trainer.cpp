@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
@@ -103,6 +104,10 @@ Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_
   if (language_model && p_.data->has_split(Split::kVal))
     state_.eval_metrics.push_back("val_perplexity");
   for (const auto& name : metric_columns(p_)) state_.eval_metrics.push_back(name);
+  state_.step_metrics = {"loss", "lr"};
+  for (const auto& callback : p_.callbacks) {
+    for (const auto& name : callback->metric_names()) state_.step_metrics.push_back(name);
+  }
   flops_per_token_ = p_.model->flops_per_token(p_.model_context.sequence_length);
   peak_gflops_ = experiment.train.peak_gflops;
   bf16_ = experiment.train.precision == "bf16";
@@ -171,8 +176,10 @@ double Trainer::train_step(double lr) {
     dp_->sum_gradients(parameter_tensors_);
     loss_sum = dp_->sum(loss_sum);
   }
+  for (auto& callback : p_.callbacks) callback->on_after_backward(state_, p_.parameters, *this);
+  state_.grad_norm = std::numeric_limits<double>::quiet_NaN();
   if (experiment_.train.grad_clip > 0) {
-    clip_grad_norm(p_.parameters, experiment_.train.grad_clip, clip_buffer_);
+    state_.grad_norm = clip_grad_norm(p_.parameters, experiment_.train.grad_clip, clip_buffer_);
   }
   p_.optimizer->step();
   tokens_seen_ +=
@@ -253,15 +260,22 @@ TrainResult Trainer::run() {
   const TrainOptions& train = experiment_.train;
   Metrics last_eval;
   while (state_.step < train.max_steps && stop_reason_.empty()) {
-    const double lr = p_.scheduler ? p_.scheduler->lr(state_.step) : p_.optimizer->base_lr();
+    double lr = p_.scheduler ? p_.scheduler->lr(state_.step) : p_.optimizer->base_lr();
+    if (next_lr_) lr = *next_lr_;  // a callback's, for this step only
+    next_lr_.reset();
     if (startup_seconds_ < 0) startup_seconds_ = seconds_since_process_start();
+    logged_.clear();
     const double loss = train_step(lr);
     ++state_.step;
     trained_ = true;
     state_.lr = lr;
+    state_.learning_rates = p_.optimizer->learning_rates();
+    if (state_.learning_rates.empty()) state_.learning_rates = {lr};
     state_.metrics["loss"] = loss;
     state_.metrics["lr"] = lr;
-    if (state_.step % train.log_interval == 0 || state_.step == train.max_steps) log_step(loss, lr);
+    Metrics record;  // this step's line of metrics.jsonl: the log's values, the callbacks'
+    if (state_.step % train.log_interval == 0 || state_.step == train.max_steps)
+      record = log_step(loss, lr);
 
     const bool evaluate_now = (train.eval_interval > 0 && state_.step % train.eval_interval == 0) ||
                               state_.step == train.max_steps;
@@ -280,6 +294,8 @@ TrainResult Trainer::run() {
       metrics_.record(state_.step, eval);
     }
     end_of_step(evaluate_now, eval);
+    for (const auto& [name, value] : logged_) record[name] = value;
+    if (!record.empty()) metrics_.record(state_.step, record);
     // Data-parallel ranks stop together: a callback that stops one rank (a wall-clock limit)
     // must not leave the others waiting in the next step's collectives.
     if (dp_ != nullptr && dp_->sum(stop_reason_.empty() ? 0.0 : 1.0) > 0 && stop_reason_.empty())
@@ -369,7 +385,7 @@ void Trainer::probe_peak() {
   probe_time_ += probe;
 }
 
-void Trainer::log_step(double loss, double lr) {
+Metrics Trainer::log_step(double loss, double lr) {
   // Measured after the first steps have warmed the caches.
   if (peak_gflops_ <= 0 && flops_per_token_ > 0) probe_peak();
   const auto now = Clock::now();
@@ -402,20 +418,44 @@ void Trainer::log_step(double loss, double lr) {
   metrics_.print(line, true);
   Metrics record{{"loss", loss}, {"lr", lr}, {"tokens_per_second", tokens_per_second_}};
   if (utilisation >= 0) record["mfu"] = utilisation;
-  metrics_.record(state_.step, record);
+  return record;
 }
 
 // -----------------------------------------------------------------------------------------------
 // TrainerControl, checkpoints, resume
+
+namespace {
+
+void check_checkpoint_name(const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
+    throw Error("checkpoint name '" + name + "' is not a plain folder name");
+  }
+}
+
+// Renamed aside first, so that no half-deleted checkpoint is ever found under its name (a resume
+// picks folders by name); then removed. A leftover .removing-* folder is never read.
+void remove_checkpoint_folder(const fs::path& folder) {
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec)) return;
+  const fs::path aside = folder.parent_path() / (".removing-" + folder.filename().string());
+  fs::remove_all(aside, ec);
+  fs::rename(folder, aside, ec);
+  if (ec) {
+    throw Error("cannot remove checkpoint " + folder.string() + ": " + ec.message(),
+                "check the permissions of the run folder");
+  }
+  files_detail::sync_folder(folder.parent_path());
+  fs::remove_all(aside, ec);
+}
+
+}  // namespace
 
 void Trainer::request_stop(const std::string& reason) {
   if (stop_reason_.empty()) stop_reason_ = reason.empty() ? "a callback asked to stop" : reason;
 }
 
 fs::path Trainer::save_checkpoint(const std::string& name) {
-  if (name.empty() || name.find('/') != std::string::npos || name[0] == '.') {
-    throw Error("checkpoint name '" + name + "' is not a plain folder name");
-  }
+  check_checkpoint_name(name);
   if (std::find(pending_checkpoints_.begin(), pending_checkpoints_.end(), name) ==
       pending_checkpoints_.end()) {
     pending_checkpoints_.push_back(name);
@@ -423,10 +463,47 @@ fs::path Trainer::save_checkpoint(const std::string& name) {
   return run_dir_ / "checkpoints" / name;
 }
 
+void Trainer::remove_checkpoint(const std::string& name) {
+  check_checkpoint_name(name);
+  if (std::find(pending_removals_.begin(), pending_removals_.end(), name) ==
+      pending_removals_.end()) {
+    pending_removals_.push_back(name);
+  }
+}
+
+void Trainer::log_metric(const std::string& name, double value) {
+  if (name.empty()) throw Error("log_metric: a metric needs a name");
+  const bool trainer_owns =
+      name == "loss" || name == "lr" || name == "tokens_per_second" || name == "mfu" ||
+      name == "step" ||
+      std::find(state_.eval_metrics.begin(), state_.eval_metrics.end(), name) !=
+          state_.eval_metrics.end();
+  if (trainer_owns) {
+    throw Error("log_metric: '" + name + "' is the trainer's own metric",
+                "give the callback's value a name of its own, e.g. with its callback's name first");
+  }
+  logged_[name] = value;
+  state_.metrics[name] = value;
+}
+
+void Trainer::set_next_lr(double lr) {
+  if (!std::isfinite(lr) || lr < 0) {
+    throw Error("set_next_lr: " + format_value(lr) + " is not a learning rate",
+                "a learning rate is a finite number >= 0");
+  }
+  next_lr_ = lr;
+}
+
 void Trainer::write_pending_checkpoints() {
   std::vector<std::string> names;
   names.swap(pending_checkpoints_);
   for (const auto& name : names) write_checkpoint_now(name);
+  // Only now, with this step's checkpoints whole on disk, do the old ones go.
+  std::vector<std::string> removals;
+  removals.swap(pending_removals_);
+  for (const auto& name : removals) {
+    if (writer_) remove_checkpoint_folder(run_dir_ / "checkpoints" / name);
+  }
 }
 
 TrainerSnapshot Trainer::snapshot() const {

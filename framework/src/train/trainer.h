@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <filesystem>
 #include <ostream>
 #include <string>
@@ -69,6 +70,9 @@ class Trainer final : public TrainerControl {
   // TrainerControl
   void request_stop(const std::string& reason) override;
   std::filesystem::path save_checkpoint(const std::string& name) override;
+  void remove_checkpoint(const std::string& name) override;
+  void log_metric(const std::string& name, double value) override;
+  void set_next_lr(double lr) override;
 
  private:
   // batch_size sequences of `split`; data-parallel: this rank's slice of the global batch.
@@ -77,7 +81,8 @@ class Trainer final : public TrainerControl {
   void write_pending_checkpoints();
   void write_checkpoint_now(const std::string& name);
   TrainerSnapshot snapshot() const;
-  void log_step(double loss, double lr);
+  // Prints the step's log line; returns its record for metrics.jsonl.
+  Metrics log_step(double loss, double lr);
   // Model FLOPs per second as a share of peak_gflops_ (0..1), or -1 when unknown. A measured
   // peak the model's own rate exceeds was disturbed, and gives no figure (-1).
   double mfu(double tokens_per_second) const;
@@ -119,6 +124,9 @@ class Trainer final : public TrainerControl {
 
   std::string stop_reason_;
   std::vector<std::string> pending_checkpoints_;
+  std::vector<std::string> pending_removals_;  // remove_checkpoint: after the step's writes
+  Metrics logged_;                             // log_metric's values of this step
+  std::optional<double> next_lr_;              // set_next_lr: the next step's, once
   bool checkpoint_at_last_step_ = false;
   bool trained_ = false;
   bool diverged_ = false;

@@ -1,5 +1,5 @@
 // Files lmrun writes: atomically, so that a crash never leaves a half-written file in place.
-// lmrun::write_file_atomic and lmrun::read_file come from the SDK (lmrun/files.h), which plugins
+// lmrun::write_file_atomic and lmrun::read_file come from the SDK (lmrun/util/files.h), which plugins
 // share.
 #pragma once
 
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "lmrun/files.h"
+#include "lmrun/util/files.h"
 
 namespace lmrun::host {
 

@@ -7,11 +7,11 @@
 
 namespace lmrun::host {
 
-std::string json_string(std::string_view text) { return detail::quote(text); }
+std::string json_string(std::string_view text) { return quote(text); }
 
 JsonObject& JsonObject::add(std::string_view key, double value) {
   fields_.push_back({std::string(key),
-                     std::isfinite(value) ? detail::format_double(value) : "null",
+                     std::isfinite(value) ? format_double(value) : "null",
                      {},
                      false,
                      false});

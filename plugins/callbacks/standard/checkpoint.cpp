@@ -1,16 +1,15 @@
 // Callback `checkpoint`: asks the trainer for checkpoints every N steps, for the best K evaluations
-// of a metric, and at the end, and deletes the ones of its own that fall out of what it keeps.
+// of a metric, and at the end, and has the trainer delete the ones of its own that fall out of
+// what it keeps (after the new ones are written).
 // The rules follow Lightning's ModelCheckpoint (save_top_k, every_n_train_steps, save_last).
 #include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
-#include <system_error>
 #include <vector>
 
 #include "callbacks.h"
@@ -22,7 +21,6 @@
 namespace lmrun::callbacks {
 namespace {
 
-namespace fs = std::filesystem;
 
 constexpr const char* kName = "checkpoint";
 constexpr int kStateFormat = 1;
@@ -67,7 +65,6 @@ struct Saved {
   std::string name;  // the folder's name under run_dir/checkpoints
   std::int64_t step = 0;
   double value = 0.0;  // the monitored value, full precision (best-* only)
-  fs::path folder;     // what save_checkpoint returned; empty after load_state
 };
 
 std::string periodic_name(std::int64_t step) {
@@ -88,13 +85,12 @@ std::string best_name(std::int64_t step, const std::string& metric, double value
 
 class CheckpointCallback final : public Callback {
  public:
-  CheckpointCallback(const CheckpointOptions& options, const CallbackContext& context)
+  CheckpointCallback(const CheckpointOptions& options, const CallbackContext& /*context*/)
       : every_steps_(options.every_steps),
         keep_best_(static_cast<std::size_t>(options.keep_best)),
         save_last_(options.save_last),
         keep_last_periodic_(static_cast<std::size_t>(options.keep_last_periodic)),
-        mode_(parse_mode(options.mode)),
-        run_dir_(context.run_dir) {
+        mode_(parse_mode(options.mode)) {
     if (!options.monitor.empty()) monitor_.emplace(kName, options.monitor, mode_);
   }
 
@@ -104,13 +100,13 @@ class CheckpointCallback final : public Callback {
 
   void on_step_end(const TrainState& state, TrainerControl& control) override {
     if (every_steps_ <= 0 || state.step <= 0 || state.step % every_steps_ != 0) return;
-    periodic_.push_back(Saved{periodic_name(state.step), state.step, 0.0, {}});
+    periodic_.push_back(Saved{periodic_name(state.step), state.step, 0.0});
     std::vector<Saved> evicted;
     while (keep_last_periodic_ > 0 && periodic_.size() > keep_last_periodic_) {
       evicted.push_back(periodic_.front());
       periodic_.erase(periodic_.begin());
     }
-    commit(state, control, periodic_.back(), evicted, "keep_last_periodic");
+    commit(control, periodic_.back(), evicted);
   }
 
   void on_eval_end(const TrainState& state, const Metrics& eval, TrainerControl& control) override {
@@ -127,13 +123,13 @@ class CheckpointCallback final : public Callback {
     const std::size_t index = static_cast<std::size_t>(position - best_.begin());
     if (keep_best_ > 0 && index >= keep_best_) return;
     best_.insert(position,
-                 Saved{best_name(state.step, monitor_->metric(), *value), state.step, *value, {}});
+                 Saved{best_name(state.step, monitor_->metric(), *value), state.step, *value});
     std::vector<Saved> evicted;
     while (keep_best_ > 0 && best_.size() > keep_best_) {
       evicted.push_back(best_.back());
       best_.pop_back();
     }
-    commit(state, control, best_[index], evicted, "keep_best");
+    commit(control, best_[index], evicted);
   }
 
   void on_train_end(const TrainState& /*state*/, TrainerControl& control) override {
@@ -157,33 +153,13 @@ class CheckpointCallback final : public Callback {
   void load_state(const std::string& text) override;
 
  private:
-  // Asks for `entry`'s checkpoint, then deletes what fell out. The lists are updated before the
-  // save, because the trainer stores save_state() inside the checkpoint it writes: resuming from
-  // it must find it kept and the evicted ones gone.
-  void commit(const TrainState& state, TrainerControl& control, Saved& entry,
-              const std::vector<Saved>& evicted, const char* limit) {
-    entry.folder = control.save_checkpoint(entry.name);
-    for (const Saved& old : evicted) remove(state, old, limit);
-  }
-
-  void remove(const TrainState& state, const Saved& saved, const char* limit) const {
-    fs::path folder = saved.folder;
-    if (folder.empty()) {
-      const fs::path& run_dir = state.run_dir.empty() ? run_dir_ : state.run_dir;
-      if (run_dir.empty()) {
-        throw Error(std::string(kName) + ": cannot delete checkpoint " + saved.name +
-                    ": the trainer names no run folder");
-      }
-      folder = run_dir / "checkpoints" / saved.name;
-    }
-    std::error_code error;
-    if (!fs::is_directory(folder, error)) return;  // already gone, e.g. deleted by hand
-    fs::remove_all(folder, error);
-    if (error) {
-      throw Error(std::string(kName) + ": cannot delete " + folder.string() +
-                      ", which fell out of " + limit + ": " + error.message(),
-                  "check the permissions of the run folder");
-    }
+  // Asks for `entry`'s checkpoint and for the removal of what fell out, which the trainer does
+  // once this step's checkpoints are written. The lists are updated before the save, because the
+  // trainer stores save_state() inside the checkpoint it writes: resuming from it must find it
+  // kept and the evicted ones gone.
+  void commit(TrainerControl& control, const Saved& entry, const std::vector<Saved>& evicted) {
+    control.save_checkpoint(entry.name);
+    for (const Saved& old : evicted) control.remove_checkpoint(old.name);
   }
 
   std::int64_t every_steps_;
@@ -192,7 +168,6 @@ class CheckpointCallback final : public Callback {
   std::size_t keep_last_periodic_;  // 0: all
   Mode mode_;
   std::optional<Monitor> monitor_;  // empty: no best-* checkpoints
-  fs::path run_dir_;                // from the context; TrainState::run_dir wins when set
 
   // Resumable state (save_state): the checkpoints this callback made and still keeps.
   std::vector<Saved> best_;      // best first
@@ -230,14 +205,13 @@ void CheckpointCallback::load_state(const std::string& text) {
     const auto parts = split(line, 3, "best");
     best.push_back(Saved{checked_name(parts[0]),
                          in.to_integer(parts[1], "best"),
-                         in.to_number(parts[2], "best"),
-                         {}});
+                         in.to_number(parts[2], "best")});
     if (!std::isfinite(best.back().value)) in.fail("a best value is not finite: '" + line + "'");
   }
   std::vector<Saved> periodic;
   for (const std::string& line : in.all("periodic")) {
     const auto parts = split(line, 2, "periodic");
-    periodic.push_back(Saved{checked_name(parts[0]), in.to_integer(parts[1], "periodic"), 0.0, {}});
+    periodic.push_back(Saved{checked_name(parts[0]), in.to_integer(parts[1], "periodic"), 0.0});
   }
   in.finish();
   const std::string own_monitor = monitor_ ? monitor_->metric() : std::string();
@@ -257,16 +231,7 @@ void CheckpointCallback::load_state(const std::string& text) {
 
 std::shared_ptr<Callback> make_checkpoint(const CheckpointOptions& options,
                                           const CallbackContext& context) {
-  auto check_count = [](std::int64_t value, const char* name) {
-    if (value < 0) {
-      throw Error(std::string(name) + " = " + std::to_string(value) + " is negative",
-                  std::string("set ") + name + " >= 0");
-    }
-  };
-  check_count(options.every_steps, "every_steps");
-  check_count(options.keep_best, "keep_best");
-  check_count(options.keep_last_periodic, "keep_last_periodic");
-  return std::make_shared<CheckpointCallback>(options, context);
+  return std::make_shared<CheckpointCallback>(options, context);  // the schema checked them
 }
 
 }  // namespace

@@ -56,6 +56,21 @@ Schema<EarlyStoppingOptions> early_stopping_schema() {
              "inf: off");
   schema.add("check_finite", &EarlyStoppingOptions::check_finite,
              "stop when the metric is NaN or infinite");
+  // What no single range expresses, run by the host at `lmrun check` and by parse().
+  schema.check([](const EarlyStoppingOptions& o) {
+    if (o.monitor.empty()) {
+      throw Error("monitor is empty", "name an evaluation metric, e.g. monitor = \"val_loss\"");
+    }
+    if (!std::isfinite(o.min_delta)) {
+      throw Error("min_delta = " + format_number(o.min_delta) + " is not finite",
+                  "set min_delta >= 0 (0: any improvement counts)");
+    }
+    if (!(o.stop_below < o.stop_above)) {
+      throw Error("stop_below = " + format_number(o.stop_below) + " is not below stop_above = " +
+                      format_number(o.stop_above) + ": every value would stop the run",
+                  "stop_below must be less than stop_above");
+    }
+  });
   return schema;
 }
 
@@ -184,32 +199,10 @@ class EarlyStopping final : public Callback {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Factory: the host has range-checked the params; these checks cover direct callers and the
-// combinations no single range can express.
+// Factory: the schema has checked the options (ranges, and the rules above).
 
 std::shared_ptr<Callback> make_early_stopping(const EarlyStoppingOptions& options,
                                               const CallbackContext& /*context*/) {
-  if (options.monitor.empty()) {
-    throw Error("monitor is empty", "name an evaluation metric, e.g. monitor = \"val_loss\"");
-  }
-  if (options.patience < 0) {
-    throw Error("patience = " + std::to_string(options.patience) + " is negative",
-                "set patience >= 0");
-  }
-  if (!(options.min_delta >= 0.0) || !std::isfinite(options.min_delta)) {
-    throw Error("min_delta = " + format_number(options.min_delta) + " is not a finite number >= 0",
-                "set min_delta >= 0 (0: any improvement counts)");
-  }
-  if (std::isnan(options.stop_below) || std::isnan(options.stop_above)) {
-    throw Error("stop_below and stop_above take numbers, not nan",
-                "use -inf (stop_below) or inf (stop_above) to turn them off");
-  }
-  if (!(options.stop_below < options.stop_above)) {
-    throw Error("stop_below = " + format_number(options.stop_below) +
-                    " is not below stop_above = " + format_number(options.stop_above) +
-                    ": every value would stop the run",
-                "stop_below must be less than stop_above");
-  }
   return std::make_shared<EarlyStopping>(options);
 }
 

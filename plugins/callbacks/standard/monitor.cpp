@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "lmrun/error.h"
-#include "lmrun/suggest.h"
+#include "lmrun/util/suggest.h"
 
 namespace lmrun::callbacks {
 namespace {

@@ -37,10 +37,10 @@
 #include <ATen/ops/full.h>
 
 #include "lmrun/dataset.h"
-#include "lmrun/files.h"
+#include "lmrun/util/files.h"
 #include "lmrun/metric.h"
 #include "lmrun/plugin.h"
-#include "lmrun/rows.h"
+#include "lmrun/util/rows.h"
 #include "lmrun/schema.h"
 
 namespace lmrun::datasets {

@@ -30,7 +30,7 @@
 
 #include "lmrun/dataset.h"
 #include "lmrun/plugin.h"
-#include "lmrun/rows.h"
+#include "lmrun/util/rows.h"
 #include "lmrun/schema.h"
 
 namespace lmrun::datasets {
@@ -422,8 +422,11 @@ void register_dataset(Registry& registry) {
       .add("folds", &Options::folds,
            "k-fold cross-validation: `lmrun FILE.toml` trains once per fold, each holding one "
            "fold out as val, and reports every metric's mean and std; 0: off")
-      .min(0);
-  schema.add("fold", &Options::fold, "the fold held out as val in this run (0..folds-1)").min(0);
+      .min(0)
+      .role(ParamRole::kFolds);
+  schema.add("fold", &Options::fold, "the fold held out as val in this run (0..folds-1)")
+      .min(0)
+      .role(ParamRole::kFold);
   registry.add<Dataset>("text_classification",
                         "labelled texts from TSV/CSV files, padded batches with a mask", schema,
                         [](const Options& options, const DatasetContext& context) {

@@ -17,7 +17,7 @@
 
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
-#include "lmrun/utf8.h"
+#include "lmrun/util/utf8.h"
 
 namespace lmrun::datasets {
 

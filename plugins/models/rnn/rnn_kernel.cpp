@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "lmrun/cpu_kernels.h"
+#include "lmrun/util/cpu_kernels.h"
 
 namespace lmrun::models {
 namespace {

@@ -21,10 +21,10 @@
 #include <torch/nn/modules/rnn.h>
 #include <torch/nn/utils/rnn.h>
 
-#include "lmrun/model.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
-#include "lmrun/word_vectors.h"
+#include "lmrun/torch_model.h"
+#include "lmrun/util/word_vectors.h"
 
 namespace lmrun::models {
 namespace {
@@ -226,9 +226,9 @@ std::string load_word_vectors(torch::nn::Embedding& wte, const Options& o, const
   return line + (o.freeze_embeddings ? "; frozen" : "; fine-tuned");
 }
 
-class RnnClassifier final : public Model {
+class RnnClassifier final : public TorchModel<Classifier> {
  public:
-  RnnClassifier(const Options& o, const ModelContext& c) : o_(o), net_(Classifier(o, c)) {
+  RnnClassifier(const Options& o, const ModelContext& c) : TorchModel(Classifier(o, c)), o_(o) {
     if (!o.embeddings.empty()) {
       embeddings_ = c.weights_from_checkpoint
                         ? "embeddings as trained (first from " + o.embeddings + ")"
@@ -236,19 +236,6 @@ class RnnClassifier final : public Model {
     }
     if (o.freeze_embeddings) net_->wte->weight.set_requires_grad(false);
   }
-  torch::nn::Module& module() override { return *net_; }
-  at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) override {
-    return net_->forward(inputs, mask);
-  }
-  std::vector<Activation> activations(const at::Tensor& inputs, const at::Tensor& mask) override {
-    std::vector<Activation> out;
-    at::Tensor logits = net_->forward(inputs, mask, &out);
-    out.push_back({"logits", logits, false});
-    return out;
-  }
-  std::unique_ptr<DecodeState> start_decoding(std::int64_t) override { throw no_decoding(); }
-  at::Tensor decode(DecodeState&, const at::Tensor&) override { throw no_decoding(); }
-  std::int64_t max_context() const override { return 0; }
   std::string summary() const override {
     std::int64_t n = 0, frozen = 0;
     for (const auto& p : net_->parameters()) {
@@ -285,14 +272,24 @@ class RnnClassifier final : public Model {
   const at::Tensor& attention() const { return net_->last_attention; }
 
  private:
-  static Error no_decoding() {
-    return Error("rnn_classifier is a classifier: it does not generate text",
-                 "remove [generate] from the experiment");
-  }
   Options o_;
-  Classifier net_;
   std::string embeddings_;  // the coverage line, or empty
 };
+
+// Parameters and per-token activations of a training step, as ClassifierImpl builds it.
+SizeEstimate estimate(const Options& o, const ModelContext& c) {
+  const double v = static_cast<double>(std::max<std::int64_t>(c.vocab_size, 1));
+  const double e = static_cast<double>(o.n_embd), h = static_cast<double>(o.n_hidden);
+  const double dirs = o.bidirectional ? 2 : 1, gates = o.cell == "lstm" ? 4 : 3;
+  const double l = static_cast<double>(o.n_layer);
+  SizeEstimate size;
+  size.parameters = v * e + dirs * gates * h * (e + h + 2) +
+                    (l - 1) * dirs * gates * h * (dirs * h + h + 2) +
+                    static_cast<double>(o.head_hidden) * dirs * h +
+                    static_cast<double>(std::max<std::int64_t>(c.num_classes, 2)) * dirs * h;
+  size.activations_per_token = e + l * dirs * (gates + 2) * h;
+  return size;
+}
 
 void register_classifier(Registry& registry) {
   Schema<Options> schema;
@@ -304,7 +301,7 @@ void register_classifier(Registry& registry) {
   schema
       .add("dropout", &Options::dropout,
            "on the embeddings, between layers, on the pooled vector and the hidden layer")
-      .min(0);
+      .range(0, 1, /*max_exclusive=*/true);
   schema
       .add("pooling", &Options::pooling,
            "last: final states; mean / max over real tokens; attention: learned weights")
@@ -318,19 +315,17 @@ void register_classifier(Registry& registry) {
              "dimension must equal n_embd. Empty: random");
   schema.add("freeze_embeddings", &Options::freeze_embeddings,
              "keep the embedding fixed during training (the optimizer never sees it)");
-  registry.add<Model>("rnn_classifier",
-                      "LSTM/GRU text classifier: packed sequences, pooling, MLP head", schema,
-                      [](const Options& options, const ModelContext& context) {
-                        if (context.num_classes < 2) {
-                          throw Error("rnn_classifier needs a classification dataset (it has " +
-                                          std::to_string(context.num_classes) + " classes)",
-                                      "use data.type = \"text_classification\"");
-                        }
-                        if (options.dropout >= 1.0) {
-                          throw Error("dropout must be below 1");
-                        }
-                        return std::make_shared<RnnClassifier>(options, context);
-                      });
+  registry.add<Model>(
+      "rnn_classifier", "LSTM/GRU text classifier: packed sequences, pooling, MLP head", schema,
+      [](const Options& options, const ModelContext& context) {
+        if (context.num_classes < 2) {
+          throw Error("rnn_classifier needs a classification dataset (it has " +
+                          std::to_string(context.num_classes) + " classes)",
+                      "use data.type = \"text_classification\"");
+        }
+        return std::make_shared<RnnClassifier>(options, context);
+      },
+      estimate);
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "lmrun/cpu_kernels.h"
+#include "lmrun/util/cpu_kernels.h"
 
 namespace lmrun::models {
 namespace {

@@ -41,12 +41,15 @@ enum class NormKind { kLayerNorm, kRmsNorm };
 enum class PositionKind { kLearned, kSinusoidal };
 
 // A resolved, validated configuration: no defaults left to fill, no strings left to parse.
+// Also the plugin's options ([model] type = "transformer", transformer.cpp binds the schema to
+// these fields): the defaults are nanoGPT's baby Shakespeare scale, and gpt_tiny.toml relies on
+// the names. vocab_size comes from the tokenizer, block_size 0 from the data.
 struct GptConfig {
   std::int64_t vocab_size = 0;
   std::int64_t block_size = 0;  // longest sequence, and the size of the KV cache
-  std::int64_t n_layer = 0;
-  std::int64_t n_head = 0;
-  std::int64_t n_embd = 0;  // must be divisible by n_head
+  std::int64_t n_layer = 4;
+  std::int64_t n_head = 4;
+  std::int64_t n_embd = 128;  // must be divisible by n_head
   double dropout = 0.0;     // embedding, attention-probability and residual dropout
   bool bias = true;         // biases in the linears and layer norms
   NormKind norm = NormKind::kLayerNorm;

@@ -253,8 +253,6 @@ void register_more_samplers(Registry& registry) {
         .max(1);
     registry.add<Sampler>("typical", "locally typical sampling", schema,
                           [](const TypicalOptions& o, const SamplerContext&) {
-                            if (!(o.p > 0 && o.p <= 1))
-                              throw Error("p = " + format_value(o.p) + " is outside (0, 1]");
                             return std::make_shared<Typical>(o.p);
                           });
   }

@@ -43,14 +43,16 @@ lmrun::Schema<TemperatureOptions> temperature_schema() {
   schema
       .add("value", &TemperatureOptions::value,
            "divides the logits: < 1 sharpens, > 1 flattens, 0 is greedy")
-      .min(0);
+      .min(0)
+      .shortcut("temp", /*first_in_chain=*/true);
   return schema;
 }
 
 lmrun::Schema<TopKOptions> top_k_schema() {
   lmrun::Schema<TopKOptions> schema;
   schema.add("k", &TopKOptions::k, "keep the k most likely tokens (all when k >= vocabulary)")
-      .min(1);
+      .min(1)
+      .shortcut("top_k");
   return schema;
 }
 
@@ -60,7 +62,8 @@ lmrun::Schema<TopPOptions> top_p_schema() {
       .add("p", &TopPOptions::p,
            "keep the smallest set of most likely tokens whose probability reaches p")
       .min(0, true)
-      .max(1);
+      .max(1)
+      .shortcut("top_p");
   return schema;
 }
 
@@ -153,47 +156,26 @@ class TopP final : public lmrun::Sampler {
   double p_;
 };
 
-// ---------------------------------------------------------------------------------------------
-// Factories: the schema bounds are checked by the host; these repeat them for direct callers.
-
-std::shared_ptr<lmrun::Sampler> make_temperature(const TemperatureOptions& options,
-                                                 const lmrun::SamplerContext&) {
-  if (!(options.value >= 0.0)) {
-    throw lmrun::Error("value = " + lmrun::format_value(options.value) + " is negative",
-                       "set value >= 0 (0 is greedy, 1 leaves the logits as they are)");
-  }
-  return std::make_shared<Temperature>(options.value);
-}
-
-std::shared_ptr<lmrun::Sampler> make_top_k(const TopKOptions& options,
-                                           const lmrun::SamplerContext&) {
-  if (options.k < 1) {
-    throw lmrun::Error("k = " + std::to_string(options.k) + " keeps no token", "set k >= 1");
-  }
-  return std::make_shared<TopK>(options.k);
-}
-
-std::shared_ptr<lmrun::Sampler> make_top_p(const TopPOptions& options,
-                                           const lmrun::SamplerContext&) {
-  if (!(options.p > 0.0 && options.p <= 1.0)) {
-    throw lmrun::Error("p = " + lmrun::format_value(options.p) + " is outside (0, 1]",
-                       "set p in (0, 1]; 0.9 is usual, 1 keeps every token");
-  }
-  return std::make_shared<TopP>(options.p);
-}
-
 void register_samplers(lmrun::Registry& registry) {
   registry.add<lmrun::Sampler>("greedy", "keep only the most likely token (ties: the lowest id)",
                                lmrun::Schema<GreedyOptions>(),
                                [](const GreedyOptions&, const lmrun::SamplerContext&) {
                                  return std::make_shared<Greedy>();
                                });
+  // The schemas enforce the bounds (schema.h), so the factories only build.
   registry.add<lmrun::Sampler>("temperature", "divide the logits by a temperature",
-                               temperature_schema(), make_temperature);
+                               temperature_schema(),
+                               [](const TemperatureOptions& o, const lmrun::SamplerContext&) {
+                                 return std::make_shared<Temperature>(o.value);
+                               });
   registry.add<lmrun::Sampler>("top_k", "keep the k most likely tokens", top_k_schema(),
-                               make_top_k);
+                               [](const TopKOptions& o, const lmrun::SamplerContext&) {
+                                 return std::make_shared<TopK>(o.k);
+                               });
   registry.add<lmrun::Sampler>("top_p", "nucleus: keep the most likely tokens up to mass p",
-                               top_p_schema(), make_top_p);
+                               top_p_schema(), [](const TopPOptions& o, const lmrun::SamplerContext&) {
+                                 return std::make_shared<TopP>(o.p);
+                               });
   lmrun::samplers::register_more_samplers(registry);
 }
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "lmrun/suggest.h"
+#include "lmrun/util/suggest.h"
 
 #include "lmrun/plugin.h"
 #include "lmrun/scheduler.h"
@@ -107,7 +107,8 @@ class WarmupDecaySchedule final : public lmrun::Scheduler {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Factories: every check that needs the context (base lr, run length) happens here, at creation.
+// Factories: the schemas enforce each parameter's range; what needs the context (base lr, run
+// length) is checked here, at creation, which `lmrun check` runs too.
 
 // TOML spelling, as the experiment file would write it: 0.001, 1e-05, 0.0.
 std::string number(double v) { return lmrun::format_value(v); }
@@ -119,17 +120,9 @@ void check_base_lr(const lmrun::SchedulerContext& context) {
   }
 }
 
-void check_warmup(std::int64_t warmup_steps) {
-  if (warmup_steps < 0) {
-    throw lmrun::Error("warmup_steps = " + std::to_string(warmup_steps) + " is negative",
-                       "set warmup_steps >= 0");
-  }
-}
-
 std::shared_ptr<lmrun::Scheduler> make_constant(const ConstantOptions& options,
                                                 const lmrun::SchedulerContext& context) {
   check_base_lr(context);
-  check_warmup(options.warmup_steps);
   return std::make_shared<WarmupDecaySchedule>(Decay::kNone, context.base_lr, context.base_lr,
                                                options.warmup_steps, options.warmup_steps);
 }
@@ -137,18 +130,10 @@ std::shared_ptr<lmrun::Scheduler> make_constant(const ConstantOptions& options,
 std::shared_ptr<lmrun::Scheduler> make_decay(Decay decay, const DecayOptions& options,
                                              const lmrun::SchedulerContext& context) {
   check_base_lr(context);
-  check_warmup(options.warmup_steps);
-  if (options.min_lr < 0.0) {
-    throw lmrun::Error("min_lr = " + number(options.min_lr) + " is negative", "set min_lr >= 0");
-  }
   if (options.min_lr > context.base_lr) {
     throw lmrun::Error("min_lr = " + number(options.min_lr) +
                            " is above the optimizer's lr = " + number(context.base_lr),
                        "min_lr is absolute: set it below optimizer.lr (lr / 10 is usual)");
-  }
-  if (options.decay_steps < 0) {
-    throw lmrun::Error("decay_steps = " + std::to_string(options.decay_steps) + " is negative",
-                       "set decay_steps >= 0 (0 means train.max_steps)");
   }
   const std::int64_t decay_end = options.decay_steps > 0 ? options.decay_steps : context.max_steps;
   const std::string decay_source = options.decay_steps > 0

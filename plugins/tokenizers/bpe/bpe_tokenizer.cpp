@@ -26,7 +26,7 @@
 #include <unordered_set>
 
 #include "byte_bpe.h"
-#include "lmrun/files.h"
+#include "lmrun/util/files.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
 #include "lmrun/tokenizer.h"

@@ -14,7 +14,7 @@
 #include <tuple>
 
 #include "lmrun/error.h"
-#include "lmrun/utf8.h"
+#include "lmrun/util/utf8.h"
 
 namespace lmrun::tokenizers {
 

@@ -10,10 +10,10 @@
 #include <system_error>
 #include <utility>
 
-#include "lmrun/files.h"
+#include "lmrun/util/files.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
-#include "lmrun/utf8.h"
+#include "lmrun/util/utf8.h"
 #include "lmrun/version.h"
 
 namespace lmrun::tokenizers {

@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "lmrun/files.h"
+#include "lmrun/util/files.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
 #include "lmrun/tokenizer.h"

@@ -22,7 +22,7 @@
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
 
-#include "lmrun/files.h"
+#include "lmrun/util/files.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
 #include "lmrun/tokenizer.h"

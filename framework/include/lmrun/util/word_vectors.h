@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "lmrun/error.h"
-#include "lmrun/utf8.h"
+#include "lmrun/util/utf8.h"
 
 namespace lmrun {
 
