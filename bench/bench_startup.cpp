@@ -1,7 +1,9 @@
 // Start-up and memory of whole processes: LibTorch's own load floor (libtorch_floor, which only
 // loads LibTorch), `lmrun --version`, and a gpt_tiny run's time from process start to its first
 // training step (summary.json's startup_seconds) with its peak RSS. Ratios are to the floor, all
-// measured in this run.
+// measured in this run. And the plugin probe's cost: `lmrun plugins` loading every built-in plugin
+// with each file first loaded in a forked child (no verdict cache) against the same with the
+// verdicts cached, as every run after the first finds them.
 //
 //   build/bin/bench_startup
 #include <benchmark/benchmark.h>
@@ -33,11 +35,16 @@ struct Exit {
   double peak_rss_mib = 0;
 };
 
-// Runs argv with stdout and stderr discarded; wall time and the child's peak RSS.
-Exit run(const std::vector<std::string>& args) {
+// Runs argv with stdout and stderr discarded, the environment plus `env` ("NAME=value"); wall
+// time and the child's peak RSS.
+Exit run(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  envp.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
@@ -45,7 +52,7 @@ Exit run(const std::vector<std::string>& args) {
   Exit e;
   const auto start = std::chrono::steady_clock::now();
   pid_t pid = 0;
-  if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) == 0) {
+  if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()) == 0) {
     int status = 0;
     rusage usage{};
     wait4(pid, &status, 0, &usage);
@@ -144,6 +151,34 @@ static void BM_GptTinyFirstStep(benchmark::State& state) {
 }
 BENCHMARK(BM_GptTinyFirstStep)->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
 
+// `lmrun plugins`: every built-in plugin loaded, each file probed in a forked child first
+// (LMRUN_PLUGIN_CACHE=off keeps no verdicts) ...
+static void BM_PluginsProbed(benchmark::State& state) {
+  Samples samples;
+  for (auto _ : state) {
+    const Exit e = run({kBin + "/lmrun", "plugins"}, {"LMRUN_PLUGIN_CACHE=off"});
+    samples.add(state, e, e.seconds);
+  }
+  samples.report(state, "probed", "lmrun plugins (probing) failed");
+}
+BENCHMARK(BM_PluginsProbed)->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
+
+// ... and with the verdicts cached (a first, unmeasured run writes the cache).
+static void BM_PluginsCached(benchmark::State& state) {
+  const fs::path cache = kRun.string() + "-probes.tsv";
+  const std::string env = "LMRUN_PLUGIN_CACHE=" + cache.string();
+  run({kBin + "/lmrun", "plugins"}, {env});
+  Samples samples;
+  for (auto _ : state) {
+    const Exit e = run({kBin + "/lmrun", "plugins"}, {env});
+    samples.add(state, e, e.seconds);
+  }
+  samples.report(state, "cached", "lmrun plugins (cached verdicts) failed");
+  std::error_code ec;
+  fs::remove(cache, ec);
+}
+BENCHMARK(BM_PluginsCached)->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
+
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
@@ -160,6 +195,12 @@ int main(int argc, char** argv) {
         "alone\n",
         results["first step rss"], results["first step rss"] / results["floor rss"],
         results["floor rss"]);
+  }
+  if (results.count("probed") && results.count("cached") && results["cached"] > 0) {
+    std::printf(
+        "ratio: lmrun plugins takes %.2f s probing every plugin file in a child = %.2fx the "
+        "%.2f s with the verdicts cached\n",
+        results["probed"], results["probed"] / results["cached"], results["cached"]);
   }
   return 0;
 }

@@ -22,8 +22,9 @@ fs::path crash_file(const std::string& name) { return kCrashDir / ("lmrun-" + na
 
 // A tiny gpt on tinyshakespeare, 3 steps, with `extra` TOML appended.
 std::string tiny(const fs::path& out_dir, const std::string& extra = "",
-                 const std::string& model = "type = \"transformer\"\nn_layer = 1\nn_head = 2\n"
-                                            "n_embd = 16") {
+                 const std::string& model =
+                     "type = \"transformer\"\nn_layer = 1\nn_head = 2\n"
+                     "n_embd = 16") {
   return "[experiment]\nout_dir = \"" + out_dir.string() +
          "\"\n"
          "[data]\ntype = \"text_file\"\npath = \"" +
@@ -105,8 +106,8 @@ TEST(BadPlugins, ACrashDuringARunNamesThePluginAndTheCall) {
     SCOPED_TRACE(c.fault);
     lmrun::test::write_file(dir / "x.toml",
                             tiny(dir / "run", "[[callbacks]]\ntype = \"fault\"\n" + c.fault));
-    const auto result = lmrun_with(
-        dir, {(dir / "x.toml").string(), "--force", "--plugin-dir", kFaultDir.string()});
+    const auto result =
+        lmrun_with(dir, {(dir / "x.toml").string(), "--force", "--plugin-dir", kFaultDir.string()});
     EXPECT_EQ(result.exit_code, c.exit_code) << result.output;
     EXPECT_THAT(result.output, HasSubstr("lmrun: fatal: " + c.signal + " (")) << result.output;
     EXPECT_THAT(result.output, HasSubstr(" in callback 'fault' (" + fault_file + "), during " +
@@ -114,14 +115,14 @@ TEST(BadPlugins, ACrashDuringARunNamesThePluginAndTheCall) {
   }
 
   // A model's forward pass, named as the model.
-  lmrun::test::write_file(dir / "x.toml", tiny(dir / "run", "",
-                                               "type = \"bad_model\"\nfault = \"segv_forward\""));
-  const auto model = lmrun_with(
-      dir, {(dir / "x.toml").string(), "--force", "--plugin-dir", kFaultDir.string()});
+  lmrun::test::write_file(dir / "x.toml",
+                          tiny(dir / "run", "", "type = \"bad_model\"\nfault = \"segv_forward\""));
+  const auto model =
+      lmrun_with(dir, {(dir / "x.toml").string(), "--force", "--plugin-dir", kFaultDir.string()});
   EXPECT_EQ(model.exit_code, 128 + 11) << model.output;
-  EXPECT_THAT(model.output, HasSubstr(" in model 'bad_model' (" +
-                                      (kFaultDir / "lmrun-fixture_bad_model.so").string() +
-                                      "), during forward"));
+  EXPECT_THAT(model.output,
+              HasSubstr(" in model 'bad_model' (" +
+                        (kFaultDir / "lmrun-fixture_bad_model.so").string() + "), during forward"));
 }
 
 TEST(BadPlugins, WhateverAPluginThrowsIsOneErrorNamingIt) {
@@ -139,13 +140,12 @@ TEST(BadPlugins, WhateverAPluginThrowsIsOneErrorNamingIt) {
         Case{"how = \"throw_int\"\nin_factory = true",
              "lmrun: error: callback 'fault': create threw a non-standard exception (int)"},
         // A LibTorch error: its message, never its C++ backtrace.
-        Case{"how = \"torch\"\nat_step = 2",
-             "shape '[7]' is invalid for input of size 6"}}) {
+        Case{"how = \"torch\"\nat_step = 2", "shape '[7]' is invalid for input of size 6"}}) {
     SCOPED_TRACE(c.fault);
     lmrun::test::write_file(dir / "x.toml",
                             tiny(dir / "run", "[[callbacks]]\ntype = \"fault\"\n" + c.fault));
-    const auto result = lmrun_with(
-        dir, {(dir / "x.toml").string(), "--force", "--plugin-dir", kFaultDir.string()});
+    const auto result =
+        lmrun_with(dir, {(dir / "x.toml").string(), "--force", "--plugin-dir", kFaultDir.string()});
     EXPECT_EQ(result.exit_code, 1) << result.output;
     EXPECT_THAT(result.output, HasSubstr(c.message));
     EXPECT_THAT(result.output, HasSubstr("hint: ")) << "a hint names the file or says what to do";
@@ -183,7 +183,8 @@ TEST(BadPlugins, ADuplicateNameIsRefusedWhereUsedUnlessOverriddenExplicitly) {
   lmrun::test::write_file(dir / "y.toml", tiny(dir / "run-y"));
   result = lmrun_with(dir, {(dir / "y.toml").string(), "--plugin-dir", (dir / "plugins").string()});
   EXPECT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output, HasSubstr("warning: scheduler 'fixture_constant' is registered twice"));
+  EXPECT_THAT(result.output,
+              HasSubstr("warning: scheduler 'fixture_constant' is registered twice"));
 
   // Overridden: the later file's scheduler (fixture_good's) runs, and the run says so and
   // records it.
@@ -192,10 +193,10 @@ TEST(BadPlugins, ADuplicateNameIsRefusedWhereUsedUnlessOverriddenExplicitly) {
                     {"--set", "plugins.override=[\"scheduler.fixture_constant\"]"});
   result = lmrun_with(dir, overridden);
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output, HasSubstr("override   scheduler.fixture_constant from "
-                                       "fixture_good 1.2.3 (" +
-                                       good + "), replacing fixture_duplicate 1.2.3 (" +
-                                       duplicate + ")"));
+  EXPECT_THAT(result.output,
+              HasSubstr("override   scheduler.fixture_constant from "
+                        "fixture_good 1.2.3 (" +
+                        good + "), replacing fixture_duplicate 1.2.3 (" + duplicate + ")"));
   const std::string summary = lmrun::test::read_file(dir / "run" / "summary.json");
   EXPECT_THAT(summary, HasSubstr("\"plugin_overrides\""));
   EXPECT_THAT(summary, HasSubstr("scheduler.fixture_constant from fixture_good 1.2.3"));
@@ -220,11 +221,11 @@ TEST(BadPlugins, ARunRemembersItsPluginFoldersAndCommandsNeedOnlyTheirPlugins) {
                   dir / "plugins" / ("lmrun-" + std::string(name) + ".so"));
   }
   // A model and a callback from a folder named on the command line only.
-  lmrun::test::write_file(
-      dir / "x.toml",
-      tiny(dir / "run", "[[callbacks]]\ntype = \"fault\"\nat_step = 1000\n", "type = \"bad_model\""));
-  auto result = lmrun_with(dir, {(dir / "x.toml").string(), "--plugin-dir",
-                                 (dir / "plugins").string()});
+  lmrun::test::write_file(dir / "x.toml",
+                          tiny(dir / "run", "[[callbacks]]\ntype = \"fault\"\nat_step = 1000\n",
+                               "type = \"bad_model\""));
+  auto result =
+      lmrun_with(dir, {(dir / "x.toml").string(), "--plugin-dir", (dir / "plugins").string()});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(lmrun::test::read_file(dir / "run" / "config.toml"),
               HasSubstr("paths = [\"" + (dir / "plugins").string() + "\"]"));
@@ -247,4 +248,34 @@ TEST(BadPlugins, ARunRemembersItsPluginFoldersAndCommandsNeedOnlyTheirPlugins) {
   result = lmrun_with(dir, generate);
   EXPECT_EQ(result.exit_code, 1) << result.output;
   EXPECT_THAT(result.output, HasSubstr("unknown model 'bad_model'"));
+}
+
+TEST(BadPlugins, AModelBreakingAnOutputContractIsRefusedBeforeAnyStep) {
+  TempDir dir;
+  struct Case {
+    std::string fault;
+    std::string message;
+  };
+  for (const Case& c : {Case{"wide_logits",
+                             "model 'bad_model': forward() on a (2, 4) batch returned (2, 4, 66), "
+                             "but a language model gives (B, T, vocab_size) = (2, 4, 65)"},
+                        Case{"class_logits",
+                             "forward() on a (2, 4) batch returned (2, 65), but a language "
+                             "model gives (B, T, vocab_size) = (2, 4, 65)"},
+                        Case{"undefined_decode",
+                             "model 'bad_model': decode() of a (1, 4) prompt returned an "
+                             "undefined tensor, but it gives the last position's logits, "
+                             "(B, vocab_size) = (1, 65)"},
+                        Case{"wrong_decode", "decode() of a (1, 4) prompt returned (1, 67)"}}) {
+    SCOPED_TRACE(c.fault);
+    lmrun::test::write_file(
+        dir / "x.toml", tiny(dir / "run", "", "type = \"bad_model\"\nfault = \"" + c.fault + "\""));
+    const auto result =
+        lmrun_with(dir, {(dir / "x.toml").string(), "--plugin-dir", kFaultDir.string()});
+    EXPECT_EQ(result.exit_code, 1) << result.output;
+    EXPECT_THAT(result.output, HasSubstr(c.message));
+    EXPECT_THAT(result.output, HasSubstr("lmrun-fixture_bad_model.so"));  // the hint names it
+    EXPECT_THAT(result.output, Not(HasSubstr("step ")));
+    EXPECT_FALSE(fs::exists(dir / "run"));
+  }
 }

@@ -189,6 +189,55 @@ TEST(Cli, CheckReportsEveryProblemAndWritesNothing) {
   }
 }
 
+TEST(Cli, CheckReportsEveryCrossSectionProblemBeforeARun) {
+  const fs::path file = gpt_tiny();
+  auto check = [&](std::vector<std::string> sets) {
+    std::vector<std::string> args = {"check", file.string()};
+    for (auto& set : sets) args.insert(args.end(), {"--set", set});
+    return run_lmrun(args, lmrun::test::source_dir());
+  };
+  // Each alone passes its section's own checks; together with another section each is wrong.
+  const auto result = check({"train.max_steps=50",           // cosine warms up for 100
+                             "scheduler.min_lr=0.01",        // above optimizer.lr = 0.001
+                             "callbacks.0.monitor=val_los",  // a typo
+                             "model.n_layer=4294967297"});   // cannot fit in memory
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("scheduler: scheduler 'cosine': min_lr = 0.01 is above the "
+                                       "optimizer's lr = 0.001"));
+  EXPECT_THAT(result.output, HasSubstr("callbacks.0: callback 'early_stopping': early_stopping: "
+                                       "monitor 'val_los' is not a metric this run reports"));
+  EXPECT_THAT(result.output, HasSubstr("did you mean val_loss?"));
+  EXPECT_THAT(result.output, HasSubstr("model: model 'transformer' would need about "));
+  EXPECT_THAT(result.output, HasSubstr("this machine has "));
+
+  const auto warmup = check({"train.max_steps=50"});
+  EXPECT_EQ(warmup.exit_code, 1) << warmup.output;
+  EXPECT_THAT(warmup.output, HasSubstr("warmup_steps = 100 is longer than the decay, which ends at "
+                                       "max_steps = 50"));
+
+  // No validation split, and a callback that watches one.
+  const auto no_val = check({"data.val_fraction=0.0"});
+  EXPECT_EQ(no_val.exit_code, 1) << no_val.output;
+  EXPECT_THAT(no_val.output, HasSubstr("monitor 'val_loss' is not a metric this run reports; it "
+                                       "reports: train_loss"));
+
+  EXPECT_EQ(check({}).exit_code, 0);
+}
+
+TEST(Cli, ChangingTheModelTypeDropsTheOldTypesKeysWithANote) {
+  // README's own example: gpt_tiny.toml's [model] holds transformer keys lstm does not take.
+  const auto result = run_lmrun({"check", gpt_tiny().string(), "--set", "model.type=lstm"},
+                                lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("lmrun: note: model.type changed from \"transformer\" to "
+                                       "\"lstm\" (--set model.type=lstm): dropped n_head, which "
+                                       "lstm does not take"));
+  EXPECT_THAT(result.output, HasSubstr("[model]\ntype = \"lstm\"\nn_layer = 4\nn_embd = 128\n"));
+  const auto config = result.output.find("# lmrun resolved experiment");
+  ASSERT_NE(config, std::string::npos) << result.output;
+  EXPECT_THAT(result.output.substr(config), Not(HasSubstr("n_head")));
+}
+
 TEST(Cli, RunWritesTheResolvedConfigAndNeverOverwrites) {
   TempDir dir;
   auto result = run_lmrun(short_run(dir / "run"), lmrun::test::source_dir());

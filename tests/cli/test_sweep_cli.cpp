@@ -179,6 +179,42 @@ TEST(Sweep, EveryTrialIsValidatedBeforeAnyRuns) {
   EXPECT_THAT(result.output, HasSubstr("has no [sweep] section"));
 }
 
+TEST(Sweep, ASweepOverTypesDropsTheOtherTypesKeysAndChecksEachPlan) {
+  TempDir dir;
+  const fs::path file = dir / "sweep.toml";
+  // sgd takes no betas: each sgd trial drops adamw's, with one note; min_lr above one trial's lr
+  // is caught by --dry-run, which runs the cross-section checks of every trial.
+  write_file(dir / "base.toml", sweep_file(dir / "out", ""));
+  write_file(file, R"(base = "base.toml"
+[optimizer]
+betas = [0.9, 0.95]
+[scheduler]
+type = "cosine"
+warmup_steps = 1
+min_lr = 1e-4
+[sweep]
+[sweep.parameters]
+"optimizer.type" = ["adamw", "sgd"]
+"optimizer.lr" = [1e-3, 2e-3]
+)");
+  auto result = sweep(file, {"--dry-run"});
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("all 4 trials are valid"));
+  EXPECT_THAT(result.output,
+              HasSubstr("lmrun: note: optimizer.type changed from \"adamw\" to \"sgd\""));
+  EXPECT_THAT(result.output, HasSubstr("dropped betas, which sgd does not take"));
+  const auto note = result.output.find("lmrun: note:");
+  EXPECT_EQ(result.output.find("lmrun: note:", note + 1), std::string::npos)
+      << "one note for the trials that change the type alike:\n"
+      << result.output;
+
+  result = sweep(file, {"--dry-run", "--set", "scheduler.min_lr=0.01"});
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("4 of 4 trials"));
+  EXPECT_THAT(result.output, HasSubstr("min_lr = 0.01 is above the optimizer's lr = 0.002"));
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
 TEST(Sweep, TheMedianRuleStopsATrialThatFallsBehind) {
   TempDir dir;
   const fs::path file = dir / "sweep.toml";

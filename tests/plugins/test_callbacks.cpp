@@ -123,7 +123,7 @@ int feed(Callback& callback, FakeControl& control, const std::vector<double>& va
 std::shared_ptr<Callback> early_stopping(const lmrun::Params& overrides = {}) {
   auto callback = make("early_stopping", overrides);
   FakeControl control({});
-  callback->on_train_start(state_at(0, {}, {"train_loss", "val_loss", "val_accuracy"}), control);
+  callback->check_plan(state_at(0, {}, {"train_loss", "val_loss", "val_accuracy"}));
   return callback;
 }
 
@@ -262,14 +262,14 @@ TEST(EarlyStopping, WithoutCheckFiniteANanCountsAsNoImprovement) {
 TEST(EarlyStopping, AMonitorTheRunDoesNotReportIsAnErrorListingWhatItReports) {
   auto callback = make("early_stopping", with({{"monitor", std::string("val_los")}}));
   FakeControl control({});
-  const std::string message = error_of([&] { callback->on_train_start(state_at(0), control); });
+  const std::string message = error_of([&] { callback->check_plan(state_at(0)); });
   EXPECT_THAT(message,
               HasSubstr("early_stopping: monitor 'val_los' is not a metric this run "
                         "reports; it reports: train_loss, val_loss (did you mean val_loss?)"));
-  EXPECT_THAT(error_of([&] { callback->on_train_start(state_at(0, {}, {}), control); }),
+  EXPECT_THAT(error_of([&] { callback->check_plan(state_at(0, {}, {})); }),
               HasSubstr("its evaluations report no metrics"));
   auto far = make("early_stopping", with({{"monitor", std::string("perplexity")}}));
-  EXPECT_THAT(error_of([&] { far->on_train_start(state_at(0), control); }),
+  EXPECT_THAT(error_of([&] { far->check_plan(state_at(0)); }),
               Not(HasSubstr("did you mean")));
 }
 
@@ -372,7 +372,7 @@ TEST(EarlyStopping, TheFactoryRefusesContradictoryOptions) {
 std::shared_ptr<Callback> checkpoint(const fs::path& run_dir, const lmrun::Params& overrides = {}) {
   auto callback = make("checkpoint", overrides, run_dir);
   FakeControl control(run_dir);
-  callback->on_train_start(state_at(0, run_dir), control);
+  callback->check_plan(state_at(0, run_dir));
   return callback;
 }
 
@@ -449,7 +449,7 @@ TEST(Checkpoint, ModeMaxKeepsTheHighest) {
       "checkpoint", with({{"monitor", std::string("val_accuracy")}, {"mode", std::string("max")}}),
       run.path());
   FakeControl control(run.path());
-  callback->on_train_start(state_at(0, run.path(), {"val_accuracy"}), control);
+  callback->check_plan(state_at(0, run.path(), {"val_accuracy"}));
   feed(*callback, control, {0.5, 0.7, 0.6}, 100, "val_accuracy", run.path());
   EXPECT_EQ(folders(run.path()), (std::set<std::string>{"best-step-000200-val_accuracy-0.7000"}));
 }
@@ -485,7 +485,7 @@ TEST(Checkpoint, MetricNamesAreMadeSafeForFolderNames) {
   lmrun::test::TempDir run;
   auto callback = make("checkpoint", with({{"monitor", std::string("val/loss")}}), run.path());
   FakeControl control(run.path());
-  callback->on_train_start(state_at(0, run.path(), {"val/loss"}), control);
+  callback->check_plan(state_at(0, run.path(), {"val/loss"}));
   feed(*callback, control, {-1.25}, 100, "val/loss", run.path());
   EXPECT_THAT(control.saves, ElementsAre("best-step-000100-val_loss--1.2500"));
 }
@@ -551,7 +551,7 @@ TEST(Checkpoint, ResumingFromACheckpointsStateEndsLikeAnUninterruptedRun) {
   const std::string stored = control.stored_state.at("best-step-000300-val_loss-2.0000");
   // The resumed callback knows its folders only by name, and finds them under the run folder.
   auto second = make("checkpoint", options, dir.path());
-  second->on_train_start(state_at(300, dir.path()), control);
+  second->check_plan(state_at(300, dir.path()));
   second->load_state(stored);
   EXPECT_EQ(second->save_state(), stored);
   run_steps(*second, control, dir.path(), 301, 600, false);
@@ -588,11 +588,11 @@ TEST(Checkpoint, CorruptOrForeignStateIsAnError) {
 TEST(Checkpoint, AMonitorTheRunDoesNotReportIsAnError) {
   auto callback = make("checkpoint", with({{"monitor", std::string("val_acc")}}));
   FakeControl control({});
-  EXPECT_THAT(error_of([&] { callback->on_train_start(state_at(0), control); }),
+  EXPECT_THAT(error_of([&] { callback->check_plan(state_at(0)); }),
               HasSubstr("checkpoint: monitor 'val_acc' is not a metric this run reports; it "
                         "reports: train_loss, val_loss"));
   auto unmonitored = make("checkpoint");
-  EXPECT_EQ(error_of([&] { unmonitored->on_train_start(state_at(0, {}, {}), control); }),
+  EXPECT_EQ(error_of([&] { unmonitored->check_plan(state_at(0, {}, {})); }),
             "(no error)");
 }
 

@@ -392,6 +392,65 @@ TEST(ConfigOverrides, IndexIntoListsAndChangeTypes) {
   EXPECT_EQ(e.model.type, "lstm");
 }
 
+// Changing a section's type: the keys that came with the old type and that the new one does not
+// take are dropped with a note; keys set with or after the new type are checked as ever.
+TEST(ConfigRetype, SetTypeDropsTheOldTypesKeysWithANote) {
+  // adamw's betas mean nothing to sgd; lr neither (sgd here declares momentum and nesterov).
+  const Experiment e = resolve_text(kValid, {"optimizer.type=sgd", "optimizer.momentum=0.9"});
+  EXPECT_EQ(e.optimizer.type, "sgd");
+  EXPECT_DOUBLE_EQ(e.optimizer.params.get<double>("momentum"), 0.9);
+  EXPECT_FALSE(e.optimizer.params.contains("betas"));
+  ASSERT_EQ(e.notes.size(), 1u);
+  EXPECT_EQ(e.notes[0],
+            "optimizer.type changed from \"adamw\" to \"sgd\" (--set optimizer.type=sgd): "
+            "dropped betas, lr, which sgd does not take");
+  // A key set for the new type is checked: a typo is still an error, before or after the type.
+  EXPECT_THAT(problems(kValid, {"optimizer.type=sgd", "optimizer.momentm=0.9"}),
+              HasSubstr("optimizer.momentm: unknown key (did you mean momentum?)"));
+  EXPECT_THAT(problems(kValid, {"optimizer.betas=[0.8, 0.9]", "optimizer.type=sgd"}),
+              HasSubstr("optimizer.betas: unknown key"));
+  // The same type again changes nothing, and keys both types take are kept.
+  EXPECT_TRUE(resolve_text(kValid, {"optimizer.type=adamw"}).notes.empty());
+  const Experiment lstm = resolve_text(kValid, {"model.type=lstm"});
+  EXPECT_EQ(lstm.model.params.get<std::int64_t>("n_layer"), 2);
+  EXPECT_TRUE(lstm.notes.empty());
+}
+
+TEST(ConfigRetype, InAListEntry) {
+  // early_stopping (here) takes k; the scheduler-less sampler list keeps its own keys.
+  const Experiment e = resolve_text(kValid, {"generate.samplers.0.type=top_k"});
+  EXPECT_EQ(e.samplers[0].params.get<std::int64_t>("k"), 5);
+  EXPECT_THAT(problems(kValid, {"callbacks.0.type=nope"}),
+              HasSubstr("callbacks.0.type: unknown callback 'nope'"));
+}
+
+TEST(ConfigRetype, ABaseChildChangingTheTypeDropsTheBasesKeys) {
+  TempDir dir;
+  write_file(dir / "base.toml", kValid);
+  write_file(
+      dir / "child.toml",
+      "base = \"base.toml\"\n[optimizer]\ntype = \"sgd\"\nnesterov = true\nmomentum = 0.5\n");
+  const Experiment e = resolve_experiment(load_document(dir / "child.toml", {}), registry());
+  EXPECT_EQ(e.optimizer.type, "sgd");
+  EXPECT_TRUE(e.optimizer.params.get<bool>("nesterov"));
+  ASSERT_EQ(e.notes.size(), 1u);
+  EXPECT_THAT(e.notes[0], HasSubstr("optimizer.type changed from \"adamw\" to \"sgd\" ("));
+  EXPECT_THAT(e.notes[0], HasSubstr("child.toml:3:8): "));
+  EXPECT_THAT(e.notes[0], HasSubstr("dropped betas, lr, which sgd does not take"));
+  // A key the child itself sets beside the new type is its own: unknown is an error.
+  write_file(dir / "typo.toml",
+             "base = \"base.toml\"\n[optimizer]\ntype = \"sgd\"\nbetas = [0.9, 0.9]\n");
+  EXPECT_THROW(resolve_experiment(load_document(dir / "typo.toml", {}), registry()), ConfigError);
+  // A --set changing it back: the base's lr and betas count again, the child's sgd keys go.
+  const Experiment back =
+      resolve_experiment(load_document(dir / "child.toml", {"optimizer.type=adamw"}), registry());
+  EXPECT_DOUBLE_EQ(back.optimizer.params.get<double>("lr"), 3e-4);
+  ASSERT_EQ(back.notes.size(), 1u);
+  EXPECT_EQ(back.notes[0],
+            "optimizer.type changed from \"sgd\" to \"adamw\" (--set optimizer.type=adamw): "
+            "dropped momentum, nesterov, which adamw does not take");
+}
+
 TEST(ConfigOverrides, ErrorsNameTheOverride) {
   EXPECT_THAT(
       problems(kValid, {"model.n_layer=many"}),

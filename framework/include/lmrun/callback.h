@@ -84,7 +84,13 @@ class LMRUN_API Callback {
  public:
   virtual ~Callback() = default;
 
-  // May throw lmrun::Error to refuse the run before any step (a monitor naming no metric).
+  // Optional: refuses a run before any work by throwing lmrun::Error, judging from what it will
+  // report (`planned`: eval_metrics, step_metrics, max_steps, run_dir; step 0, no metrics yet),
+  // e.g. a monitor that names no metric of the run. `lmrun check` and `lmrun sweep` call it too,
+  // so that the mistake shows before anything runs; the trainer calls it before on_train_start.
+  virtual void check_plan(const TrainState& /*planned*/) const {}
+
+  // May throw lmrun::Error to refuse the run before any step.
   virtual void on_train_start(const TrainState& /*state*/, TrainerControl& /*control*/) {}
   // After the step's backward pass (every micro-batch; data-parallel: with the gradients already
   // averaged across ranks), before clipping and the optimizer step. `parameters`: the model's

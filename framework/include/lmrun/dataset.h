@@ -43,6 +43,9 @@ struct DatasetContext {
   std::uint64_t seed = 0;  // the experiment's seed, for splits that shuffle
 };
 
+// After construction, before prepare(), these already answer (`lmrun check` asks them to plan the
+// run without tokenizing anything): task(), has_split(), sequence_length(), num_classes(),
+// class_names(). Construction may read the data's files; it must not need the tokenizer.
 class LMRUN_API Dataset {
  public:
   virtual ~Dataset() = default;

@@ -28,6 +28,7 @@
 #include "train/checkpoint.h"
 #include "train/distributed.h"
 #include "train/pipeline.h"
+#include "train/plan.h"
 #include "train/trainer.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -135,6 +136,8 @@ Resolved resolve(const CommonArgs& common, const ExperimentArgs& args,
   apply_overrides(doc, *resolved.plugins);
   resolved.experiment = resolve_experiment(doc, resolved.plugins->registry,
                                            resolved.plugins->failure_messages(), {needed});
+  for (const std::string& note : resolved.experiment.notes)
+    std::cerr << "lmrun: note: " << note << "\n";
   warn_conflicts(*resolved.plugins);
   // The folders the plugins came from (LMRUN_PLUGIN_PATH and --plugin-dir too), for the run's
   // config.toml.
@@ -162,6 +165,7 @@ std::string one_line(const PluginSpec& spec, const PluginRegistry& registry) {
 
 int command_check(const CommonArgs& common, const ExperimentArgs& args) {
   Resolved resolved = resolve(common, args);
+  check_plan(resolved.experiment, resolved.plugins->registry);
   std::cout << resolved_toml(resolved.experiment, resolved.plugins->registry);
   std::cerr << "lmrun: " << args.file.string() << " is valid\n";
   return kExitOk;
@@ -186,8 +190,8 @@ CheckpointProvenance provenance_of(const Resolved& resolved, const std::string& 
         (entry ? entry->origin.plugin_name + " " + entry->origin.plugin_version : "?") + ")");
   }
   for (const auto& applied : resolved.plugins->overrides) {
-    provenance.overrides.push_back(applied.key + " from " + applied.by.describe() +
-                                   ", replacing " + applied.replaced.describe());
+    provenance.overrides.push_back(applied.key + " from " + applied.by.describe() + ", replacing " +
+                                   applied.replaced.describe());
   }
   return provenance;
 }

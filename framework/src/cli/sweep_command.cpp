@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "cli/commands.h"
@@ -14,6 +15,7 @@
 #include "sweep/driver.h"
 #include "sweep/spec.h"
 #include "sweep/trials.h"
+#include "train/plan.h"
 #include "util/fs.h"
 
 namespace fs = std::filesystem;
@@ -93,12 +95,20 @@ int command_sweep(const CommonArgs& common, const SweepArgs& args) {
   const std::vector<Trial> trials = sweep::expand(spec);
   std::vector<std::string> configs(trials.size());
   std::vector<std::string> problems;
+  std::set<std::string> notes;  // each once, though many trials change a type alike
   std::size_t invalid = 0;
   for (std::size_t i = 0; i < trials.size(); ++i) {
     try {
       const TomlDocument doc = trial_document(base, spec, trials[i], sweep_dir, name);
-      configs[i] =
-          resolved_toml(resolve_experiment(doc, plugins->registry, failures), plugins->registry);
+      const Experiment trial = resolve_experiment(doc, plugins->registry, failures);
+      for (const std::string& note : trial.notes) {
+        std::string alike = note;  // the same note for every trial that changes the type alike
+        if (auto at = alike.find(" (" + trials[i].name() + ")"); at != std::string::npos)
+          alike.erase(at, trials[i].name().size() + 3);
+        if (notes.insert(alike).second) std::cerr << "lmrun: note: " << note << "\n";
+      }
+      check_plan(trial, plugins->registry);  // warmup past the run, a monitor that is not there
+      configs[i] = resolved_toml(trial, plugins->registry);
     } catch (const ConfigError& e) {
       ++invalid;
       for (const Problem& p : e.problems()) {

@@ -202,6 +202,9 @@ class Validator {
   std::optional<PluginSpec> plugin_section(const toml::node* node, Kind kind,
                                            const std::string& key);
   std::vector<PluginSpec> plugin_list(const toml::node* node, Kind kind, const std::string& key);
+  // The keys of section `key` that check_params skips: `type`, and those that came with a type
+  // the section no longer has and that its plugin does not take (each drop noted).
+  std::set<std::string> retyped_keys(const std::string& key, const Registration& registration);
 
   const TomlDocument& doc_;
   const PluginRegistry& registry_;
@@ -213,6 +216,7 @@ class Validator {
   const std::vector<std::string>& failures_;
   ResolveOptions options_;
   Diagnostics diagnostics_;
+  std::vector<std::string> notes_;
 };
 
 std::optional<Value> Validator::convert_scalar(const toml::node& node, ParamType type,
@@ -379,8 +383,8 @@ std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind
   spec.key = key;
   spec.type = type;
   const std::size_t problems_before = diagnostics_.problems().size();
-  spec.params =
-      check_params(table, registration->params, key, kind_word + " '" + type + "'", {"type"});
+  spec.params = check_params(table, registration->params, key, kind_word + " '" + type + "'",
+                             retyped_keys(key, *registration));
   if (registration->check && diagnostics_.problems().size() == problems_before) {
     try {
       registration->check(spec.params);
@@ -393,6 +397,26 @@ std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind
     }
   }
   return spec;
+}
+
+std::set<std::string> Validator::retyped_keys(const std::string& key,
+                                              const Registration& registration) {
+  std::set<std::string> skipped = {"type"};
+  const auto it = doc_.retyped.find(key);
+  if (it == doc_.retyped.end()) return skipped;
+  const TomlDocument::Retyped& retyped = it->second;
+  std::vector<std::string> dropped;
+  for (const std::string& name : retyped.keys) {
+    const bool taken = std::any_of(registration.params.begin(), registration.params.end(),
+                                   [&](const ParamSpec& spec) { return spec.name == name; });
+    if (!taken) dropped.push_back(name);
+  }
+  if (dropped.empty()) return skipped;
+  skipped.insert(dropped.begin(), dropped.end());
+  notes_.push_back(key + ".type changed from " + quote(retyped.from) + " to " +
+                   quote(registration.name) + " (" + retyped.where + "): dropped " + join(dropped) +
+                   ", which " + registration.name + " does not take");
+  return skipped;
 }
 
 std::vector<PluginSpec> Validator::plugin_list(const toml::node* node, Kind kind,
@@ -475,6 +499,7 @@ Experiment Validator::run() {
 
   diagnostics_.throw_if_any();
   experiment.plugin_dirs = plugin_dirs_of(doc_);
+  experiment.notes = std::move(notes_);
   return experiment;
 }
 
@@ -531,9 +556,9 @@ std::vector<std::pair<Kind, std::string>> plugin_overrides_of(const TomlDocument
       const auto dot = text.find('.');
       const auto kind = dot == std::string::npos ? std::nullopt : parse_kind(text.substr(0, dot));
       if (!kind || dot + 1 >= text.size()) {
-        diagnostics.add(location_of(item), "plugins.override",
-                        "expected KIND.NAME (a kind of: " + join(kinds) + "), got " +
-                            describe_node(item));
+        diagnostics.add(
+            location_of(item), "plugins.override",
+            "expected KIND.NAME (a kind of: " + join(kinds) + "), got " + describe_node(item));
         continue;
       }
       out.emplace_back(*kind, text.substr(dot + 1));

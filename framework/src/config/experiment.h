@@ -89,12 +89,15 @@ struct Experiment {
   PluginSpec optimizer;
   std::optional<PluginSpec> scheduler;
   std::vector<PluginSpec> callbacks;
-  std::vector<PluginSpec> metrics;                 // [[metrics]]: computed at every evaluation
-  std::vector<PluginSpec> samplers;                // [[generate.samplers]], in order
+  std::vector<PluginSpec> metrics;   // [[metrics]]: computed at every evaluation
+  std::vector<PluginSpec> samplers;  // [[generate.samplers]], in order
   // [plugins] paths, absolute. A run's resolved config adds the folders it loaded plugins from
   // (LMRUN_PLUGIN_PATH, --plugin-dir), so that commands on the run folder find them again.
   std::vector<std::filesystem::path> plugin_dirs;
   std::vector<std::string> plugin_overrides;  // [plugins] override: "model.transformer", ...
+  // What validation changed and the user should hear of (keys dropped with a section's old type),
+  // one sentence each; the command line prints them as notes.
+  std::vector<std::string> notes;
 };
 
 // Which kinds of plugin a command needs. A section of another kind whose plugin is not loaded is

@@ -2,6 +2,7 @@
 #include "config/toml_document.h"
 
 #include <algorithm>
+#include <set>
 
 namespace fs = std::filesystem;
 
@@ -51,13 +52,41 @@ toml::table parse_file(const fs::path& file, const std::string& named_at) {
   }
 }
 
+// Notes that the table at `path` changes its `type` to `to` (set at `where`): its other keys,
+// but those in `kept`, came with the old type.
+void note_retype(std::map<std::string, TomlDocument::Retyped>& retyped, const std::string& path,
+                 const toml::table& table, const std::string& to, const std::string& where,
+                 const std::set<std::string>& kept) {
+  const toml::value<std::string>* from = table.get_as<std::string>("type");
+  if (from == nullptr || from->get() == to) return;
+  TomlDocument::Retyped& entry = retyped[path];
+  entry.from = from->get();
+  entry.to = to;
+  entry.where = where;
+  for (const auto& [key, node] : table) {
+    const std::string name(key.str());
+    if (name != "type" && !kept.count(name)) entry.keys.insert(name);
+  }
+}
+
 // Moves `overlay` into `base`: tables merge recursively, everything else replaces. Moving (not
-// copying) keeps each node's source region.
-void merge_into(toml::table& base, toml::table&& overlay) {
+// copying) keeps each node's source region. `path` is `base`'s dotted key ("" at the root).
+void merge_into(toml::table& base, toml::table&& overlay, const std::string& path,
+                std::map<std::string, TomlDocument::Retyped>& retyped) {
+  if (auto it = retyped.find(path); it != retyped.end()) {
+    for (const auto& [key, node] : overlay) it->second.keys.erase(std::string(key.str()));
+  }
+  if (const toml::value<std::string>* type = overlay.get_as<std::string>("type")) {
+    std::set<std::string> kept;
+    for (const auto& [key, node] : overlay) kept.insert(std::string(key.str()));
+    note_retype(retyped, path, base, type->get(), location_of(*type), kept);
+  }
   for (auto&& [key, node] : overlay) {
     toml::node* existing = base.get(key);
     if (existing && existing->is_table() && node.is_table()) {
-      merge_into(*existing->as_table(), std::move(*node.as_table()));
+      const std::string child =
+          path.empty() ? std::string(key.str()) : path + "." + std::string(key.str());
+      merge_into(*existing->as_table(), std::move(*node.as_table()), child, retyped);
     } else {
       base.insert_or_assign(key, std::move(node));
     }
@@ -65,7 +94,8 @@ void merge_into(toml::table& base, toml::table&& overlay) {
 }
 
 toml::table load_with_bases(const fs::path& file, const std::string& named_at,
-                            std::vector<fs::path>& chain) {
+                            std::vector<fs::path>& chain,
+                            std::map<std::string, TomlDocument::Retyped>& retyped) {
   if (std::find(chain.begin(), chain.end(), file) != chain.end()) {
     std::string cycle;
     for (const auto& f : chain) cycle += display(f) + " -> ";
@@ -88,11 +118,12 @@ toml::table load_with_bases(const fs::path& file, const std::string& named_at,
       }
       const fs::path base_file =
           fs::weakly_canonical(file.parent_path() / name->as_string()->get());
-      merge_into(merged, load_with_bases(base_file, location_of(*name), chain));
+      merge_into(merged, load_with_bases(base_file, location_of(*name), chain, retyped), "",
+                 retyped);
     }
     table.erase("base");
   }
-  merge_into(merged, std::move(table));
+  merge_into(merged, std::move(table), "", retyped);
   chain.pop_back();
   return merged;
 }
@@ -179,6 +210,20 @@ void set_key(TomlDocument& doc, const std::string& key, const std::string& text,
   } catch (const toml::parse_error&) {
     parsed = nullptr;
   }
+  // A changed type: the section's other keys came with the old one, but for those set by --set
+  // or the sweep, which are the user's own.
+  if (auto it = doc.retyped.find(walked); it != doc.retyped.end())
+    it->second.keys.erase(parts.back());
+  const bool as_text = parsed == nullptr;  // not TOML: the text itself, a string
+  if (parts.back() == "type" && (as_text || parsed->is_string())) {
+    std::set<std::string> kept;
+    for (const auto& [name, value] : *table) {
+      if (doc.raw_overrides.count(walked + "." + std::string(name.str())))
+        kept.insert(std::string(name.str()));
+    }
+    note_retype(doc.retyped, walked, *table, as_text ? text : parsed->as_string()->get(), where,
+                kept);
+  }
   if (parsed != nullptr) {
     table->insert_or_assign(parts.back(), std::move(*parsed));
   } else {
@@ -194,7 +239,7 @@ TomlDocument load_document(const fs::path& file, const std::vector<std::string>&
   std::error_code ec;
   doc.file = fs::weakly_canonical(fs::absolute(file, ec), ec);
   std::vector<fs::path> chain;
-  doc.root = load_with_bases(doc.file, "", chain);
+  doc.root = load_with_bases(doc.file, "", chain, doc.retyped);
   for (const auto& assignment : overrides) apply_override(doc, assignment);
   return doc;
 }

@@ -7,10 +7,15 @@
 // included, replaces the base's value whole. `base` is a path (or a list of paths, merged in
 // order) relative to the file that names it. Every node keeps its source (file, line, column) for
 // error messages; values set with --set report "--set KEY=VALUE" as their source.
+//
+// Changing a plugin section's `type` (a `base` child, --set model.type=lstm, a sweep) leaves the
+// section holding keys meant for the old type. The document records them (`retyped`), so that
+// validation drops those the new type does not take, with a note, instead of refusing them.
 #pragma once
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +31,17 @@ struct TomlDocument {
   // Override text by dotted key ("model.n_layer", "callbacks.0.patience"), for string parameters
   // given a value that TOML reads as something else (--set experiment.name=123).
   std::map<std::string, std::string> raw_overrides;
+
+  // A section whose `type` a later layer changed: "model" -> {transformer, lstm, "--set
+  // model.type=lstm", {n_layer, n_head, ...}}. `keys` are the section's keys that came with the
+  // old type and that no later layer set again.
+  struct Retyped {
+    std::string from;   // the type before the (last) change
+    std::string to;     // the type after the change
+    std::string where;  // what changed it: a file:line or "--set model.type=lstm"
+    std::set<std::string> keys;
+  };
+  std::map<std::string, Retyped> retyped;  // by section key: "model", "callbacks.0"
 };
 
 // Throws ConfigError (syntax errors with line and column, missing or cyclic bases, bad overrides).

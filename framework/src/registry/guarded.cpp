@@ -167,6 +167,9 @@ class GuardedCallback final : public Callback, public Wrapped {
  public:
   GuardedCallback(std::shared_ptr<Callback> inner, WhoPtr who)
       : Wrapped(std::move(who)), inner_(std::move(inner)) {}
+  void check_plan(const TrainState& planned) const override {
+    LMRUN_FORWARD("check_plan", inner_->check_plan(planned));
+  }
   void on_train_start(const TrainState& state, TrainerControl& control) override {
     LMRUN_FORWARD("on_train_start", inner_->on_train_start(state, control));
   }

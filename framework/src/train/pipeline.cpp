@@ -13,6 +13,8 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/ones.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 #include <cmath>
@@ -20,6 +22,7 @@
 #include "registry/guarded.h"
 #include "train/checkpoint.h"
 #include "train/loss.h"
+#include "train/plan.h"
 
 namespace fs = std::filesystem;
 
@@ -74,7 +77,8 @@ std::vector<std::shared_ptr<Sampler>> make_chain(const Experiment& e,
   std::vector<std::shared_ptr<Sampler>> chain;
   for (const auto& spec : e.samplers) {
     try {
-      chain.push_back(make_plugin<Sampler>(registry, spec.type, spec.params, SamplerContext{vocab}));
+      chain.push_back(
+          make_plugin<Sampler>(registry, spec.type, spec.params, SamplerContext{vocab}));
     } catch (const Error& error) {
       throw error.with_context(spec.key);
     }
@@ -82,7 +86,63 @@ std::vector<std::shared_ptr<Sampler>> make_chain(const Experiment& e,
   return chain;
 }
 
+std::string shape_of(const at::Tensor& t) {
+  if (!t.defined()) return "an undefined tensor";
+  std::string out = "(";
+  for (std::int64_t i = 0; i < t.dim(); ++i) out += (i ? ", " : "") + std::to_string(t.size(i));
+  return out + ")";
+}
+
 }  // namespace
+
+void check_model_outputs(Model& model, const ModelContext& context, c10::Device device) {
+  const PluginWho* who = who_of(model);
+  const std::string name = who ? who->name : "the model";
+  const std::string file = who ? who->file : "";
+  const bool language_model = context.num_classes == 0;
+  const std::int64_t vocab = context.vocab_size, b = 2;
+  std::int64_t t = std::min<std::int64_t>(std::max<std::int64_t>(context.sequence_length, 1), 4);
+  if (model.max_context() > 0) t = std::min(t, model.max_context());
+  // A batch of real token ids (0, 1, 2, ... below the vocabulary), nothing padded.
+  const at::Tensor inputs =
+      (at::arange(b * t, at::kLong) % std::max<std::int64_t>(vocab, 1)).view({b, t}).to(device);
+  const at::Tensor mask = at::ones({b, t}, at::TensorOptions(at::kBool).device(device));
+  const bool was_training = model.module().is_training();
+  model.module().eval();
+  torch::NoGradGuard no_grad;
+  const std::vector<std::int64_t> expected =
+      language_model ? std::vector<std::int64_t>{b, t, vocab}
+                     : std::vector<std::int64_t>{b, context.num_classes};
+  const auto text = [](const std::vector<std::int64_t>& shape) {
+    std::string out = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i)
+      out += (i ? ", " : "") + std::to_string(shape[i]);
+    return out + ")";
+  };
+  const at::Tensor logits = model.forward(inputs, mask);
+  if (!logits.defined() || logits.sizes().vec() != expected) {
+    throw Error(name + ": forward() on a (" + std::to_string(b) + ", " + std::to_string(t) +
+                    ") batch returned " + shape_of(logits) + ", but " +
+                    (language_model ? "a language model gives (B, T, vocab_size) = "
+                                    : "a classifier gives (B, classes) = ") +
+                    text(expected),
+                "the model must size its output layer from ModelContext (vocab_size, "
+                "num_classes): see lmrun/model.h" +
+                    (file.empty() ? std::string() : "; the plugin is " + file));
+  }
+  if (model.can_decode()) {
+    std::unique_ptr<DecodeState> state = model.start_decoding(1);
+    const at::Tensor next = state ? model.decode(*state, inputs.narrow(0, 0, 1)) : at::Tensor();
+    const std::vector<std::int64_t> one = {1, vocab};
+    if (!state || !next.defined() || next.sizes().vec() != one) {
+      throw Error(name + ": decode() of a (1, " + std::to_string(t) + ") prompt returned " +
+                      (state ? shape_of(next) : std::string("no decoding state")) +
+                      ", but it gives the last position's logits, (B, vocab_size) = " + text(one),
+                  "see lmrun/model.h" + (file.empty() ? std::string() : "; the plugin is " + file));
+    }
+  }
+  model.module().train(was_training);
+}
 
 Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
                         const PipelineOptions& options) {
@@ -125,9 +185,11 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
   model_context.tokenizer = p.tokenizer.get();
   model_context.weights_from_checkpoint = !options.tokenizer_dir.empty();
   p.class_names = p.data->class_names();
+  if (options.for_training) check_model_size(e, registry, model_context, p.device);
   p.model = make_plugin<Model>(registry, e.model.type, e.model.params, model_context);
   model_context.tokenizer = nullptr;  // the context outlives construction, the pointer need not
   p.model->module().to(p.device);
+  check_model_outputs(*p.model, model_context, p.device);
 
   collect_parameters(p);
   p.samplers = make_chain(e, registry, p.tokenizer->vocab_size());
@@ -181,6 +243,7 @@ Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& reg
   p.model_context.tokenizer = nullptr;
   p.model->module().to(p.device);
   load_model_weights(checkpoint, *p.model);
+  check_model_outputs(*p.model, p.model_context, p.device);
   p.model->module().eval();
   collect_parameters(p);
   p.samplers = make_chain(e, registry, p.tokenizer->vocab_size());

@@ -80,6 +80,12 @@ std::string group_table(const std::vector<GroupMetrics>& groups);
 // The groups as summary.json and `eval -o` hold them: {"NAME": {"examples": N, "loss": ...}}.
 JsonObject group_json(const std::vector<GroupMetrics>& groups);
 
+// The output contracts of lmrun/model.h on a dry batch of 2 x min(4, sequence length) tokens, in
+// eval mode without gradients: forward() gives (B, T, vocab) or (B, classes), decode() (when
+// can_decode()) a defined (1, vocab). Throws lmrun::Error naming the model and both shapes. The
+// pipelines run it right after building the model.
+void check_model_outputs(Model& model, const ModelContext& context, c10::Device device);
+
 // "cpu", "cuda", "auto" -> a device; throws when cuda is asked for and absent.
 c10::Device resolve_device(const std::string& name);
 

@@ -15,6 +15,7 @@
 #include "train/clip.h"
 #include "train/loss.h"
 #include "train/peak.h"
+#include "train/plan.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/process.h"
@@ -96,18 +97,10 @@ Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_
   state_.max_steps = experiment.train.max_steps;
   state_.run_dir = run_dir_;
   state_.lr = p_.optimizer->base_lr();
-  for (Split split : {Split::kTrain, Split::kVal, Split::kTest}) {
-    if (p_.data->has_split(split))
-      state_.eval_metrics.push_back(std::string(split_name(split)) + "_loss");
-  }
-  const bool language_model = p_.data->task() == Task::kLanguageModel;
-  if (language_model && p_.data->has_split(Split::kVal))
-    state_.eval_metrics.push_back("val_perplexity");
-  for (const auto& name : metric_columns(p_)) state_.eval_metrics.push_back(name);
-  state_.step_metrics = {"loss", "lr"};
-  for (const auto& callback : p_.callbacks) {
-    for (const auto& name : callback->metric_names()) state_.step_metrics.push_back(name);
-  }
+  const TrainState planned =
+      planned_state(*p_.data, p_.metrics, p_.callbacks, experiment.train.max_steps, run_dir_);
+  state_.eval_metrics = planned.eval_metrics;
+  state_.step_metrics = planned.step_metrics;
   flops_per_token_ = p_.model->flops_per_token(p_.model_context.sequence_length);
   peak_gflops_ = experiment.train.peak_gflops;
   bf16_ = experiment.train.precision == "bf16";
@@ -255,6 +248,7 @@ TrainResult Trainer::run() {
   tokens_at_start_ = tokens_seen_;
   tokens_at_last_log_ = tokens_seen_;
   steps_at_last_log_ = state_.step;
+  for (auto& callback : p_.callbacks) callback->check_plan(state_);
   for (auto& callback : p_.callbacks) callback->on_train_start(state_, *this);
 
   const TrainOptions& train = experiment_.train;
@@ -473,11 +467,10 @@ void Trainer::remove_checkpoint(const std::string& name) {
 
 void Trainer::log_metric(const std::string& name, double value) {
   if (name.empty()) throw Error("log_metric: a metric needs a name");
-  const bool trainer_owns =
-      name == "loss" || name == "lr" || name == "tokens_per_second" || name == "mfu" ||
-      name == "step" ||
-      std::find(state_.eval_metrics.begin(), state_.eval_metrics.end(), name) !=
-          state_.eval_metrics.end();
+  const bool trainer_owns = name == "loss" || name == "lr" || name == "tokens_per_second" ||
+                            name == "mfu" || name == "step" ||
+                            std::find(state_.eval_metrics.begin(), state_.eval_metrics.end(),
+                                      name) != state_.eval_metrics.end();
   if (trainer_owns) {
     throw Error("log_metric: '" + name + "' is the trainer's own metric",
                 "give the callback's value a name of its own, e.g. with its callback's name first");

@@ -94,8 +94,8 @@ class CheckpointCallback final : public Callback {
     if (!options.monitor.empty()) monitor_.emplace(kName, options.monitor, mode_);
   }
 
-  void on_train_start(const TrainState& state, TrainerControl& /*control*/) override {
-    if (monitor_) monitor_->check_reported(state.eval_metrics);
+  void check_plan(const TrainState& planned) const override {
+    if (monitor_) monitor_->check_reported(planned);
   }
 
   void on_step_end(const TrainState& state, TrainerControl& control) override {
@@ -111,7 +111,7 @@ class CheckpointCallback final : public Callback {
 
   void on_eval_end(const TrainState& state, const Metrics& eval, TrainerControl& control) override {
     if (!monitor_) return;
-    const std::optional<double> value = monitor_->find(eval);
+    const std::optional<double> value = monitor_->find(eval, state.metrics);
     if (!value || !std::isfinite(*value)) return;  // a NaN model is nobody's best
     for (const Saved& saved : best_) {
       if (saved.step == state.step) return;  // one best checkpoint per step

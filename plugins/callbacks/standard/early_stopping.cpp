@@ -91,12 +91,10 @@ class EarlyStopping final : public Callback {
         check_finite_(options.check_finite),
         best_(monitor_.worst()) {}
 
-  void on_train_start(const TrainState& state, TrainerControl& /*control*/) override {
-    monitor_.check_reported(state.eval_metrics);
-  }
+  void check_plan(const TrainState& planned) const override { monitor_.check_reported(planned); }
 
   void on_eval_end(const TrainState& state, const Metrics& eval, TrainerControl& control) override {
-    const std::optional<double> value = monitor_.find(eval);
+    const std::optional<double> value = monitor_.find(eval, state.metrics);
     if (!value) {
       std::string reported;
       for (const auto& [name, v] : eval) reported += (reported.empty() ? "" : ", ") + name;

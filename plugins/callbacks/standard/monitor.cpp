@@ -34,7 +34,11 @@ const char* mode_name(Mode mode) { return mode == Mode::kMin ? "min" : "max"; }
 Monitor::Monitor(std::string owner, std::string metric, Mode mode, double min_delta)
     : owner_(std::move(owner)), metric_(std::move(metric)), mode_(mode), min_delta_(min_delta) {}
 
-void Monitor::check_reported(const std::vector<std::string>& eval_metrics) const {
+void Monitor::check_reported(const TrainState& planned) const {
+  std::vector<std::string> eval_metrics = planned.eval_metrics;
+  for (const auto& name : planned.step_metrics) {
+    if (name != "loss" && name != "lr") eval_metrics.push_back(name);  // a callback's
+  }
   if (std::find(eval_metrics.begin(), eval_metrics.end(), metric_) != eval_metrics.end()) return;
   const std::string what = owner_ + ": monitor '" + metric_ + "' is not a metric this run reports";
   if (eval_metrics.empty()) {
@@ -47,10 +51,10 @@ void Monitor::check_reported(const std::vector<std::string>& eval_metrics) const
               "set monitor to one of: " + join(eval_metrics));
 }
 
-std::optional<double> Monitor::find(const Metrics& eval) const {
-  auto it = eval.find(metric_);
-  if (it == eval.end()) return std::nullopt;
-  return it->second;
+std::optional<double> Monitor::find(const Metrics& eval, const Metrics& latest) const {
+  if (auto it = eval.find(metric_); it != eval.end()) return it->second;
+  if (auto it = latest.find(metric_); it != latest.end()) return it->second;
+  return std::nullopt;
 }
 
 bool Monitor::improves(double current, double reference) const {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "lmrun/callback.h"
 #include "lmrun/common.h"
 
 namespace lmrun::callbacks {
@@ -31,12 +32,14 @@ class Monitor {
   Mode mode() const { return mode_; }
   double min_delta() const { return min_delta_; }
 
-  // Throws lmrun::Error unless `eval_metrics` (TrainState::eval_metrics) holds metric(); the
-  // message lists what the run reports and suggests the nearest name.
-  void check_reported(const std::vector<std::string>& eval_metrics) const;
+  // Throws lmrun::Error unless the run reports metric(): an evaluation's (eval_metrics) or a
+  // step's (step_metrics: a callback's own). The message lists what the run reports and
+  // suggests the nearest name.
+  void check_reported(const TrainState& planned) const;
 
-  // This evaluation's value of metric(), or nullopt when it has none.
-  std::optional<double> find(const Metrics& eval) const;
+  // metric()'s value in this evaluation, else its latest in `latest` (TrainState::metrics, for a
+  // callback's step metric); nullopt when neither has it.
+  std::optional<double> find(const Metrics& eval, const Metrics& latest = {}) const;
 
   // True when `current` beats `reference` by more than min_delta:
   //   min: current < reference - min_delta;   max: current > reference + min_delta.
