@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <fstream>
 #include <map>
@@ -168,6 +169,80 @@ patience = 10
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.output, HasSubstr("metrics.0: metric 'f1': f1 needs a classification"));
   EXPECT_FALSE(fs::exists(dir / "f1"));
+}
+
+// The instrument callbacks on a real run: grad_norm's and lr_monitor's values land in
+// metrics.jsonl and metrics.csv, a declared per-layer norm is a metric early_stopping may watch,
+// and lr_finder sweeps the learning rate, writes its curve and ends the run.
+TEST(Training, GradNormLrMonitorAndLrFinderOnARealRun) {
+  TempDir dir;
+  lmrun::test::write_file(dir / "finder.toml",
+                          "base = \"" + experiment("gpt_tiny").string() + "\"\n" + R"(
+[[callbacks]]
+type = "grad_norm"
+every_steps = 1
+layers = ["blocks.0", "wte"]
+[[callbacks]]
+type = "lr_monitor"
+every_steps = 1
+[[callbacks]]
+type = "early_stopping"
+monitor = "grad_norm/blocks.0"
+mode = "max"
+patience = 100
+[[callbacks]]
+type = "lr_finder"
+min_lr = 1e-4
+max_lr = 1.0
+num_steps = 6
+skip_begin = 1
+skip_end = 1
+)");
+  auto args = short_run(dir / "finder.toml", dir / "run", 20);
+  args.insert(args.end(),
+              {"--set", "scheduler.warmup_steps=1", "--set", "generate.max_new_tokens=4"});
+  const auto result = run_lmrun(args, lmrun::test::source_dir());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("stopped at step 6: lr_finder: range test complete: 6 "
+                                       "steps from lr 0.0001 to 1; suggested lr "));
+  const auto summary = nlohmann::json::parse(read_file(dir / "run" / "summary.json"));
+  EXPECT_EQ(summary["steps"], 6);
+
+  // The finder's curve: one point per step, at lr 1e-4 * 10^(4 (i - 1) / 5).
+  const auto curve = nlohmann::json::parse(read_file(dir / "run" / "lr_finder.json"));
+  EXPECT_EQ(curve["status"], "complete");
+  ASSERT_EQ(curve["points"].size(), 6u);
+  EXPECT_EQ(curve["points"][0]["lr"].get<double>(), 1e-4);
+  EXPECT_EQ(curve["points"][5]["lr"].get<double>(), 1.0);
+  EXPECT_TRUE(curve["suggested_lr"].is_number());
+  std::istringstream csv(read_file(dir / "run" / "lr_finder.csv"));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "step,lr,loss,smoothed_loss");
+  std::getline(csv, line);
+  EXPECT_THAT(line, testing::StartsWith("1,0.0001,4."));
+
+  // Every step's record has the norms and the learning rate the finder set.
+  std::map<int, nlohmann::json> records;
+  std::istringstream jsonl(read_file(dir / "run" / "metrics.jsonl"));
+  while (std::getline(jsonl, line)) {
+    const auto record = nlohmann::json::parse(line);
+    if (record.contains("grad_norm")) records[record["step"].get<int>()] = record;
+  }
+  ASSERT_EQ(records.size(), 6u);
+  for (const auto& [step, record] : records) {
+    SCOPED_TRACE(step);
+    const double total = record["grad_norm"], block = record["grad_norm/blocks.0"],
+                 wte = record["grad_norm/wte"];
+    EXPECT_GT(block, 0.0);
+    EXPECT_GT(wte, 0.0);
+    EXPECT_LE(std::hypot(block, wte), total * (1 + 1e-12));  // the total bounds its parts
+    EXPECT_EQ(record["lr_group0"].get<double>(),
+              curve["points"][static_cast<std::size_t>(step - 1)]["lr"].get<double>());
+  }
+  std::istringstream table(read_file(dir / "run" / "metrics.csv"));
+  std::getline(table, line);  // the header
+  EXPECT_THAT(line, HasSubstr(",grad_norm,grad_norm/blocks.0,grad_norm/wte,lr_group0"));
 }
 
 TEST(Training, ResumeContinuesExactlyAsAnUninterruptedRun) {

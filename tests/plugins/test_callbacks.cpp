@@ -1,5 +1,9 @@
-// The standard callbacks (early_stopping, checkpoint) through the real plugin loader: scripted
-// metric sequences against a fake trainer, the folders on disk, state round trips, error messages.
+// The standard callbacks (early_stopping, checkpoint, grad_norm, lr_monitor, lr_finder) through
+// the real plugin loader: scripted metric sequences and known gradients against a fake trainer,
+// the folders and files on disk, state round trips, error messages.
+#include <ATen/ops/tensor.h>
+#include <ATen/ops/zeros.h>
+
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -8,11 +12,13 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "lmrun/callback.h"
 #include "support/test_support.h"
@@ -269,8 +275,7 @@ TEST(EarlyStopping, AMonitorTheRunDoesNotReportIsAnErrorListingWhatItReports) {
   EXPECT_THAT(error_of([&] { callback->check_plan(state_at(0, {}, {})); }),
               HasSubstr("its evaluations report no metrics"));
   auto far = make("early_stopping", with({{"monitor", std::string("perplexity")}}));
-  EXPECT_THAT(error_of([&] { far->check_plan(state_at(0)); }),
-              Not(HasSubstr("did you mean")));
+  EXPECT_THAT(error_of([&] { far->check_plan(state_at(0)); }), Not(HasSubstr("did you mean")));
 }
 
 TEST(EarlyStopping, AnEvaluationWithoutTheMetricIsAnError) {
@@ -592,8 +597,7 @@ TEST(Checkpoint, AMonitorTheRunDoesNotReportIsAnError) {
               HasSubstr("checkpoint: monitor 'val_acc' is not a metric this run reports; it "
                         "reports: train_loss, val_loss"));
   auto unmonitored = make("checkpoint");
-  EXPECT_EQ(error_of([&] { unmonitored->check_plan(state_at(0, {}, {})); }),
-            "(no error)");
+  EXPECT_EQ(error_of([&] { unmonitored->check_plan(state_at(0, {}, {})); }), "(no error)");
 }
 
 TEST(Checkpoint, TheSchemaRefusesNegativeCounts) {
@@ -601,6 +605,544 @@ TEST(Checkpoint, TheSchemaRefusesNegativeCounts) {
                 make("checkpoint", with({{"keep_best", std::int64_t{-2}}}));
               }),
               HasSubstr("callback 'checkpoint': keep_best: -2 is out of range: expected >= 0"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// grad_norm
+
+using ::testing::DoubleEq;
+using ::testing::Pair;
+
+// A parameter of `shape` whose gradient holds `grad` (float, as a model's are); none when empty.
+lmrun::NamedParameter parameter(const std::string& name, const std::vector<float>& grad,
+                                std::vector<std::int64_t> shape) {
+  at::Tensor tensor = at::zeros(shape).requires_grad_();
+  if (!grad.empty()) tensor.mutable_grad() = at::tensor(grad).reshape(shape);
+  return {name, tensor};
+}
+
+// Gradients with known norms (L2 / L1 / max):
+//   wte [3, 4]: 5 / 7 / 4;  blocks.0's two: 5 / 9 / 4 and 12 / 12 / 12;  ln_f [-6, 8]: 10 / 14 / 8;
+//   blocks.1 got no gradient (a frozen or unused layer), or [84, 0] when `blocks1` is set.
+std::vector<lmrun::NamedParameter> known_gradients(bool blocks1 = false) {
+  return {parameter("wte.weight", {3, 4}, {2}),
+          parameter("blocks.0.attn.qkv.weight", {1, 2, 2, 4}, {2, 2}),
+          parameter("blocks.0.ln_1.bias", {0, 0, -12}, {3}),
+          parameter("blocks.1.mlp.fc.weight",
+                    blocks1 ? std::vector<float>{84, 0} : std::vector<float>{}, {2}),
+          parameter("ln_f.weight", {-6, 8}, {2})};
+}
+
+// The values one logging step of `callback` reports for `parameters`.
+std::map<std::string, double> grad_norms(const lmrun::Params& overrides,
+                                         const std::vector<lmrun::NamedParameter>& parameters) {
+  lmrun::Params options = overrides;
+  if (!options.contains("every_steps")) options.set("every_steps", std::int64_t{1});
+  auto callback = make("grad_norm", options);
+  FakeControl control({});
+  callback->on_after_backward(state_at(0), parameters, control);
+  return control.logged;
+}
+
+TEST(GradNorm, RegistersWithItsParametersAndDefaults) {
+  EXPECT_THAT(param_names("grad_norm"),
+              ElementsAre("every_steps", "norm_type", "per_layer", "group_depth", "layers"));
+  const lmrun::Params defaults = params_for("grad_norm");
+  EXPECT_EQ(defaults.get<std::int64_t>("every_steps"), 10);
+  EXPECT_EQ(defaults.get<double>("norm_type"), 2.0);
+  EXPECT_TRUE(defaults.get<bool>("per_layer"));
+  EXPECT_EQ(defaults.get<std::int64_t>("group_depth"), 2);
+  EXPECT_THAT(defaults.get<std::vector<std::string>>("layers"), IsEmpty());
+}
+
+TEST(GradNorm, LogsTheGlobalAndPerLayerL2NormsOfKnownGradients) {
+  // blocks.0: sqrt(5^2 + 12^2) = 13; all: sqrt(5^2 + 5^2 + 12^2 + 10^2). blocks.1 has no
+  // gradient, so no norm: it is not reported rather than reported as 0.
+  EXPECT_THAT(
+      grad_norms({}, known_gradients()),
+      ElementsAre(Pair("grad_norm", DoubleEq(std::sqrt(294.0))),
+                  Pair("grad_norm/blocks.0", DoubleEq(13.0)),
+                  Pair("grad_norm/ln_f", DoubleEq(10.0)), Pair("grad_norm/wte", DoubleEq(5.0))));
+}
+
+TEST(GradNorm, InfinityAndOneNormsCarryTheirNameAndCombineAsTheyShould) {
+  EXPECT_THAT(grad_norms(with({{"norm_type", kInf}}), known_gradients()),
+              ElementsAre(Pair("grad_norm_inf", DoubleEq(12.0)),
+                          Pair("grad_norm_inf/blocks.0", DoubleEq(12.0)),
+                          Pair("grad_norm_inf/ln_f", DoubleEq(8.0)),
+                          Pair("grad_norm_inf/wte", DoubleEq(4.0))));
+  EXPECT_THAT(
+      grad_norms(with({{"norm_type", 1.0}}), known_gradients()),
+      ElementsAre(Pair("grad_norm_1", DoubleEq(42.0)), Pair("grad_norm_1/blocks.0", DoubleEq(21.0)),
+                  Pair("grad_norm_1/ln_f", DoubleEq(14.0)),
+                  Pair("grad_norm_1/wte", DoubleEq(7.0))));
+  // p = 3 on [3, 4] alone: (27 + 64)^(1/3).
+  EXPECT_THAT(
+      grad_norms(with({{"norm_type", 3.0}, {"per_layer", false}}), {parameter("w", {3, 4}, {2})}),
+      ElementsAre(Pair("grad_norm_3", DoubleEq(std::cbrt(91.0)))));
+}
+
+TEST(GradNorm, GroupDepthChoosesWhatALayerIs) {
+  // Depth 1: blocks.0 and blocks.1 together, sqrt(13^2 + 84^2) = 85.
+  EXPECT_THAT(
+      grad_norms(with({{"group_depth", std::int64_t{1}}}), known_gradients(true)),
+      ElementsAre(Pair("grad_norm", DoubleEq(std::sqrt(294.0 + 84.0 * 84.0))),
+                  Pair("grad_norm/blocks", DoubleEq(85.0)), Pair("grad_norm/ln_f", DoubleEq(10.0)),
+                  Pair("grad_norm/wte", DoubleEq(5.0))));
+  // Depth 0: one norm per tensor, under its full name; a name without a module path is its own.
+  auto parameters = known_gradients();
+  parameters.push_back(parameter("scale", {-2}, {1}));
+  EXPECT_THAT(grad_norms(with({{"group_depth", std::int64_t{0}}}), parameters),
+              ElementsAre(Pair("grad_norm", DoubleEq(std::sqrt(298.0))),
+                          Pair("grad_norm/blocks.0.attn.qkv.weight", DoubleEq(5.0)),
+                          Pair("grad_norm/blocks.0.ln_1.bias", DoubleEq(12.0)),
+                          Pair("grad_norm/ln_f.weight", DoubleEq(10.0)),
+                          Pair("grad_norm/scale", DoubleEq(2.0)),
+                          Pair("grad_norm/wte.weight", DoubleEq(5.0))));
+  // A depth beyond the module path stops at the module: ln_f.weight is ln_f.
+  EXPECT_EQ(grad_norms(with({{"group_depth", std::int64_t{9}}}), known_gradients())
+                .count("grad_norm/blocks.0.attn.qkv"),
+            1u);
+}
+
+TEST(GradNorm, GradientsFromARealBackwardPass) {
+  // loss = sum(w * c): dloss/dw = c, here [5, 12] (13); then [0, 0] (0).
+  at::Tensor w = at::zeros({2}).requires_grad_();
+  w.mul(at::tensor(std::vector<float>{5, 12})).sum().backward();
+  EXPECT_THAT(grad_norms(with({{"per_layer", false}}), {{"head.weight", w}}),
+              ElementsAre(Pair("grad_norm", DoubleEq(13.0))));
+  w.mutable_grad().zero_();
+  EXPECT_THAT(grad_norms(with({{"per_layer", false}}), {{"head.weight", w}}),
+              ElementsAre(Pair("grad_norm", DoubleEq(0.0))));
+  // Read, never changed: the gradient is still there for clipping and the optimizer.
+  EXPECT_TRUE(w.grad().defined());
+}
+
+TEST(GradNorm, ANanGradientMakesItsLayerAndTheTotalNan) {
+  auto parameters = known_gradients();
+  parameters.push_back(parameter("head.weight", {1, kNan}, {2}));
+  for (double p : {2.0, kInf}) {
+    SCOPED_TRACE(p);
+    const auto norms = grad_norms(with({{"norm_type", p}}), parameters);
+    const std::string total = p == 2.0 ? "grad_norm" : "grad_norm_inf";
+    EXPECT_TRUE(std::isnan(norms.at(total)));
+    EXPECT_TRUE(std::isnan(norms.at(total + "/head")));
+    EXPECT_FALSE(std::isnan(norms.at(total + "/wte")));
+  }
+}
+
+TEST(GradNorm, LogsAtEveryStepsAndAtTheLastStep) {
+  auto callback = make("grad_norm", with({{"every_steps", std::int64_t{3}}}));
+  FakeControl control({});
+  std::vector<std::int64_t> logged_at;
+  for (std::int64_t before = 0; before < 7; ++before) {
+    lmrun::TrainState state = state_at(before);  // in on_after_backward: steps before this one
+    state.max_steps = 7;
+    control.logged.clear();
+    callback->on_after_backward(state, known_gradients(), control);
+    if (!control.logged.empty()) logged_at.push_back(before + 1);
+  }
+  EXPECT_THAT(logged_at, ElementsAre(3, 6, 7));
+}
+
+TEST(GradNorm, ListedLayersAreTheOnlyOnesLoggedAndAreDeclared) {
+  const lmrun::Params options = with({{"layers", std::vector<std::string>{"blocks.0"}}});
+  EXPECT_THAT(make("grad_norm")->metric_names(), ElementsAre("grad_norm"));
+  EXPECT_THAT(make("grad_norm", options)->metric_names(),
+              ElementsAre("grad_norm", "grad_norm/blocks.0"));
+  EXPECT_THAT(grad_norms(options, known_gradients()),
+              ElementsAre(Pair("grad_norm", DoubleEq(std::sqrt(294.0))),
+                          Pair("grad_norm/blocks.0", DoubleEq(13.0))));
+  EXPECT_THAT(grad_norms(with({{"per_layer", false}}), known_gradients()),
+              ElementsAre(Pair("grad_norm", DoubleEq(std::sqrt(294.0)))));
+  // A listed layer the model does not have: an error at the first logging step, with the list.
+  EXPECT_THAT(
+      error_of([] {
+        grad_norms(with({{"layers", std::vector<std::string>{"blocks.9"}}}), known_gradients());
+      }),
+      HasSubstr("grad_norm: layers names 'blocks.9', which is no layer of this model at "
+                "group_depth = 2; its layers are: wte, blocks.0, blocks.1, ln_f (did you "
+                "mean blocks.0?)"));
+}
+
+// What `lmrun check` does with a monitor: the run's step metrics are the callbacks' declared names.
+TEST(GradNorm, AMonitorMayNameADeclaredNorm) {
+  auto norms = make("grad_norm", with({{"layers", std::vector<std::string>{"blocks.0"}}}));
+  lmrun::TrainState planned = state_at(0);
+  planned.step_metrics = {"loss", "lr"};
+  for (const auto& name : norms->metric_names()) planned.step_metrics.push_back(name);
+  auto watcher =
+      make("early_stopping",
+           with({{"monitor", std::string("grad_norm/blocks.0")}, {"mode", std::string("max")}}));
+  EXPECT_EQ(error_of([&] { watcher->check_plan(planned); }), "(no error)");
+  auto typo = make("early_stopping", with({{"monitor", std::string("grad_norm/block.0")}}));
+  EXPECT_THAT(error_of([&] { typo->check_plan(planned); }),
+              HasSubstr("(did you mean grad_norm/blocks.0?)"));
+}
+
+TEST(GradNorm, TheSchemaRefusesContradictoryOptions) {
+  EXPECT_THAT(error_of([] {
+                make("grad_norm",
+                     with({{"per_layer", false}, {"layers", std::vector<std::string>{"wte"}}}));
+              }),
+              HasSubstr("callback 'grad_norm': layers is set but per_layer = false"));
+  EXPECT_THAT(error_of([] {
+                make("grad_norm", with({{"layers", std::vector<std::string>{"wte", "wte"}}}));
+              }),
+              HasSubstr("layers names 'wte' twice"));
+  EXPECT_THAT(error_of([] {
+                make("grad_norm", with({{"norm_type", 0.5}}));
+              }),
+              HasSubstr("norm_type: 0.5 is out of range: expected >= 1"));
+  EXPECT_THAT(error_of([] {
+                make("grad_norm", with({{"every_steps", std::int64_t{0}}}));
+              }),
+              HasSubstr("every_steps: 0 is out of range: expected >= 1"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// lr_monitor
+
+TEST(LrMonitor, LogsEachGroupsLearningRateAtEveryStepsAndTheLast) {
+  EXPECT_THAT(param_names("lr_monitor"), ElementsAre("every_steps"));
+  auto callback = make("lr_monitor", with({{"every_steps", std::int64_t{2}}}));
+  EXPECT_THAT(callback->metric_names(), ElementsAre("lr_group0"));
+  FakeControl control({});
+  std::vector<std::int64_t> logged_at;
+  for (std::int64_t step = 1; step <= 5; ++step) {
+    lmrun::TrainState state = state_at(step);
+    state.max_steps = 5;
+    state.learning_rates = {1e-3 * static_cast<double>(step), 5e-4};
+    control.logged.clear();
+    callback->on_step_end(state, control);
+    if (!control.logged.empty()) logged_at.push_back(step);
+  }
+  EXPECT_THAT(logged_at, ElementsAre(2, 4, 5));
+  EXPECT_THAT(control.logged,
+              ElementsAre(Pair("lr_group0", DoubleEq(5e-3)), Pair("lr_group1", DoubleEq(5e-4))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// lr_finder
+
+// Drives a finder as the trainer does: train start, then one step per loss at the learning rate
+// the finder last asked for (state.lr), numbered from `first_step`. Stops at the first stop
+// request; returns how many steps ran.
+std::size_t sweep(Callback& finder, FakeControl& control, const std::vector<double>& losses,
+                  const fs::path& run_dir, std::int64_t first_step = 1) {
+  lmrun::TrainState state = state_at(first_step - 1, run_dir);
+  finder.on_train_start(state, control);
+  const std::size_t stops_before = control.stops.size();
+  for (std::size_t i = 0; i < losses.size(); ++i) {
+    state.step = first_step + static_cast<std::int64_t>(i);
+    state.lr = control.next_lrs.back();
+    state.metrics["loss"] = losses[i];
+    finder.on_step_end(state, control);
+    if (control.stops.size() > stops_before) return i + 1;
+  }
+  return losses.size();
+}
+
+// lr_finder.csv's columns, by name.
+std::map<std::string, std::vector<double>> curve(const fs::path& run_dir) {
+  std::istringstream in(lmrun::test::read_file(run_dir / "lr_finder.csv"));
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "step,lr,loss,smoothed_loss");
+  std::map<std::string, std::vector<double>> out;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string field;
+    for (const char* column : {"step", "lr", "loss", "smoothed_loss"}) {
+      std::getline(fields, field, ',');
+      out[column].push_back(std::stod(field));
+    }
+  }
+  return out;
+}
+
+nlohmann::json curve_json(const fs::path& run_dir) {
+  return nlohmann::json::parse(lmrun::test::read_file(run_dir / "lr_finder.json"));
+}
+
+TEST(LrFinder, RegistersWithItsParametersAndDefaults) {
+  EXPECT_THAT(param_names("lr_finder"),
+              ElementsAre("min_lr", "max_lr", "num_steps", "mode", "smoothing",
+                          "divergence_threshold", "skip_begin", "skip_end"));
+  const lmrun::Params defaults = params_for("lr_finder");
+  EXPECT_EQ(defaults.get<double>("min_lr"), 1e-7);
+  EXPECT_EQ(defaults.get<double>("max_lr"), 10.0);
+  EXPECT_EQ(defaults.get<std::int64_t>("num_steps"), 100);
+  EXPECT_EQ(defaults.get<std::string>("mode"), "exponential");
+  EXPECT_EQ(defaults.get<double>("smoothing"), 0.98);
+  EXPECT_EQ(defaults.get<double>("divergence_threshold"), 4.0);
+  EXPECT_EQ(defaults.get<std::int64_t>("skip_begin"), 10);
+  EXPECT_EQ(defaults.get<std::int64_t>("skip_end"), 1);
+}
+
+TEST(LrFinder, SweepsExponentiallyFromMinToMaxAndStopsWhenDone) {
+  lmrun::test::TempDir run;
+  auto finder = make("lr_finder",
+                     with({{"min_lr", 1e-4},
+                           {"max_lr", 1.0},
+                           {"num_steps", std::int64_t{5}},
+                           {"skip_begin", std::int64_t{0}}}),
+                     run.path());
+  FakeControl control(run.path());
+  EXPECT_EQ(sweep(*finder, control, {2.0, 2.0, 2.0, 2.0, 2.0, 2.0}, run.path()), 5u);
+  // min_lr * (max_lr / min_lr)^(i / (num_steps - 1)): a factor of 10 a step, both ends exact.
+  ASSERT_EQ(control.next_lrs.size(), 5u);
+  EXPECT_EQ(control.next_lrs[0], 1e-4);
+  for (std::size_t i = 1; i < 4; ++i)
+    EXPECT_DOUBLE_EQ(control.next_lrs[i], 1e-4 * std::pow(10.0, static_cast<double>(i))) << i;
+  EXPECT_EQ(control.next_lrs[4], 1.0);
+  ASSERT_EQ(control.stops.size(), 1u);
+  EXPECT_THAT(control.stops[0],
+              HasSubstr("lr_finder: range test complete: 5 steps from lr 0.0001 to 1; "));
+  EXPECT_THAT(control.stops[0],
+              HasSubstr("; curve in lr_finder.csv and lr_finder.json of the run folder"));
+  EXPECT_EQ(curve(run.path())["lr"], control.next_lrs);
+  EXPECT_THAT(curve(run.path())["step"], ElementsAre(1, 2, 3, 4, 5));
+  EXPECT_EQ(curve_json(run.path())["status"], "complete");
+}
+
+TEST(LrFinder, LinearModeSpacesTheLearningRatesEvenly) {
+  auto finder = make("lr_finder", with({{"min_lr", 0.1},
+                                        {"max_lr", 0.5},
+                                        {"num_steps", std::int64_t{5}},
+                                        {"mode", std::string("linear")},
+                                        {"skip_begin", std::int64_t{0}}}));
+  lmrun::test::TempDir run;
+  FakeControl control(run.path());
+  sweep(*finder, control, {1, 1, 1, 1, 1}, run.path());
+  ASSERT_EQ(control.next_lrs.size(), 5u);
+  for (std::size_t i = 0; i < 5; ++i)
+    EXPECT_DOUBLE_EQ(control.next_lrs[i], 0.1 + 0.1 * static_cast<double>(i)) << i;
+}
+
+TEST(LrFinder, SmoothsTheLossWithABiasCorrectedMovingAverage) {
+  lmrun::test::TempDir run;
+  auto finder = make("lr_finder",
+                     with({{"num_steps", std::int64_t{3}},
+                           {"smoothing", 0.5},
+                           {"skip_begin", std::int64_t{0}},
+                           {"skip_end", std::int64_t{0}}}),
+                     run.path());
+  FakeControl control(run.path());
+  sweep(*finder, control, {4.0, 2.0, 1.0}, run.path());
+  // avg_k = 0.5 avg_{k-1} + 0.5 loss_k from 0: 2, 2, 1.5; over (1 - 0.5^k): 4, 8/3, 12/7.
+  const auto columns = curve(run.path());
+  EXPECT_THAT(columns.at("loss"), ElementsAre(4.0, 2.0, 1.0));
+  EXPECT_THAT(columns.at("smoothed_loss"),
+              ElementsAre(DoubleEq(4.0), DoubleEq(8.0 / 3.0), DoubleEq(12.0 / 7.0)));
+}
+
+TEST(LrFinder, StopsWhenTheSmoothedLossExceedsTheThresholdTimesItsBest) {
+  lmrun::test::TempDir run;
+  auto finder = make("lr_finder",
+                     with({{"min_lr", 1e-4},
+                           {"max_lr", 1e5},
+                           {"num_steps", std::int64_t{10}},
+                           {"smoothing", 0.0},
+                           {"skip_begin", std::int64_t{1}},
+                           {"skip_end", std::int64_t{1}}}),
+                     run.path());
+  FakeControl control(run.path());
+  // Best 1; 4 is not *above* 4 x 1, 4.5 is. The loss after the stop is never fed.
+  EXPECT_EQ(sweep(*finder, control, {2.0, 1.5, 1.0, 3.0, 4.0, 4.5, 1.0}, run.path()), 6u);
+  EXPECT_EQ(control.next_lrs.size(), 6u);  // none asked for after the stop
+  ASSERT_EQ(control.stops.size(), 1u);
+  EXPECT_THAT(control.stops[0],
+              HasSubstr("lr_finder: diverged: the smoothed loss 4.5 is above 4 x its best 1 at "
+                        "lr 10 (step 6, point 6 of 10); suggested lr 0.001 (steepest descent of "
+                        "the smoothed loss against log10(lr), at step 2; lowest smoothed loss 1 "
+                        "at lr 0.01)"));
+  const nlohmann::json json = curve_json(run.path());
+  EXPECT_EQ(json["status"], "diverged");
+  EXPECT_EQ(json["points"].size(), 6u);
+  EXPECT_EQ(json["best_smoothed_loss"], 1.0);
+}
+
+TEST(LrFinder, ANonFiniteLossStopsTheSweep) {
+  lmrun::test::TempDir run;
+  auto finder = make("lr_finder", with({{"num_steps", std::int64_t{20}}}), run.path());
+  FakeControl control(run.path());
+  EXPECT_EQ(sweep(*finder, control, {2.0, 1.9, kNan, 1.0}, run.path()), 3u);
+  EXPECT_THAT(control.stops.at(0), HasSubstr("lr_finder: diverged: the loss is nan at lr "));
+  // Too few points for a suggestion after the default skips: said, in the line and the file.
+  EXPECT_THAT(control.stops.at(0),
+              HasSubstr("no suggested lr: only 0 finite points of 3 remain after skipping the "
+                        "first 10 and the last 1 (2 are needed)"));
+  const nlohmann::json json = curve_json(run.path());
+  EXPECT_TRUE(json["suggested_lr"].is_null());
+  EXPECT_TRUE(json["points"][2]["loss"].is_null());  // JSON has no nan
+  EXPECT_TRUE(std::isnan(curve(run.path())["loss"][2]));
+}
+
+// A curve with a known steepest descent: evenly spaced in log10(lr) (10x a step), the smoothed
+// loss (smoothing 0: the loss) falls fastest around point 5 (slope (1.5 - 4.5) / 2 = -1.5), and
+// fastest of all at point 0 (-4), which skip_begin is there to ignore.
+TEST(LrFinder, SuggestsTheSteepestDescentOfTheSmoothedLossAfterTheSkips) {
+  const std::vector<double> losses = {9, 5, 5, 4.9, 4.5, 3, 1.5, 1.2, 1.1, 1.3, 2, 3};
+  auto run_with = [&](std::int64_t skip_begin, const fs::path& run_dir, FakeControl& control) {
+    auto finder = make("lr_finder",
+                       with({{"min_lr", 1e-6},
+                             {"max_lr", 1e5},
+                             {"num_steps", std::int64_t{12}},
+                             {"smoothing", 0.0},
+                             {"skip_begin", skip_begin}}),
+                       run_dir);
+    return sweep(*finder, control, losses, run_dir);
+  };
+  lmrun::test::TempDir run;
+  FakeControl control(run.path());
+  ASSERT_EQ(run_with(2, run.path(), control), 12u);
+  const nlohmann::json json = curve_json(run.path());
+  EXPECT_EQ(json["suggested_lr"].get<double>(), control.next_lrs[5]);
+  EXPECT_NEAR(json["suggested_lr"].get<double>(), 0.1, 1e-12);
+  EXPECT_EQ(json["suggested_step"], 6);
+  EXPECT_EQ(json["rule"], "steepest descent of the smoothed loss against log10(lr)");
+  EXPECT_EQ(json["best_lr"].get<double>(), control.next_lrs[8]);
+  EXPECT_EQ(json["format"], 1);
+  EXPECT_EQ(json["callback"], "lr_finder");
+  EXPECT_THAT(control.stops.at(0), HasSubstr("suggested lr 0.1 (steepest descent"));
+
+  lmrun::test::TempDir unskipped;
+  FakeControl control0(unskipped.path());
+  run_with(0, unskipped.path(), control0);
+  EXPECT_EQ(curve_json(unskipped.path())["suggested_lr"].get<double>(), 1e-6);
+}
+
+TEST(LrFinder, ARunEndingBeforeTheSweepStillWritesTheCurve) {
+  lmrun::test::TempDir run;
+  auto finder = make("lr_finder", with({{"num_steps", std::int64_t{20}}}), run.path());
+  FakeControl control(run.path());
+  sweep(*finder, control, {3.0, 2.5, 2.0}, run.path());
+  EXPECT_FALSE(fs::exists(run / "lr_finder.csv"));
+  finder->on_train_end(state_at(3, run.path()), control);  // another callback stopped the run
+  EXPECT_THAT(curve(run.path())["loss"], ElementsAre(3.0, 2.5, 2.0));
+  EXPECT_EQ(curve_json(run.path())["status"], "interrupted");
+  EXPECT_THAT(control.stops, IsEmpty());
+}
+
+TEST(LrFinder, TheRunMustBeLongEnoughForTheSweep) {
+  auto finder = make("lr_finder");
+  lmrun::TrainState planned = state_at(0);
+  planned.max_steps = 50;
+  EXPECT_THAT(error_of([&] { finder->check_plan(planned); }),
+              HasSubstr("lr_finder: the sweep takes num_steps = 100 steps and the run stops at "
+                        "train.max_steps = 50"));
+  planned.max_steps = 100;
+  EXPECT_EQ(error_of([&] { finder->check_plan(planned); }), "(no error)");
+}
+
+TEST(LrFinder, TheSchemaRefusesContradictoryOptions) {
+  EXPECT_THAT(error_of([] {
+                make("lr_finder", with({{"min_lr", 1.0}, {"max_lr", 0.1}}));
+              }),
+              HasSubstr("callback 'lr_finder': min_lr = 1 is not below max_lr = 0.1"));
+  EXPECT_THAT(
+      error_of([] {
+        make("lr_finder", with({{"num_steps", std::int64_t{5}}, {"skip_begin", std::int64_t{3}}}));
+      }),
+      HasSubstr("skip_begin = 3 and skip_end = 1 leave fewer than 2 of num_steps = 5 "
+                "points for a suggestion"));
+  EXPECT_THAT(error_of([] {
+                make("lr_finder", with({{"smoothing", 1.0}}));
+              }),
+              HasSubstr("smoothing: 1.0 is out of range: expected in [0, 1)"));
+  EXPECT_THAT(error_of([] {
+                make("lr_finder", with({{"divergence_threshold", 1.0}}));
+              }),
+              HasSubstr("divergence_threshold: 1.0 is out of range: expected > 1"));
+  EXPECT_THAT(error_of([] {
+                make("lr_finder", with({{"min_lr", 0.0}}));
+              }),
+              HasSubstr("min_lr: 0.0 is out of range: expected > 0"));
+  EXPECT_THAT(error_of([] {
+                make("lr_finder", with({{"max_lr", kInf}}));
+              }),
+              HasSubstr("max_lr = inf is not finite"));
+  EXPECT_EQ(error_of([] {
+              make("lr_finder", with({{"divergence_threshold", kInf}}));
+            }),
+            "(no error)");
+}
+
+TEST(LrFinder, ResumingFromSavedStateSweepsLikeAnUninterruptedRun) {
+  const lmrun::Params options = with({{"min_lr", 1e-3},
+                                      {"max_lr", 1.0},
+                                      {"num_steps", std::int64_t{8}},
+                                      {"smoothing", 0.9},
+                                      {"skip_begin", std::int64_t{1}}});
+  const std::vector<double> losses = {3.0, 2.9, 2.7, 2.2, 1.9, 2.0, 2.6, 3.3};
+  lmrun::test::TempDir run;
+  auto whole = make("lr_finder", options, run.path());
+  FakeControl whole_control(run.path());
+  ASSERT_EQ(sweep(*whole, whole_control, losses, run.path()), 8u);
+  const std::string whole_csv = lmrun::test::read_file(run / "lr_finder.csv");
+  const std::string whole_json = lmrun::test::read_file(run / "lr_finder.json");
+
+  for (std::size_t cut = 1; cut < losses.size(); ++cut) {
+    SCOPED_TRACE(cut);
+    auto first = make("lr_finder", options, run.path());
+    FakeControl control(run.path());
+    sweep(*first, control, {losses.begin(), losses.begin() + static_cast<long>(cut)}, run.path());
+    const std::string text = first->save_state();
+    auto second = make("lr_finder", options, run.path());
+    second->load_state(text);
+    EXPECT_EQ(second->save_state(), text);
+    FakeControl resumed(run.path());
+    sweep(*second, resumed, {losses.begin() + static_cast<long>(cut), losses.end()}, run.path(),
+          static_cast<std::int64_t>(cut) + 1);
+    EXPECT_EQ(resumed.next_lrs.front(), whole_control.next_lrs[cut]);  // picks up where it was
+    EXPECT_EQ(resumed.stops, whole_control.stops);
+    EXPECT_EQ(lmrun::test::read_file(run / "lr_finder.csv"), whole_csv);
+    EXPECT_EQ(lmrun::test::read_file(run / "lr_finder.json"), whole_json);
+    EXPECT_EQ(second->save_state(), whole->save_state());
+  }
+
+  // Resumed from the checkpoint of the step the sweep ended at: nothing left, the run stops.
+  auto after = make("lr_finder", options, run.path());
+  after->load_state(whole->save_state());
+  FakeControl control(run.path());
+  after->on_train_start(state_at(8, run.path()), control);
+  EXPECT_THAT(control.stops,
+              ElementsAre("lr_finder: the range test already ended at step 8; nothing is left "
+                          "to sweep"));
+  EXPECT_THAT(control.next_lrs, IsEmpty());
+}
+
+TEST(LrFinder, CorruptOrForeignStateIsAnError) {
+  const lmrun::Params options =
+      with({{"num_steps", std::int64_t{4}}, {"smoothing", 0.0}, {"skip_begin", std::int64_t{0}}});
+  auto finder = make("lr_finder", options);
+  lmrun::test::TempDir run;
+  FakeControl control(run.path());
+  sweep(*finder, control, {1.0, 1.0, 1.0, 1.0}, run.path());
+  const std::string done = finder->save_state();
+  auto load = [&](const lmrun::Params& with_options, const std::string& text) {
+    return error_of([&] { make("lr_finder", with_options)->load_state(text); });
+  };
+  EXPECT_EQ(load(options, done), "(no error)");
+  EXPECT_THAT(load(with({{"num_steps", std::int64_t{5}},
+                         {"smoothing", 0.0},
+                         {"skip_begin", std::int64_t{0}}}),
+                   done),
+              HasSubstr("lr_finder: the checkpoint's sweep (min_lr 1e-07, max_lr 10, num_steps "
+                        "4, exponential, smoothing 0, divergence_threshold 4) differs from this "
+                        "run's options"));
+  EXPECT_THAT(load(options, done + "point=5 10 1\n"), HasSubstr("5 points for a sweep of 4"));
+  const std::string head = done.substr(0, done.find("point="));
+  EXPECT_THAT(load(options, head + "point=1 0.1\n"),
+              HasSubstr("'point=1 0.1' does not have 3 fields"));
+  EXPECT_THAT(load(options, head + "point=1 0.1 x\n"), HasSubstr("'point' is not a number: 'x'"));
+  // A loss of nan ends the sweep: a point after it cannot be.
+  EXPECT_THAT(load(options, head + "point=1 0.1 nan\npoint=2 0.2 1\n"),
+              HasSubstr("'point=2 0.2 1' comes after the sweep ended"));
+  EXPECT_THAT(load(options, "callback=grad_norm\nformat=1\n"),
+              HasSubstr("lr_finder: cannot read the saved callback state: it is the state of "
+                        "'grad_norm'"));
 }
 
 }  // namespace
