@@ -1,7 +1,7 @@
 // The `sentencepiece` tokenizer through the real plugin loader, in a process that has LibTorch's
 // protobuf loaded (the clash its bridge exists for): unigram and BPE models trained on
 // tinyshakespeare in memory, lossless round trips, SentencePiece's own normalising settings,
-// training determinism, save/load and .model files, and the errors.
+// training determinism, .model files, and the errors.
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -96,16 +96,14 @@ TEST(SentencePiece, TrainingIsDeterministic) {
             lmrun::read_file(dir / "b" / "sentencepiece.model"));
 }
 
-TEST(SentencePiece, SavedAndModelFilesLoadTheSameModel) {
+// save() then load(): the conformance suite (conformance.sentencepiece). Here: what save writes
+// is a SentencePiece .model file that the `model` parameter takes as it is.
+TEST(SentencePiece, SavedModelFileLoadsAsAGivenModel) {
   TempDir dir;
   auto original = trained({{"vocab_size", std::int64_t{400}}, {"model_type", std::string("bpe")}});
   fs::create_directories(dir / "saved");
   original->save(dir / "saved");
   EXPECT_EQ(fs::directory_iterator(dir / "saved")->path().filename(), "sentencepiece.model");
-  auto loaded = make();
-  loaded->load(dir / "saved");
-  EXPECT_EQ(loaded->vocab_size(), 400);
-  EXPECT_EQ(loaded->encode(kTricky), original->encode(kTricky));
   auto from_file = make({{"model", (dir / "saved" / "sentencepiece.model").string()}});
   from_file->fit("a given model is kept: this text trains nothing");
   EXPECT_EQ(from_file->encode(kTricky), original->encode(kTricky));

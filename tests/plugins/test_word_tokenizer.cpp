@@ -1,6 +1,6 @@
 // The `word` tokenizer through the real loader: ICU word boundaries on tricky text (contractions,
 // numbers, punctuation runs, accents, Greek final sigma, CJK, emoji, invalid UTF-8), the
-// vocabulary rules (specials, min_freq, max_size, order), truncation, and save/load.
+// vocabulary rules (specials, min_freq, max_size, order), truncation, and load errors.
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -81,16 +81,13 @@ TEST(WordTokenizer, VocabularyRulesSpecialsFrequencyOrderAndLimits) {
   EXPECT_THAT(error_of([&] { t->decode({5}); }), HasSubstr("id 5 is outside the vocabulary"));
 }
 
-TEST(WordTokenizer, SavesAndLoadsTheVocabulary) {
+// Save and load round trip in the conformance suite (conformance.word); here, their errors.
+TEST(WordTokenizer, LoadingADamagedOrMissingVocabularyNamesTheProblem) {
   lmrun::test::TempDir dir;
   auto t = make();
   t->fit("the cat sat on the mat. The end!");
   t->save(dir.path());
   auto loaded = make();
-  loaded->load(dir.path());
-  EXPECT_EQ(loaded->vocab_size(), t->vocab_size());
-  EXPECT_EQ(loaded->encode("the mat, the dog"), t->encode("the mat, the dog"));
-
   lmrun::test::write_file(dir / "vocab.txt", "<pad>\n<unk>\n");
   EXPECT_THAT(error_of([&] { loaded->load(dir.path()); }), HasSubstr("line 1 is not"));
   lmrun::test::TempDir empty;
