@@ -29,6 +29,9 @@ constexpr const char* kUsage = R"(usage:
   lmrun generate RUN_DIR --prompts FILE [-o OUT]   one prompt a line -> JSONL of samples
   lmrun generate RUN_DIR --interactive             a REPL: text in, continuation out; /temp,
                                                    /top_k, /top_p, /seed, /max, /reset, /help
+  lmrun chat RUN_DIR [--system TEXT]               talk to a run trained on conversations: a
+                                                   line is a user's turn, the model answers;
+                                                   /system changes the system message
   lmrun eval RUN_DIR [--split val|train|test]      every metric over a split (and the
                                                    confusion matrix of a classifier)
   lmrun predict RUN_DIR --text TEXT | --input FILE label texts with a classifier (JSONL)
@@ -62,6 +65,8 @@ int run(int argc, char** argv) {
       "continue from a run folder's (or a checkpoint folder's) checkpoint")(
       "prompt", po::value<std::string>(), "generate: the text to continue")(
       "interactive", "generate: a REPL that keeps the model loaded (/help inside)")(
+      "system", po::value<std::string>(),
+      "generate, chat: the system message the model is conditioned on")(
       "prompts", po::value<std::string>(),
       "generate: a file of prompts, one a line (or JSONL {\"prompt\": ...}); - for stdin; "
       "writes JSONL")("max-new-tokens,n", po::value<std::int64_t>(), "generate: tokens per sample")(
@@ -135,6 +140,7 @@ int run(int argc, char** argv) {
   if (vm.count("prompt")) run_dir.prompt = vm["prompt"].as<std::string>();
   if (vm.count("prompts")) run_dir.prompts = vm["prompts"].as<std::string>();
   run_dir.interactive = vm.count("interactive") > 0;
+  if (vm.count("system")) run_dir.system = vm["system"].as<std::string>();
   if (vm.count("max-new-tokens")) run_dir.max_new_tokens = vm["max-new-tokens"].as<std::int64_t>();
   if (vm.count("num-samples")) run_dir.num_samples = vm["num-samples"].as<std::int64_t>();
   if (vm.count("seed")) run_dir.seed = vm["seed"].as<std::int64_t>();
@@ -187,11 +193,12 @@ int run(int argc, char** argv) {
       }
       return command_sweep(common, sweep);
     }
-    if (command == "generate" || command == "eval" || command == "predict" ||
+    if (command == "generate" || command == "chat" || command == "eval" || command == "predict" ||
         command == "inspect") {
       expect_args(2, (command + " RUN_DIR").c_str());
       run_dir.run_dir = args[1];
-      if (command == "generate") return command_generate(common, run_dir);
+      run_dir.chat = command == "chat";
+      if (command == "generate" || command == "chat") return command_generate(common, run_dir);
       if (command == "inspect") return command_inspect(common, run_dir);
       return command == "eval" ? command_eval(common, run_dir) : command_predict(common, run_dir);
     }
@@ -227,7 +234,8 @@ int run(int argc, char** argv) {
   }
   return usage_error(
       "unknown command '" + command +
-      "': expected FILE.toml, check, sweep, generate, eval, predict, inspect, tokenize, plugins "
+      "': expected FILE.toml, check, sweep, generate, chat, eval, predict, inspect, tokenize, "
+      "plugins "
       "or describe");
 }
 

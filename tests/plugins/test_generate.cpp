@@ -579,6 +579,45 @@ TEST(Repl, TurnsContinueTheConversationAndCommandsChangeTheSettings) {
   EXPECT_THAT(text, HasSubstr("context 10 bytes"));  // "First" + 5 new characters at /settings
 }
 
+TEST(Repl, ChatRendersTheTurnsAndConditionsOnTheSystemMessage) {
+  lmrun::host::Pipeline p;
+  p.tokenizer = fitted_char_tokenizer();
+  p.model = small_transformer(p.tokenizer->vocab_size());
+  liven(*p.model, 0.5);
+  p.samplers = {make_sampler("greedy")};
+  EXPECT_THAT(lmrun::test::error_of([&] { lmrun::host::system_context(p, "hi"); }),
+              HasSubstr("not trained on conversations"));
+  // Markers of the corpus's characters, so the char tokenizer knows them.
+  p.chat_format = lmrun::ChatFormat{"C:", "B:", "F:", " ", "."};
+  lmrun::host::ReplSettings settings;
+  settings.checkpoint = "test";
+  settings.chat = true;
+  settings.system = "First";
+  settings.max_new_tokens = 12;
+  const auto& registry = lmrun::test::plugin_registry();
+  std::istringstream in("we\n/system Citizen\nwe\n/quit\n");
+  std::ostringstream out;
+  EXPECT_EQ(lmrun::host::generate_repl(p, settings, registry, in, out), 0);
+  const std::string text = out.str();
+  EXPECT_THAT(text, HasSubstr("lmrun chat: test\nsystem: First\n"));
+  EXPECT_THAT(text, HasSubstr("system: Citizen (a new conversation)"));
+  // Each answer is what greedy decoding gives for the rendered turn, conditioned on the rendered
+  // system turn, cut at the end marker.
+  const auto answer = [&](const std::string& system) {
+    lmrun::host::TextRequest request;
+    request.prompt = "B: we.F: ";
+    request.max_new_tokens = 12;
+    request.stop = {"."};
+    request.context = lmrun::host::system_context(p, system);
+    return lmrun::host::generate_text(*p.model, *p.tokenizer, p.samplers, request).text;
+  };
+  const std::string first = answer("First"), second = answer("Citizen");
+  EXPECT_NE(first, second);  // the system message reaches the model
+  EXPECT_THAT(text, HasSubstr("> " + first + "\n  [")) << text;
+  EXPECT_THAT(text.substr(text.find("(a new conversation)")), HasSubstr("> " + second + "\n  ["))
+      << text;
+}
+
 }  // namespace
 
 namespace {

@@ -130,6 +130,51 @@ TEST(Transformer, RightPaddingMaskLeavesRealTokensAlone) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Conditioning: the context (a system turn) read as a prefix
+
+TEST(Transformer, ContextIsReadAsAPrefixOfEachRowsRealTokens) {
+  auto model = make(small());
+  model->module().eval();
+  at::NoGradGuard no_grad;
+  EXPECT_TRUE(model->uses_context());
+  const at::Tensor inputs = random_tokens(2, 10);
+  lmrun::Conditioning context;
+  context.tokens = random_tokens(2, 6);
+  context.mask = at::ones({2, 6}, at::kBool);
+  context.mask[1].narrow(0, 4, 2).fill_(false);  // the second row's context has 4 real tokens
+  const at::Tensor conditioned = model->forward_conditioned(inputs, {}, context);
+  ASSERT_EQ(conditioned.sizes(), (std::vector<std::int64_t>{2, 10, kVocab}));
+  // Row by row: the same as forward() on the context's real tokens followed by the inputs.
+  for (std::int64_t row = 0; row < 2; ++row) {
+    const std::int64_t real = row == 0 ? 6 : 4;
+    const at::Tensor joined =
+        at::cat({context.tokens[row].narrow(0, 0, real), inputs[row]}).unsqueeze(0);
+    const at::Tensor expected = model->forward(joined, {}).narrow(1, real, 10);
+    EXPECT_LT(max_abs_diff(conditioned[row], expected[0]), 1e-5) << "row " << row;
+  }
+  // The context matters, and decoding after start_decoding_conditioned() agrees with forward.
+  lmrun::Conditioning other = context;
+  other.tokens = random_tokens(2, 6);
+  EXPECT_GT(max_abs_diff(model->forward_conditioned(inputs, {}, other), conditioned), 1e-3);
+  lmrun::Conditioning first;
+  first.tokens = context.tokens.narrow(0, 0, 1);
+  auto state = model->start_decoding_conditioned(1, first);
+  EXPECT_EQ(state->length(), 6);
+  const at::Tensor last = model->decode(*state, inputs.narrow(0, 0, 1));
+  EXPECT_LT(max_abs_diff(last[0], conditioned[0][9]), 1e-4);
+}
+
+TEST(Transformer, ContextAndInputsPastTheBlockSizeAreAClearError) {
+  auto model = make(small({{"block_size", std::int64_t{16}}}));
+  lmrun::Conditioning context;
+  context.tokens = random_tokens(1, 8);
+  const std::string message =
+      error_of([&] { model->forward_conditioned(random_tokens(1, 12), {}, context); });
+  EXPECT_TRUE(contains(message, "a context of 8 tokens and 12 inputs exceed block_size 16"))
+      << message;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Weights: tying, count, initialisation
 
 TEST(Transformer, TiedHeadIsTheTokenEmbedding) {

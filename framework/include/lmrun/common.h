@@ -1,6 +1,7 @@
 // Small vocabulary shared by the kind headers: data splits and metric maps.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -22,5 +23,9 @@ inline const char* split_name(Split split) {
 
 // Named scalar results: "train_loss", "val_loss", "val_accuracy", "lr", ...
 using Metrics = std::map<std::string, double>;
+
+// A target to leave out of losses and metrics (a padded position, a masked prompt): the value
+// cross-entropy's ignore_index takes by default.
+inline constexpr std::int64_t kIgnoreTarget = -100;
 
 }  // namespace lmrun

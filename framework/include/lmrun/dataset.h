@@ -14,11 +14,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
+#include "lmrun/batch.h"
 #include "lmrun/common.h"
 #include "lmrun/registry.h"
 #include "lmrun/tokenizer.h"
@@ -27,10 +29,19 @@ namespace lmrun {
 
 enum class Task { kLanguageModel, kClassification };
 
-struct Batch {
-  at::Tensor inputs;   // (B, T) int64 token ids
-  at::Tensor targets;  // language model: (B, T) int64, the next token; classification: (B) int64
-  at::Tensor mask;     // (B, T) bool, true at real tokens; undefined when nothing is padded
+// How a dataset of conversations renders one message as text: the role's marker, then `start`,
+// the content and `end` ("|user||start|Good morrow.|end|"). The markers are the dataset's special
+// tokens. The host saves it with each checkpoint, so `lmrun chat` renders the user's turns as the
+// model was trained on them and stops an answer at `end`.
+struct ChatFormat {
+  std::string system, user, assistant;  // role markers
+  std::string start, end;               // around the content
+  bool defined() const { return !end.empty(); }
+  // The text of one message; `role` is "system", "user" or "assistant".
+  std::string render(std::string_view role, std::string_view content) const {
+    const std::string& marker = role == "system" ? system : role == "user" ? user : assistant;
+    return marker + start + std::string(content) + end;
+  }
 };
 
 // A named set of examples reported on its own (see Dataset::groups).
@@ -85,6 +96,19 @@ class LMRUN_API Dataset {
   virtual std::vector<ExampleGroup> groups() const { return {}; }
   // Examples [begin, end) of group `group` in order, as slice() reads a split.
   virtual Batch group_slice(std::size_t group, std::int64_t begin, std::int64_t end) const;
+
+  // Tokens the dataset's text uses as markup ("|system|", "|end|"), which the tokenizer must keep
+  // whole, one id each: the host adds them to the tokenizer's own special tokens
+  // (TokenizerContext::special_tokens). Known after construction. Default: none.
+  virtual std::vector<std::string> special_tokens() const { return {}; }
+
+  // Conversations: how a message is rendered (see ChatFormat). Known after construction.
+  // Default: undefined (not a dataset of conversations).
+  virtual ChatFormat chat_format() const { return {}; }
+
+  // The objective plugin ([objective] type) a run uses when the experiment names none. Default:
+  // softmax cross-entropy over the next token or the classes.
+  virtual std::string objective() const { return "cross_entropy"; }
 
   // Writes what reproduces or audits the run's data into `folder` (the run's data/, created and
   // emptied by the caller), such as generated examples. Default: nothing.

@@ -4,7 +4,10 @@
 // checkpointing can monitor.
 //
 //   metric->reset();
-//   for (batch : split) metric->update(logits, targets);   // padding: kIgnoreTarget
+//   for (batch : split) metric->update(scores, targets);   // padding: kIgnoreTarget
+//
+// `scores` are the objective's (lmrun/objective.h): a model's logits under cross-entropy, cosine
+// similarities over the vocabulary under cosine_embedding; argmax is the prediction either way.
 //   lmrun::Metrics values = metric->compute();   // {"accuracy": 0.87}; the trainer adds "val_"
 #pragma once
 
@@ -19,9 +22,6 @@
 
 namespace lmrun {
 
-// A target to leave out (a padded position): cross-entropy's ignore_index.
-inline constexpr std::int64_t kIgnoreTarget = -100;
-
 struct MetricContext {
   std::int64_t num_classes = 0;          // 0 for a language model
   std::vector<std::string> class_names;  // may be empty
@@ -33,7 +33,7 @@ class LMRUN_API Metric {
   // The names compute() reports, known before any data (the log's columns, monitors' checks).
   virtual std::vector<std::string> names() const = 0;
   virtual void reset() = 0;
-  // logits (B, C) with targets (B), or (B, T, V) with targets (B, T).
+  // scores (B, C) with targets (B), or (B, T, V) with targets (B, T).
   virtual void update(const at::Tensor& logits, const at::Tensor& targets) = 0;
   // Every name of names(); a value with nothing to measure (no examples) is NaN.
   virtual Metrics compute() const = 0;

@@ -7,8 +7,10 @@
 //   at::Tensor next = model->decode(*state, prompt);     // (1, T0) -> (1, V) at the last position
 //   next = model->decode(*state, token);                 // (1, 1)  -> (1, V)
 //
-// The trainer computes the loss from the logits, so a model only maps tokens to logits. Most
-// plugins wrap a LibTorch module with TorchModel (torch_model.h) and write only what differs.
+// The objective (lmrun/objective.h) computes the loss from the outputs, so a model only maps tokens
+// to logits, or, for an embedding objective such as cosine_embedding, to vectors in the space of
+// its token embeddings (ModelContext::output). Most plugins wrap a LibTorch module with TorchModel
+// (torch_model.h) and write only what differs.
 //
 // What a model plugin can rely on:
 // - Construction: the factory runs right after torch::manual_seed(experiment seed), so initial
@@ -23,8 +25,11 @@
 //   and decoding run in eval() mode under torch::NoGradGuard.
 // - Output contracts, checked by the host on a dry batch at set-up, before any step: forward()
 //   gives (B, T, vocab_size) for a language model (ModelContext::num_classes == 0) and (B, C)
-//   for a classifier; decode() gives a defined (B, vocab_size) tensor. A model breaking one is
-//   refused with both shapes named.
+//   for a classifier; decode() gives a defined (B, vocab_size) tensor. Built for vectors
+//   (ModelContext::output == kVectors), forward() gives (B, T, D) and decode() (B, D), D the
+//   width of token_embeddings(). A model breaking one is refused with both shapes named.
+// - A language model's outputs depend on its inputs from the start (freshly built, before any
+//   training): the conformance suite's causality check needs a change to show.
 // - Calls into a plugin are guarded by the host: an exception names the plugin and the call, a
 //   crash is reported with them before the process ends.
 #pragma once
@@ -32,15 +37,23 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
+#include "lmrun/batch.h"
 #include "lmrun/registry.h"
 #include "lmrun/tokenizer.h"
 
 namespace lmrun {
+
+// What forward() and decode() return, as the run's objective asks (Objective::output()).
+enum class ModelOutput {
+  kScores,   // logits over the vocabulary (B, T, V) or the classes (B, C): cross-entropy
+  kVectors,  // (B, T, D) vectors compared with token_embeddings() (D wide): cosine_embedding, mse
+};
 
 struct ModelContext {
   std::int64_t vocab_size = 0;       // the tokenizer's, special tokens included
@@ -54,6 +67,13 @@ struct ModelContext {
   // True when a checkpoint's weights replace the initial ones right after construction (resume,
   // eval, generate, predict): skip initialisation that reads files.
   bool weights_from_checkpoint = false;
+  // What to output. A model that cannot produce vectors refuses kVectors in its factory (lmrun
+  // says so before any work); one that ignores it is caught by the output check.
+  ModelOutput output = ModelOutput::kScores;
+  // The dataset's training text (Dataset::training_text()), for initialisation fitted to the
+  // data (a sinusoidal embedding's frequencies, a readout solved in closed form), encoded with
+  // `tokenizer`. Valid during construction only; empty when weights_from_checkpoint.
+  std::string_view training_text = {};
 };
 
 // A named intermediate tensor of one forward pass (`lmrun inspect`).
@@ -87,11 +107,26 @@ class LMRUN_API Model {
   // or classification logits (B, C).
   virtual at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) = 0;
 
+  // Optional: forward() conditioned on per-example context (a conversation's system message,
+  // lmrun/batch.h), for the batches that carry one. Default: the context is ignored.
+  virtual at::Tensor forward_conditioned(const at::Tensor& inputs, const at::Tensor& mask,
+                                         const Conditioning& /*context*/) {
+    return forward(inputs, mask);
+  }
+  // True when the model reads the context (shown in the run's header). Default false.
+  virtual bool uses_context() const { return false; }
+
   // Optional capability: incremental decoding (language models). A model that generates text
   // returns true here and implements the two methods below; the defaults refuse.
   virtual bool can_decode() const { return false; }
   // A fresh state for `batch_size` sequences.
   virtual std::unique_ptr<DecodeState> start_decoding(std::int64_t batch_size);
+  // A fresh state whose sequences are conditioned on `context` ((batch_size, S) or (1, S) for
+  // all). Default: start_decoding(batch_size), the context ignored.
+  virtual std::unique_ptr<DecodeState> start_decoding_conditioned(std::int64_t batch_size,
+                                                                  const Conditioning& /*context*/) {
+    return start_decoding(batch_size);
+  }
   // Feeds tokens (B, t) after those already in `state`; returns the logits of the last position
   // (B, V). Throws lmrun::Error when state.length() + t would exceed max_context().
   virtual at::Tensor decode(DecodeState& state, const at::Tensor& tokens);
@@ -106,6 +141,24 @@ class LMRUN_API Model {
     const bool per_position = logits.dim() == 3;
     return {Activation{"logits", std::move(logits), per_position}};
   }
+
+  // Optional: the token embedding table (V, D) on the model's device, the targets of an
+  // embedding objective (cosine_embedding, mse: the vector predicted for a position is compared
+  // with the next token's row). May be a trained parameter (the objective decides whether its
+  // gradient reaches it) or a fixed buffer. Undefined, the default: the model has none, and an
+  // embedding objective refuses it.
+  virtual at::Tensor token_embeddings() { return {}; }
+
+  // Optional: how many positions at the start of every sequence the loss and metrics leave out,
+  // because their outputs are not yet meaningful (a reservoir's washout: its state still
+  // remembers the initial one). Default 0.
+  virtual std::int64_t washout() const { return 0; }
+
+  // Optional: properties of the trained model measured on a batch of real inputs (B, T), for
+  // `lmrun inspect`: a reservoir's spectral radius, its state statistics, the echo state property.
+  // One property per line, "name: value (what it means)". Runs in eval mode without gradients.
+  // Default: none.
+  virtual std::string diagnostics(const Batch& /*batch*/) { return {}; }
 
   // Optional: a few lines on the architecture, shown under the model's line at the start of a
   // run (which already gives the parameter count). Default: none.
@@ -132,6 +185,18 @@ inline std::unique_ptr<DecodeState> Model::start_decoding(std::int64_t) {
   throw detail::no_decoding();
 }
 inline at::Tensor Model::decode(DecodeState&, const at::Tensor&) { throw detail::no_decoding(); }
+
+// For a model's factory that produces logits only: throws lmrun::Error when the run asks for
+// vectors (an embedding objective).
+inline void require_scores(const ModelContext& context) {
+  if (context.output == ModelOutput::kVectors) {
+    throw Error(
+        "outputs logits only, but the objective asks for vectors in the token-embedding "
+        "space",
+        "use objective type = \"cross_entropy\", or a model with vector outputs "
+        "(transformer)");
+  }
+}
 
 // For a language model's factory: throws lmrun::Error unless the context is a language model's
 // (no classes, a vocabulary). The host adds "model 'NAME': " in front.

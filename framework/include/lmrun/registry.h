@@ -36,12 +36,13 @@ enum class Kind {
   kScheduler,
   kCallback,
   kSampler,
-  kMetric
+  kMetric,
+  kObjective
 };
 
-inline constexpr std::array<Kind, 8> kAllKinds = {
-    Kind::kDataset,   Kind::kTokenizer, Kind::kModel,   Kind::kOptimizer,
-    Kind::kScheduler, Kind::kCallback,  Kind::kSampler, Kind::kMetric};
+inline constexpr std::array<Kind, 9> kAllKinds = {
+    Kind::kDataset,  Kind::kTokenizer, Kind::kModel,  Kind::kOptimizer, Kind::kScheduler,
+    Kind::kCallback, Kind::kSampler,   Kind::kMetric, Kind::kObjective};
 
 // "model", "sampler", ...: the word used in `lmrun describe model.transformer` and in errors.
 inline const char* kind_name(Kind kind) {
@@ -62,6 +63,8 @@ inline const char* kind_name(Kind kind) {
       return "sampler";
     case Kind::kMetric:
       return "metric";
+    case Kind::kObjective:
+      return "objective";
   }
   return "?";
 }
@@ -144,8 +147,8 @@ class LMRUN_API Registry {
   void add(std::string name, std::string doc, const Schema<Options>& schema, Make make,
            Estimate estimate) {
     using Context = typename KindTraits<Interface>::Context;
-    Registration registration = make_registration<Interface>(std::move(name), std::move(doc),
-                                                             schema, std::move(make));
+    Registration registration =
+        make_registration<Interface>(std::move(name), std::move(doc), schema, std::move(make));
     registration.estimate = [schema, estimate](const Params& params,
                                                const void* context) -> SizeEstimate {
       return estimate(schema.parse(params), *static_cast<const Context*>(context));

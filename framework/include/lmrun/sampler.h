@@ -31,7 +31,9 @@ struct SamplingState {
 class LMRUN_API Sampler {
  public:
   virtual ~Sampler() = default;
-  // logits (B, V) float; returns (B, V). May modify `logits` in place and return it.
+  // logits (B, V) float; returns (B, V). May modify `logits` in place and return it. A -inf
+  // logit (a token an earlier link removed) must stay -inf, and every row keeps a finite one:
+  // the chain relies on both (the conformance suite checks them).
   virtual at::Tensor apply(at::Tensor logits, const SamplingState& state) = 0;
 };
 

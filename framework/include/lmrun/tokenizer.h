@@ -21,7 +21,12 @@
 
 namespace lmrun {
 
-struct TokenizerContext {};
+struct TokenizerContext {
+  // Special tokens the dataset needs (Dataset::special_tokens()), besides those of the
+  // tokenizer's own parameters: each is one id, encode() never splits it, and decode() gives it
+  // back as written; special_id(token) finds it. A saved tokenizer keeps them. May be empty.
+  std::vector<std::string> special_tokens;
+};
 
 class LMRUN_API Tokenizer {
  public:

@@ -13,11 +13,16 @@
 namespace lmrun {
 
 inline constexpr const char* kVersion = LMRUN_VERSION_STRING;
+// 7: objectives are a plugin kind (objective.h, Kind::kObjective); Batch moves to batch.h and
+// gains a Conditioning context; ModelContext::output and training_text; Model::token_embeddings,
+// washout, forward_conditioned, uses_context, start_decoding_conditioned and diagnostics;
+// Dataset::objective, special_tokens and chat_format; TokenizerContext::special_tokens;
+// kIgnoreTarget moves to common.h. Migration notes: README, "Plugin SDK 7.0".
 // 6: Model::can_decode (decoding optional), TorchModel, callbacks' on_after_backward,
 // metric_names, TrainerControl::remove_checkpoint, log_metric, set_next_lr, Optimizer::
 // learning_rates, Schema enforcement in parse and add_enum, parameter roles and shortcuts, size
 // estimates, toolkit headers under lmrun/util/. Migration notes: README, "Plugin SDK 6.0".
-inline constexpr std::uint32_t kApiVersionMajor = 6;
+inline constexpr std::uint32_t kApiVersionMajor = 7;
 inline constexpr std::uint32_t kApiVersionMinor = 0;
 // Major in the high 16 bits, minor in the low 16: what a plugin descriptor carries.
 inline constexpr std::uint32_t kApiVersion = (kApiVersionMajor << 16) | kApiVersionMinor;

@@ -173,12 +173,14 @@ int command_check(const CommonArgs& common, const ExperimentArgs& args) {
 
 namespace {
 
-CheckpointProvenance provenance_of(const Resolved& resolved, const std::string& config_toml) {
+// `e`: the experiment as the run uses it (its objective filled in).
+CheckpointProvenance provenance_of(const Resolved& resolved, const Experiment& e,
+                                   const std::string& config_toml) {
   CheckpointProvenance provenance;
   provenance.config_toml = config_toml;
   provenance.config_hash = hash_text(config_toml);
-  const Experiment& e = resolved.experiment;
   std::vector<const PluginSpec*> specs = {&e.data, &e.tokenizer, &e.model, &e.optimizer};
+  if (e.objective) specs.push_back(&*e.objective);
   if (e.scheduler) specs.push_back(&*e.scheduler);
   for (const auto& spec : e.callbacks) specs.push_back(&spec);
   for (const auto& spec : e.metrics) specs.push_back(&spec);
@@ -206,7 +208,9 @@ std::string thousands(std::int64_t n) {
 }
 
 // Draws [generate] num_samples samples, streaming them to stdout; returns them joined.
-std::string draw_samples(Pipeline& p, const GenerateOptions& g, std::int64_t experiment_seed) {
+// `system`: the system message they are conditioned on, or undefined.
+std::string draw_samples(Pipeline& p, const GenerateOptions& g, std::int64_t experiment_seed,
+                         const Conditioning& system) {
   std::string all;
   for (std::int64_t i = 0; i < g.num_samples; ++i) {
     TextRequest request;
@@ -217,11 +221,12 @@ std::string draw_samples(Pipeline& p, const GenerateOptions& g, std::int64_t exp
     request.stop_tokens = g.stop_tokens;
     request.beam_width = g.beam_width;
     request.length_penalty = g.length_penalty;
+    request.context = system;
     std::cout << "---- sample " << i + 1 << "/" << g.num_samples << " (seed " << request.seed
               << ")\n"
               << g.prompt << std::flush;
     const TextResult result =
-        generate_text(*p.model, *p.tokenizer, p.samplers, request,
+        generate_text(p.scoring_model(), *p.tokenizer, p.samplers, request,
                       [](const std::string& piece) { std::cout << piece << std::flush; });
     std::cout << "\n";
     if (result.stop_reason != "max_new_tokens") std::cerr << "(" << result.stop_reason << ")\n";
@@ -308,7 +313,11 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
       fs::remove_all(run_dir / name, ec);
     }
   }
-  const std::string config_toml = resolved_toml(e, registry);
+  // The objective as the run uses it: the dataset's default made explicit, so the run folder
+  // names it (generate and eval read it from there).
+  Experiment written = e;
+  written.objective = p.objective_spec;
+  const std::string config_toml = resolved_toml(written, registry);
   if (writer) {
     write_file_atomic(run_dir / "config.toml", config_toml);
     save_dataset(*p.data, run_dir, run_folder, out);
@@ -322,6 +331,14 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   {
     std::istringstream summary(p.model->summary());
     for (std::string line; std::getline(summary, line);) out << "             " << line << "\n";
+  }
+  out << "  objective  " << one_line(p.objective_spec, registry) << "\n";
+  if (p.data->num_examples(Split::kTrain) > 0 &&
+      p.data->slice(Split::kTrain, 0, 1).context.defined()) {
+    out << "  context    the data's examples carry a system message; "
+        << (p.model->uses_context() ? "the model reads it\n"
+                                    : "lmrun: note: model '" + e.model.type +
+                                          "' ignores it (it sees only the turns)\n");
   }
   out << "  optimizer  " << one_line(e.optimizer, registry) << "\n";
   if (e.scheduler) out << "  scheduler  " << one_line(*e.scheduler, registry) << "\n";
@@ -346,7 +363,8 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
         << e.train.batch_size * world.world_size << " in all\n"
         << std::flush;
   }
-  Trainer trainer(e, p, rank_dir, provenance_of(resolved, config_toml), out, data_parallel.get());
+  Trainer trainer(e, p, rank_dir, provenance_of(resolved, written, config_toml), out,
+                  data_parallel.get());
   TrainResult result;
   try {
     if (!checkpoint.empty()) trainer.resume(checkpoint);
@@ -371,7 +389,7 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
                 "lower optimizer.lr, raise scheduler.warmup_steps, or set train.grad_clip");
   }
   if (e.generate)
-    write_file_atomic(run_dir / "samples.txt", draw_samples(p, *e.generate, e.experiment.seed));
+    write_file_atomic(run_dir / "samples.txt", draw_samples(p, *e.generate, e.experiment.seed, {}));
   out << "done: " << result.steps << " steps in " << static_cast<int>(result.wall_seconds) << " s";
   for (const auto& [name, value] : result.final_metrics) out << ", " << name << " " << value;
   out << "\nrun folder: " << run_dir.string() << "\n";
@@ -447,8 +465,16 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
       args.prompts.empty() ? std::vector<std::string>{} : read_prompts(args.prompts);
   configure_runtime(e.train.threads);
   Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
-  std::cerr << "lmrun: generating from " << run.checkpoint.string() << "\n";
-  if (args.interactive) {
+  if (!args.chat) std::cerr << "lmrun: generating from " << run.checkpoint.string() << "\n";
+  Conditioning system;
+  if (args.system && !args.chat) {
+    system = system_context(p, *args.system);
+    if (!p.model->uses_context()) {
+      std::cerr << "lmrun: note: model '" << e.model.type
+                << "' ignores system messages; --system changes nothing\n";
+    }
+  }
+  if (args.interactive || args.chat) {
     if (!args.prompts.empty()) throw Error("give --prompts or --interactive, not both");
     ReplSettings settings;
     settings.checkpoint = run.checkpoint.string();
@@ -459,6 +485,19 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
     settings.stop_tokens = g.stop_tokens;
     settings.beam_width = g.beam_width;
     settings.length_penalty = g.length_penalty;
+    settings.chat = args.chat;
+    settings.system = args.system.value_or("");
+    if (args.chat) {
+      if (!p.chat_format.defined()) {
+        throw Error(args.run_dir.string() +
+                        " was not trained on conversations: its data renders "
+                        "no chat turns",
+                    "lmrun chat takes a run on the conversations dataset; lmrun generate "
+                    "--interactive continues any text");
+      }
+      if (!args.prompts.empty() || args.prompt)
+        throw Error("lmrun chat reads its turns from the input, not --prompt");
+    }
     // A terminal gets line editing and the history of earlier sessions; a pipe is read as is.
     if (!::isatty(STDIN_FILENO))
       return generate_repl(p, settings, run.resolved.plugins->registry, std::cin, std::cout);
@@ -470,7 +509,7 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
     return generate_repl(p, settings, run.resolved.plugins->registry, edited, std::cout);
   }
   if (args.prompts.empty()) {
-    draw_samples(p, g, e.experiment.seed);
+    draw_samples(p, g, e.experiment.seed, system);
     return kExitOk;
   }
   // One JSON line per prompt and sample, the seeds as `--prompt` would use them, so that a line
@@ -488,7 +527,8 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
       request.stop_tokens = g.stop_tokens;
       request.beam_width = g.beam_width;
       request.length_penalty = g.length_penalty;
-      const TextResult result = generate_text(*p.model, *p.tokenizer, p.samplers, request);
+      request.context = system;
+      const TextResult result = generate_text(p.scoring_model(), *p.tokenizer, p.samplers, request);
       JsonObject line;
       line.add("prompt", utf8::replace_invalid(prompts[k]))
           .add("sample", i + 1)

@@ -32,6 +32,8 @@ struct RunDirArgs {
   std::optional<std::string> prompt;  // --prompt; default: [generate] prompt
   std::filesystem::path prompts;      // generate --prompts FILE: one prompt a line -> JSONL
   bool interactive = false;           // generate --interactive: a REPL
+  bool chat = false;                  // lmrun chat: the REPL over conversation turns
+  std::optional<std::string> system;  // generate, chat: --system, the system message
   std::optional<std::int64_t> max_new_tokens;
   std::optional<std::int64_t> num_samples;
   std::optional<std::int64_t> seed;

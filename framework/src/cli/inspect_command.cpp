@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/run_dir.h"
 #include "train/checkpoint.h"
+#include "train/loss.h"
 #include "train/pipeline.h"
 #include "util/tensor_stats.h"
 
@@ -160,6 +161,12 @@ int command_inspect(const CommonArgs& common, const RunDirArgs& args) {
   if (activations.size() == 1) {
     out << "  (the " << e.model.type
         << " plugin reports only its output: it does not implement Model::activations)\n";
+  }
+  const std::string measured = p.model->diagnostics(objective_batch(batch, 0, p.device));
+  if (!measured.empty()) {
+    out << "\nmeasured by the " << e.model.type << " plugin on these examples\n";
+    std::istringstream lines(measured);
+    for (std::string line; std::getline(lines, line);) out << "  " << line << "\n";
   }
   return kExitOk;
 }

@@ -294,7 +294,7 @@ int command_predict(const CommonArgs& common, const RunDirArgs& args) {
       mask[r].narrow(0, 0, n).fill_(true);
     }
     const at::Tensor probabilities =
-        at::softmax(p.model->forward(inputs.to(p.device), mask.to(p.device)), -1)
+        at::softmax(p.scoring_model().forward(inputs.to(p.device), mask.to(p.device)), -1)
             .to(at::kCPU, at::kDouble)
             .contiguous();
     for (std::int64_t r = 0; r < b; ++r) {

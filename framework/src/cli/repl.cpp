@@ -9,6 +9,8 @@
 #include <iostream>
 #include <sstream>
 
+#include <ATen/ops/tensor.h>
+
 #include "generate/generate.h"
 #include "lmrun/util/suggest.h"
 
@@ -29,7 +31,11 @@ constexpr const char* kHelp =
     "  /help             this list\n"
     "  /quit             leave (so does end of input)\n";
 
-const std::vector<std::string> kCommands = {"set",   "drop", "seed", "max",  "beam",
+constexpr const char* kChatHelp =
+    "  text              say it: the model answers (it sees the conversation since /reset)\n"
+    "  /system TEXT      change the system message (and start a new conversation)\n";
+
+const std::vector<std::string> kCommands = {"set",      "drop",  "seed", "max",  "beam",
                                             "settings", "reset", "help", "quit", "exit"};
 
 template <class T>
@@ -98,7 +104,8 @@ Value parse_argument(const std::string& text, const ParamSpec& spec, const std::
     default:
       throw Error(what + " is a " + type_name(spec.type) + ", which /set cannot take");
   }
-  if (!ok) throw Error(what + " takes a " + std::string(type_name(spec.type)) + ", not '" + text + "'");
+  if (!ok)
+    throw Error(what + " takes a " + std::string(type_name(spec.type)) + ", not '" + text + "'");
   const std::string problem = check_value(value, spec);
   if (!problem.empty()) throw Error(what + ": " + problem);
   return value;
@@ -147,6 +154,17 @@ std::string describe_chain(const std::vector<PluginSpec>& specs) {
 
 }  // namespace
 
+Conditioning system_context(const Pipeline& p, const std::string& text) {
+  if (!p.chat_format.defined()) {
+    throw Error("this run was not trained on conversations: its data renders no system message",
+                "--system and lmrun chat take a run on the conversations dataset");
+  }
+  const std::vector<std::int64_t> ids = p.tokenizer->encode(p.chat_format.render("system", text));
+  Conditioning context;
+  context.tokens = at::tensor(ids, at::kLong).unsqueeze(0);
+  return context;
+}
+
 int generate_repl(Pipeline& p, const ReplSettings& settings, const PluginRegistry& registry,
                   std::istream& in, std::ostream& out) {
   const ReadLine from_stream = [&](const std::string& prompt, std::string& line) {
@@ -162,8 +180,20 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
                   const ReadLine& read_line, std::ostream& out) {
   ReplSettings s = start;
   std::string context;
-  out << "lmrun interactive: " << s.checkpoint << "\n"
-      << "type text to continue it, /help for commands, /quit to leave\n";
+  Conditioning system;
+  if (s.chat) {
+    system = system_context(p, s.system);
+    out << "lmrun chat: " << s.checkpoint << "\n"
+        << "system: " << (s.system.empty() ? "(none)" : s.system) << "\n"
+        << "type a line to say it, /system TEXT to change the system message, /help for "
+           "commands, /quit to leave\n";
+    if (!p.model->uses_context()) {
+      out << "lmrun: note: the model ignores system messages; it answers the turns alone\n";
+    }
+  } else {
+    out << "lmrun interactive: " << s.checkpoint << "\n"
+        << "type text to continue it, /help for commands, /quit to leave\n";
+  }
   auto rebuild = [&] {
     p.samplers = make_samplers(registry, s.samplers, p.tokenizer->vocab_size());
   };
@@ -182,6 +212,13 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
   std::string line;
   while (true) {
     if (!read_line("> ", line)) break;
+    if (s.chat && (line == "/system" || line.rfind("/system ", 0) == 0)) {
+      s.system = line.size() > 8 ? line.substr(8) : std::string();
+      system = system_context(p, s.system);
+      context.clear();
+      out << "  system: " << (s.system.empty() ? "(none)" : s.system) << " (a new conversation)\n";
+      continue;
+    }
     if (!line.empty() && line[0] == '/') {
       std::istringstream words(line.substr(1));
       std::string command, argument, extra_value, extra;
@@ -194,6 +231,7 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
       if (command == "quit" || command == "exit") break;
       try {
         if (command == "help") {
+          if (s.chat) out << kChatHelp;
           out << kHelp;
           for (const Shortcut& shortcut : shortcuts) {
             const std::string usage = "/" + shortcut.command + " X";
@@ -243,7 +281,8 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
             }
             if (spec == nullptr) {
               std::vector<std::string> names;
-              for (const ParamSpec& candidate : registration->params) names.push_back(candidate.name);
+              for (const ParamSpec& candidate : registration->params)
+                names.push_back(candidate.name);
               throw Error("sampler '" + sampler + "' has no parameter '" + param + "'" +
                           did_you_mean(param, names) + "; it takes: " + join(names));
             }
@@ -285,26 +324,33 @@ int generate_repl(Pipeline& p, const ReplSettings& start, const PluginRegistry& 
       }
       continue;
     }
-    // A turn: the line joins the conversation and the model continues it.
-    context += line;
+    // A turn: the line joins the conversation and the model continues it (in a chat, as the
+    // user's turn, answered by the assistant until the end marker).
+    const std::string turn =
+        s.chat ? p.chat_format.render("user", line) + p.chat_format.assistant + p.chat_format.start
+               : line;
+    context += turn;
     TextRequest request;
     request.prompt = context;
     request.max_new_tokens = s.max_new_tokens;
     request.seed = static_cast<std::uint64_t>(s.seed++);
     request.stop = s.stop;
+    if (s.chat) request.stop.push_back(p.chat_format.end);
     request.stop_tokens = s.stop_tokens;
     request.beam_width = s.beam_width;
     request.length_penalty = s.length_penalty;
+    request.context = system;
     TextResult result;
     try {
-      result = generate_text(*p.model, *p.tokenizer, p.samplers, request,
+      result = generate_text(p.scoring_model(), *p.tokenizer, p.samplers, request,
                              [&out](const std::string& piece) { out << piece << std::flush; });
     } catch (const Error& error) {
-      context.resize(context.size() - line.size());
+      context.resize(context.size() - turn.size());
       out << "\n  " << error.what() << "\n";
       continue;
     }
     context += result.text;
+    if (s.chat) context += p.chat_format.end;
     char rate[96];
     std::snprintf(rate, sizeof rate, "\n  [%lld tokens, %.0f tokens/s%s]\n",
                   static_cast<long long>(result.tokens), result.tokens_per_second,

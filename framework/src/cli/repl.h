@@ -1,4 +1,5 @@
-// lmrun generate RUN_DIR --interactive: the loop, over any line source and output stream.
+// lmrun generate RUN_DIR --interactive and lmrun chat RUN_DIR: the loop, over any line source and
+// output stream.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +23,16 @@ struct ReplSettings {
   std::vector<std::int64_t> stop_tokens;
   std::int64_t beam_width = 0;  // >= 2: beam search
   double length_penalty = 1.0;
+  // `lmrun chat`: each line is a user's turn, rendered with the run's chat format (the pipeline's
+  // chat_format, which must be defined), and the model answers as the assistant until the
+  // format's end marker. `system` is the system message; /system changes it.
+  bool chat = false;
+  std::string system;
 };
+
+// The system message `text` as the model is conditioned on it: the system turn rendered with
+// p.chat_format and encoded, (1, S). Throws lmrun::Error when the run has no chat format.
+Conditioning system_context(const Pipeline& p, const std::string& text);
 
 // Shows a prompt and reads one line into `line`; false at the end of input.
 using ReadLine = std::function<bool(const std::string& prompt, std::string& line)>;

@@ -40,10 +40,11 @@ RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args,
 
 // What the commands on a run folder need: generation (tokenizer, model, samplers); a trained
 // pipeline for eval, predict and inspect (the dataset and metrics too); a tokenizer alone.
-inline const std::vector<Kind> kGenerateKinds = {Kind::kTokenizer, Kind::kModel, Kind::kSampler};
+inline const std::vector<Kind> kGenerateKinds = {Kind::kTokenizer, Kind::kModel, Kind::kObjective,
+                                                 Kind::kSampler};
 inline const std::vector<Kind> kTrainedPipelineKinds = {Kind::kDataset, Kind::kTokenizer,
-                                                        Kind::kModel, Kind::kMetric,
-                                                        Kind::kSampler};
+                                                        Kind::kModel,   Kind::kObjective,
+                                                        Kind::kMetric,  Kind::kSampler};
 inline const std::vector<Kind> kTokenizerKinds = {Kind::kTokenizer};
 
 // The run's dataset, saved tokenizer and model with the checkpoint's weights, for inference

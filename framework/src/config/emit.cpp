@@ -45,6 +45,7 @@ std::string resolved_toml(const Experiment& e, const PluginRegistry& registry) {
   emit_plugin(out, e.data, registry, false);
   emit_plugin(out, e.tokenizer, registry, false);
   emit_plugin(out, e.model, registry, false);
+  if (e.objective) emit_plugin(out, *e.objective, registry, false);
   emit_plugin(out, e.optimizer, registry, false);
   if (e.scheduler) emit_plugin(out, *e.scheduler, registry, false);
   emit_host(out, "train", train_schema(), e.train);

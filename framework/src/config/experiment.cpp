@@ -30,7 +30,10 @@ const Schema<TrainOptions>& train_schema() {
     s.add("batch_size", &TrainOptions::batch_size, "sequences per micro-batch").min(1);
     s.add("grad_accum_steps", &TrainOptions::grad_accum_steps, "micro-batches per optimizer step")
         .min(1);
-    s.add("max_steps", &TrainOptions::max_steps, "optimizer steps to run").min(1);
+    s.add("max_steps", &TrainOptions::max_steps,
+          "optimizer steps to run; 0: none, the model as built is evaluated and saved (a readout "
+          "fitted in closed form)")
+        .min(0);
     s.add("eval_interval", &TrainOptions::eval_interval,
           "steps between evaluations; 0: only at the end")
         .min(0);
@@ -141,8 +144,8 @@ ParamType element_type(ParamType list) {
 namespace {
 
 const std::vector<std::string> kSections = {"experiment", "data",      "tokenizer", "model",
-                                            "optimizer",  "scheduler", "train",     "callbacks",
-                                            "metrics",    "generate",  "plugins"};
+                                            "objective",  "optimizer", "scheduler", "train",
+                                            "callbacks",  "metrics",   "generate",  "plugins"};
 
 class Validator {
  public:
@@ -492,6 +495,8 @@ Experiment Validator::run() {
       *section.target = std::move(*spec);
     }
   }
+  if (const toml::node* node = doc_.root.get("objective"))
+    experiment.objective = plugin_section(node, Kind::kObjective, "objective");
   if (const toml::node* node = doc_.root.get("scheduler"))
     experiment.scheduler = plugin_section(node, Kind::kScheduler, "scheduler");
   experiment.callbacks = plugin_list(doc_.root.get("callbacks"), Kind::kCallback, "callbacks");
@@ -566,6 +571,15 @@ std::vector<std::pair<Kind, std::string>> plugin_overrides_of(const TomlDocument
   }
   diagnostics.throw_if_any();
   return out;
+}
+
+PluginSpec default_plugin_section(const std::string& key, Kind kind, const std::string& type,
+                                  const PluginRegistry& registry) {
+  TomlDocument doc;
+  toml::table section;
+  section.insert("type", type);
+  doc.root.insert(key, std::move(section));
+  return Validator(doc, registry, {}).section(key, kind);
 }
 
 PluginSpec resolve_plugin_section(const TomlDocument& doc, const std::string& key, Kind kind,

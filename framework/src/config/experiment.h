@@ -87,6 +87,9 @@ struct Experiment {
   PluginSpec tokenizer;
   PluginSpec model;
   PluginSpec optimizer;
+  // [objective]; absent: the dataset's (Dataset::objective()) with its defaults, which the run
+  // fills in once the dataset is built (default_objective) and writes to its config.toml.
+  std::optional<PluginSpec> objective;
   std::optional<PluginSpec> scheduler;
   std::vector<PluginSpec> callbacks;
   std::vector<PluginSpec> metrics;   // [[metrics]]: computed at every evaluation
@@ -118,6 +121,11 @@ std::vector<std::pair<Kind, std::string>> plugin_overrides_of(const TomlDocument
 Experiment resolve_experiment(const TomlDocument& doc, const PluginRegistry& registry,
                               const std::vector<std::string>& load_failures = {},
                               const ResolveOptions& options = {});
+
+// Section `key` of kind `kind` as if the experiment held `[key] type = "TYPE"` and nothing else:
+// every parameter at its default. Throws ConfigError (an unknown type, a required parameter).
+PluginSpec default_plugin_section(const std::string& key, Kind kind, const std::string& type,
+                                  const PluginRegistry& registry);
 
 // One plugin section ([tokenizer] for `lmrun tokenize`) validated alone, as resolve_experiment
 // validates it. Throws ConfigError.

@@ -101,6 +101,44 @@ void check_request(const GenerationRequest& request) {
 // Logits for the next token, both ways. Each call gets the whole history (prompt and generated
 // ids), which has grown by exactly one token since the previous call.
 
+// `context` on `device`, one row per sequence of a batch of `rows`; undefined stays undefined.
+Conditioning context_rows(const Conditioning& context, std::int64_t rows, at::Device device) {
+  if (!context.defined()) return context;
+  Conditioning out;
+  out.tokens = context.tokens.to(device).expand({rows, context.tokens.size(-1)});
+  if (context.mask.defined())
+    out.mask = context.mask.to(device).expand({rows, context.mask.size(-1)});
+  return out;
+}
+
+std::unique_ptr<DecodeState> start_state(Model& model, const Conditioning& context,
+                                         at::Device device) {
+  if (!context.defined()) return model.start_decoding(1);
+  return model.start_decoding_conditioned(1, context_rows(context, 1, device));
+}
+
+// forward() on `inputs` (B, T), conditioned on `context` for every row when it is defined.
+at::Tensor run_forward(Model& model, const at::Tensor& inputs, const Conditioning& context) {
+  if (!context.defined()) return model.forward(inputs, at::Tensor());
+  return model.forward_conditioned(inputs, at::Tensor(),
+                                   context_rows(context, inputs.size(0), inputs.device()));
+}
+
+// How many tokens of history fit beside `context`: max_context() less the positions the context
+// takes in a decoding state (a transformer reads it as a prefix; a reservoir takes none); 0 when
+// the model is unbounded. Throws when the context leaves no room.
+std::int64_t history_room(Model& model, const Conditioning& context, at::Device device) {
+  const std::int64_t limit = model.max_context();
+  if (limit <= 0 || !context.defined() || !model.can_decode()) return limit;
+  const std::int64_t room = limit - start_state(model, context, device)->length();
+  if (room < 1) {
+    throw Error("generate: the system message takes all " + std::to_string(limit) +
+                    " positions of the model's context",
+                "shorten the system message");
+  }
+  return room;
+}
+
 class NextLogits {
  public:
   virtual ~NextLogits() = default;
@@ -112,13 +150,17 @@ class NextLogits {
 // cropped context (for learned positions the window's positions restart at 0, as in nanoGPT).
 class CachedLogits final : public NextLogits {
  public:
-  CachedLogits(Model& model, at::Device device) : model_(model), device_(device) {}
+  CachedLogits(Model& model, at::Device device, Conditioning context)
+      : model_(model),
+        device_(device),
+        context_(std::move(context)),
+        room_(history_room(model, context_, device)) {}
 
   at::Tensor operator()(const std::vector<std::int64_t>& history) override {
     const std::int64_t limit = model_.max_context();
     if (!state_ || (limit > 0 && state_->length() >= limit)) {
-      state_ = model_.start_decoding(1);
-      return model_.decode(*state_, token_tensor(history, window_start(history.size(), limit),
+      state_ = start_state(model_, context_, device_);
+      return model_.decode(*state_, token_tensor(history, window_start(history.size(), room_),
                                                  device_));  // (1, T) -> (1, V)
     }
     return model_.decode(*state_, token_tensor(history, history.size() - 1, device_));  // (1, V)
@@ -127,24 +169,31 @@ class CachedLogits final : public NextLogits {
  private:
   Model& model_;
   at::Device device_;
+  Conditioning context_;
+  std::int64_t room_;  // history_room()
   std::unique_ptr<DecodeState> state_;
 };
 
 // The reference: forward() on the cropped context every step, as nanoGPT's generate().
 class UncachedLogits final : public NextLogits {
  public:
-  UncachedLogits(Model& model, at::Device device) : model_(model), device_(device) {}
+  UncachedLogits(Model& model, at::Device device, Conditioning context)
+      : model_(model),
+        device_(device),
+        context_(std::move(context)),
+        room_(history_room(model, context_, device)) {}
 
   at::Tensor operator()(const std::vector<std::int64_t>& history) override {
-    const at::Tensor context =
-        token_tensor(history, window_start(history.size(), model_.max_context()), device_);
-    const at::Tensor logits = model_.forward(context, at::Tensor());  // (1, T, V)
-    return logits.select(1, logits.size(1) - 1);                      // (1, V)
+    const at::Tensor context = token_tensor(history, window_start(history.size(), room_), device_);
+    const at::Tensor logits = run_forward(model_, context, context_);  // (1, T, V)
+    return logits.select(1, logits.size(1) - 1);                       // (1, V)
   }
 
  private:
   Model& model_;
   at::Device device_;
+  Conditioning context_;
+  std::int64_t room_;  // history_room()
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -281,9 +330,9 @@ GenerationResult generate(Model& model, const std::vector<std::shared_ptr<Sample
     const at::Device device = device_of(model);
     std::unique_ptr<NextLogits> next_logits;
     if (request.use_cache) {
-      next_logits = std::make_unique<CachedLogits>(model, device);
+      next_logits = std::make_unique<CachedLogits>(model, device, request.context);
     } else {
-      next_logits = std::make_unique<UncachedLogits>(model, device);
+      next_logits = std::make_unique<UncachedLogits>(model, device, request.context);
     }
 
     at::Tensor logits;  // (1, V)
@@ -362,13 +411,13 @@ BeamResult beam_search(Model& model, const GenerationRequest& request, const Bea
   // With a decoding state that can follow the hypotheses (DecodeState::select_rows), each step
   // feeds the new tokens alone; otherwise, or when prompt and answer outgrow the context, each
   // step recomputes the hypotheses' cropped contexts.
-  const std::int64_t context = model.max_context();
+  const std::int64_t context = history_room(model, request.context, device);
   const auto total = static_cast<std::int64_t>(request.prompt.size()) + request.max_new_tokens;
   std::unique_ptr<DecodeState> state;
   at::Tensor next_logits;  // (running, V): the cached path's logits for the coming step
   if (beam.use_cache && (context == 0 || total <= context)) {
     try {
-      state = model.start_decoding(1);
+      state = start_state(model, request.context, device);
       next_logits =
           model.decode(*state, at::tensor(request.prompt, at::kLong).unsqueeze(0).to(device));
     } catch (const c10::Error& e) {
@@ -393,7 +442,7 @@ BeamResult beam_search(Model& model, const GenerationRequest& request, const Bea
                   inputs[b].data_ptr<std::int64_t>());
       }
       try {
-        const at::Tensor all = model.forward(inputs.to(device), at::Tensor());
+        const at::Tensor all = run_forward(model, inputs.to(device), request.context);
         logits = all.select(1, all.size(1) - 1);
       } catch (const c10::Error& e) {
         throw failed(e);
@@ -485,6 +534,7 @@ TextResult generate_text(Model& model, const Tokenizer& tokenizer,
   request.max_new_tokens = text_request.max_new_tokens;
   request.seed = text_request.seed;
   request.stop_tokens = text_request.stop_tokens;
+  request.context = text_request.context;
 
   TextStream stream(tokenizer, on_text, text_request.stop);
   GenerationResult generated;

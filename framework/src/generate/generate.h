@@ -39,6 +39,8 @@
 #include <string>
 #include <vector>
 
+#include "lmrun/batch.h"
+
 namespace lmrun {
 class Model;
 class Registry;
@@ -59,6 +61,9 @@ struct GenerationRequest {
   std::vector<std::int64_t> stop_tokens;  // stop right after emitting one of these; may be empty
   // Asked after each token (and its on_token call) whether to stop there; may be empty.
   std::function<bool()> stop_when;
+  // (1, S) token ids every step is conditioned on (a system message) for models that read it
+  // (Model::forward_conditioned); undefined: none. Any device.
+  Conditioning context;
 };
 
 struct GenerationResult {
@@ -121,6 +126,7 @@ struct TextRequest {
   std::vector<std::int64_t> stop_tokens;  // as GenerationRequest's; the token's text is kept
   std::int64_t beam_width = 0;            // >= 2: beam search instead of the sampler chain
   double length_penalty = 1.0;            // beam search's
+  Conditioning context;                   // as GenerationRequest's
 };
 
 struct TextResult {

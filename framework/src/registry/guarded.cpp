@@ -5,6 +5,7 @@
 #include "lmrun/dataset.h"
 #include "lmrun/metric.h"
 #include "lmrun/model.h"
+#include "lmrun/objective.h"
 #include "lmrun/optimizer.h"
 #include "lmrun/sampler.h"
 #include "lmrun/scheduler.h"
@@ -14,7 +15,8 @@ namespace lmrun::host {
 namespace {
 
 // The forwarding: CALL names the method in messages and crash reports.
-#define LMRUN_FORWARD(CALL, ...) guarded(*who_, CALL, [&]() -> decltype(auto) { return __VA_ARGS__; })
+#define LMRUN_FORWARD(CALL, ...) \
+  guarded(*who_, CALL, [&]() -> decltype(auto) { return __VA_ARGS__; })
 
 class GuardedDataset final : public Dataset, public Wrapped {
  public:
@@ -53,6 +55,13 @@ class GuardedDataset final : public Dataset, public Wrapped {
   }
   Batch group_slice(std::size_t group, std::int64_t begin, std::int64_t end) const override {
     return LMRUN_FORWARD("group_slice", inner_->group_slice(group, begin, end));
+  }
+  std::vector<std::string> special_tokens() const override {
+    return LMRUN_FORWARD("special_tokens", inner_->special_tokens());
+  }
+  std::string objective() const override { return LMRUN_FORWARD("objective", inner_->objective()); }
+  ChatFormat chat_format() const override {
+    return LMRUN_FORWARD("chat_format", inner_->chat_format());
   }
   void save(const std::filesystem::path& folder) const override {
     LMRUN_FORWARD("save", inner_->save(folder));
@@ -94,15 +103,25 @@ class GuardedModel final : public Model, public Wrapped {
  public:
   GuardedModel(std::shared_ptr<Model> inner, WhoPtr who)
       : Wrapped(std::move(who)), inner_(std::move(inner)) {}
-  torch::nn::Module& module() override {
-    return LMRUN_FORWARD("module", inner_->module());
-  }
+  torch::nn::Module& module() override { return LMRUN_FORWARD("module", inner_->module()); }
   at::Tensor forward(const at::Tensor& inputs, const at::Tensor& mask) override {
     return LMRUN_FORWARD("forward", inner_->forward(inputs, mask));
+  }
+  at::Tensor forward_conditioned(const at::Tensor& inputs, const at::Tensor& mask,
+                                 const Conditioning& context) override {
+    return LMRUN_FORWARD("forward_conditioned", inner_->forward_conditioned(inputs, mask, context));
+  }
+  bool uses_context() const override {
+    return LMRUN_FORWARD("uses_context", inner_->uses_context());
   }
   bool can_decode() const override { return LMRUN_FORWARD("can_decode", inner_->can_decode()); }
   std::unique_ptr<DecodeState> start_decoding(std::int64_t batch_size) override {
     return LMRUN_FORWARD("start_decoding", inner_->start_decoding(batch_size));
+  }
+  std::unique_ptr<DecodeState> start_decoding_conditioned(std::int64_t batch_size,
+                                                          const Conditioning& context) override {
+    return LMRUN_FORWARD("start_decoding_conditioned",
+                         inner_->start_decoding_conditioned(batch_size, context));
   }
   at::Tensor decode(DecodeState& state, const at::Tensor& tokens) override {
     return LMRUN_FORWARD("decode", inner_->decode(state, tokens));
@@ -112,6 +131,13 @@ class GuardedModel final : public Model, public Wrapped {
   }
   std::vector<Activation> activations(const at::Tensor& inputs, const at::Tensor& mask) override {
     return LMRUN_FORWARD("activations", inner_->activations(inputs, mask));
+  }
+  at::Tensor token_embeddings() override {
+    return LMRUN_FORWARD("token_embeddings", inner_->token_embeddings());
+  }
+  std::int64_t washout() const override { return LMRUN_FORWARD("washout", inner_->washout()); }
+  std::string diagnostics(const Batch& batch) override {
+    return LMRUN_FORWARD("diagnostics", inner_->diagnostics(batch));
   }
   std::string summary() const override { return LMRUN_FORWARD("summary", inner_->summary()); }
   double flops_per_token(std::int64_t context) const override {
@@ -180,8 +206,7 @@ class GuardedCallback final : public Callback, public Wrapped {
   void on_step_end(const TrainState& state, TrainerControl& control) override {
     LMRUN_FORWARD("on_step_end", inner_->on_step_end(state, control));
   }
-  void on_eval_end(const TrainState& state, const Metrics& eval,
-                   TrainerControl& control) override {
+  void on_eval_end(const TrainState& state, const Metrics& eval, TrainerControl& control) override {
     LMRUN_FORWARD("on_eval_end", inner_->on_eval_end(state, eval, control));
   }
   void on_checkpoint(const TrainState& state, const std::filesystem::path& folder) override {
@@ -233,6 +258,27 @@ class GuardedMetric final : public Metric, public Wrapped {
   std::shared_ptr<Metric> inner_;
 };
 
+class GuardedObjective final : public Objective, public Wrapped {
+ public:
+  GuardedObjective(std::shared_ptr<Objective> inner, WhoPtr who)
+      : Wrapped(std::move(who)), inner_(std::move(inner)) {}
+  ModelOutput output() const override { return LMRUN_FORWARD("output", inner_->output()); }
+  void attach(Model& model) override { LMRUN_FORWARD("attach", inner_->attach(model)); }
+  std::int64_t count(const Batch& batch) const override {
+    return LMRUN_FORWARD("count", inner_->count(batch));
+  }
+  at::Tensor loss(const at::Tensor& outputs, const Batch& batch) override {
+    return LMRUN_FORWARD("loss", inner_->loss(outputs, batch));
+  }
+  at::Tensor scores(const at::Tensor& outputs) override {
+    return LMRUN_FORWARD("scores", inner_->scores(outputs));
+  }
+  bool loss_is_nll() const override { return LMRUN_FORWARD("loss_is_nll", inner_->loss_is_nll()); }
+
+ private:
+  std::shared_ptr<Objective> inner_;
+};
+
 #undef LMRUN_FORWARD
 
 template <class Guarded, class Interface>
@@ -273,6 +319,9 @@ std::shared_ptr<Sampler> wrap_plugin(std::shared_ptr<Sampler> object, WhoPtr who
 }
 std::shared_ptr<Metric> wrap_plugin(std::shared_ptr<Metric> object, WhoPtr who) {
   return wrap<GuardedMetric>(std::move(object), std::move(who));
+}
+std::shared_ptr<Objective> wrap_plugin(std::shared_ptr<Objective> object, WhoPtr who) {
+  return wrap<GuardedObjective>(std::move(object), std::move(who));
 }
 
 }  // namespace lmrun::host

@@ -27,6 +27,7 @@ class Optimizer;
 class Scheduler;
 class Sampler;
 class Metric;
+class Objective;
 }  // namespace lmrun
 
 namespace lmrun::host {
@@ -42,6 +43,7 @@ std::shared_ptr<Scheduler> wrap_plugin(std::shared_ptr<Scheduler> object, WhoPtr
 std::shared_ptr<Callback> wrap_plugin(std::shared_ptr<Callback> object, WhoPtr who);
 std::shared_ptr<Sampler> wrap_plugin(std::shared_ptr<Sampler> object, WhoPtr who);
 std::shared_ptr<Metric> wrap_plugin(std::shared_ptr<Metric> object, WhoPtr who);
+std::shared_ptr<Objective> wrap_plugin(std::shared_ptr<Objective> object, WhoPtr who);
 
 // How messages name KIND.NAME: "model 'transformer'", with the file it was registered from.
 // The file is known when `registry` is the host's PluginRegistry.

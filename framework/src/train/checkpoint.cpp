@@ -137,12 +137,22 @@ void write_checkpoint(const fs::path& dir, Pipeline& p, const TrainerSnapshot& s
     context.insert("sequence_length", p.model_context.sequence_length);
     context.insert("num_classes", p.model_context.num_classes);
     context.insert("pad_id", p.model_context.pad_id);
+    context.insert("output",
+                   p.model_context.output == ModelOutput::kVectors ? "vectors" : "scores");
     if (!p.class_names.empty()) {
       toml::array names;
       for (const auto& name : p.class_names) names.push_back(name);
       context.insert("class_names", std::move(names));
     }
     state.insert("model_context", std::move(context));
+    if (p.chat_format.defined()) {
+      const ChatFormat& f = p.chat_format;
+      state.insert("chat_format", toml::table{{"system", f.system},
+                                              {"user", f.user},
+                                              {"assistant", f.assistant},
+                                              {"start", f.start},
+                                              {"end", f.end}});
+    }
     std::ostringstream text;
     text << "# lmrun checkpoint state\n" << state << "\n";
     write_file_atomic(temp / "state.toml", text.str());
@@ -198,10 +208,35 @@ ModelContext read_model_context(const fs::path& dir) {
   context.sequence_length = state["model_context"]["sequence_length"].value_or<std::int64_t>(-1);
   context.num_classes = state["model_context"]["num_classes"].value_or<std::int64_t>(0);
   context.pad_id = state["model_context"]["pad_id"].value_or<std::int64_t>(-1);
+  // Absent in checkpoints from before objectives: every model then output scores.
+  const std::string output = state["model_context"]["output"].value_or<std::string>("scores");
+  if (output != "scores" && output != "vectors") {
+    throw checkpoint_error(dir, "state.toml's model_context.output is \"" + output +
+                                    "\", expected \"scores\" or \"vectors\"");
+  }
+  context.output = output == "vectors" ? ModelOutput::kVectors : ModelOutput::kScores;
   if (context.vocab_size <= 0 || context.sequence_length < 0) {
     throw checkpoint_error(dir, "state.toml has no valid [model_context]");
   }
   return context;
+}
+
+ChatFormat read_chat_format(const fs::path& dir) {
+  const toml::table state = read_state(dir);
+  ChatFormat f;
+  if (!state.contains("chat_format")) return f;
+  const auto part = [&](const char* key) {
+    const std::optional<std::string> value = state["chat_format"][key].value<std::string>();
+    if (!value) throw checkpoint_error(dir, std::string("state.toml's chat_format has no ") + key);
+    return *value;
+  };
+  f.system = part("system");
+  f.user = part("user");
+  f.assistant = part("assistant");
+  f.start = part("start");
+  f.end = part("end");
+  if (f.end.empty()) throw checkpoint_error(dir, "state.toml's chat_format.end is empty");
+  return f;
 }
 
 std::vector<std::string> read_class_names(const fs::path& dir) {

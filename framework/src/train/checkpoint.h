@@ -64,6 +64,10 @@ TrainerSnapshot read_checkpoint(const std::filesystem::path& dir, Pipeline& pipe
 // The ModelContext the checkpoint's model was built for.
 ModelContext read_model_context(const std::filesystem::path& dir);
 
+// How the run's conversations render a message (Dataset::chat_format); undefined for a run on
+// other data, or one from before conversations.
+ChatFormat read_chat_format(const std::filesystem::path& dir);
+
 // A classifier checkpoint's label names in id order: those saved, or "0".."C-1" for a checkpoint
 // written before names were saved. Empty for a language model.
 std::vector<std::string> read_class_names(const std::filesystem::path& dir);

@@ -13,8 +13,6 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/arange.h>
-#include <ATen/ops/ones.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 #include <cmath>
@@ -22,6 +20,7 @@
 #include "registry/guarded.h"
 #include "train/checkpoint.h"
 #include "train/loss.h"
+#include "train/model_checks.h"
 #include "train/plan.h"
 
 namespace fs = std::filesystem;
@@ -86,63 +85,45 @@ std::vector<std::shared_ptr<Sampler>> make_chain(const Experiment& e,
   return chain;
 }
 
-std::string shape_of(const at::Tensor& t) {
-  if (!t.defined()) return "an undefined tensor";
-  std::string out = "(";
-  for (std::int64_t i = 0; i < t.dim(); ++i) out += (i ? ", " : "") + std::to_string(t.size(i));
-  return out + ")";
+// [objective] of the experiment, or the dataset's declared one with its defaults.
+PluginSpec objective_spec(const Experiment& e, const Dataset& data,
+                          const PluginRegistry& registry) {
+  if (e.objective) return *e.objective;
+  const std::string type = data.objective();
+  try {
+    return default_plugin_section("objective", Kind::kObjective, type, registry);
+  } catch (const ConfigError& error) {
+    throw Error("dataset '" + e.data.type + "' trains with objective '" + type +
+                    "' when [objective] names none, which cannot be used: " + error.what(),
+                "name one in the experiment: [objective] type = ...");
+  }
+}
+
+std::shared_ptr<Objective> make_objective(const PluginSpec& spec, const PluginRegistry& registry,
+                                          const ObjectiveContext& context) {
+  try {
+    return make_plugin<Objective>(registry, spec.type, spec.params, context);
+  } catch (const Error& error) {
+    throw error.with_context("objective");
+  }
+}
+
+// The objective takes the model (it may refuse it), then the model's outputs are checked, and
+// generation gets their scores.
+void attach_objective(Pipeline& p) {
+  if (p.objective) {
+    try {
+      p.objective->attach(*p.model);
+    } catch (const Error& error) {
+      throw error.with_context("objective");
+    }
+  }
+  check_model_outputs(*p.model, p.model_context, p.device);
+  p.washout = p.model->washout();
+  p.scored = scored_model(p.model, p.objective);
 }
 
 }  // namespace
-
-void check_model_outputs(Model& model, const ModelContext& context, c10::Device device) {
-  const PluginWho* who = who_of(model);
-  const std::string name = who ? who->name : "the model";
-  const std::string file = who ? who->file : "";
-  const bool language_model = context.num_classes == 0;
-  const std::int64_t vocab = context.vocab_size, b = 2;
-  std::int64_t t = std::min<std::int64_t>(std::max<std::int64_t>(context.sequence_length, 1), 4);
-  if (model.max_context() > 0) t = std::min(t, model.max_context());
-  // A batch of real token ids (0, 1, 2, ... below the vocabulary), nothing padded.
-  const at::Tensor inputs =
-      (at::arange(b * t, at::kLong) % std::max<std::int64_t>(vocab, 1)).view({b, t}).to(device);
-  const at::Tensor mask = at::ones({b, t}, at::TensorOptions(at::kBool).device(device));
-  const bool was_training = model.module().is_training();
-  model.module().eval();
-  torch::NoGradGuard no_grad;
-  const std::vector<std::int64_t> expected =
-      language_model ? std::vector<std::int64_t>{b, t, vocab}
-                     : std::vector<std::int64_t>{b, context.num_classes};
-  const auto text = [](const std::vector<std::int64_t>& shape) {
-    std::string out = "(";
-    for (std::size_t i = 0; i < shape.size(); ++i)
-      out += (i ? ", " : "") + std::to_string(shape[i]);
-    return out + ")";
-  };
-  const at::Tensor logits = model.forward(inputs, mask);
-  if (!logits.defined() || logits.sizes().vec() != expected) {
-    throw Error(name + ": forward() on a (" + std::to_string(b) + ", " + std::to_string(t) +
-                    ") batch returned " + shape_of(logits) + ", but " +
-                    (language_model ? "a language model gives (B, T, vocab_size) = "
-                                    : "a classifier gives (B, classes) = ") +
-                    text(expected),
-                "the model must size its output layer from ModelContext (vocab_size, "
-                "num_classes): see lmrun/model.h" +
-                    (file.empty() ? std::string() : "; the plugin is " + file));
-  }
-  if (model.can_decode()) {
-    std::unique_ptr<DecodeState> state = model.start_decoding(1);
-    const at::Tensor next = state ? model.decode(*state, inputs.narrow(0, 0, 1)) : at::Tensor();
-    const std::vector<std::int64_t> one = {1, vocab};
-    if (!state || !next.defined() || next.sizes().vec() != one) {
-      throw Error(name + ": decode() of a (1, " + std::to_string(t) + ") prompt returned " +
-                      (state ? shape_of(next) : std::string("no decoding state")) +
-                      ", but it gives the last position's logits, (B, vocab_size) = " + text(one),
-                  "see lmrun/model.h" + (file.empty() ? std::string() : "; the plugin is " + file));
-    }
-  }
-  model.module().train(was_training);
-}
 
 Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
                         const PipelineOptions& options) {
@@ -159,8 +140,8 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
 
   p.data = make_plugin<Dataset>(registry, e.data.type, e.data.params,
                                 DatasetContext{static_cast<std::uint64_t>(e.experiment.seed)});
-  p.tokenizer =
-      make_plugin<Tokenizer>(registry, e.tokenizer.type, e.tokenizer.params, TokenizerContext{});
+  p.tokenizer = make_plugin<Tokenizer>(registry, e.tokenizer.type, e.tokenizer.params,
+                                       TokenizerContext{p.data->special_tokens()});
   if (!options.tokenizer_dir.empty()) {
     try {
       p.tokenizer->load(options.tokenizer_dir);
@@ -176,20 +157,32 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
     throw error.with_context("dataset '" + e.data.type + "'");
   }
 
+  p.objective_spec = objective_spec(e, *p.data, registry);
+  p.objective =
+      make_objective(p.objective_spec, registry,
+                     ObjectiveContext{p.data->task(), p.tokenizer->vocab_size(),
+                                      p.data->num_classes(), p.tokenizer->special_id("<pad>")});
+
   torch::manual_seed(static_cast<std::uint64_t>(e.experiment.seed));
   ModelContext& model_context = p.model_context;
   model_context.vocab_size = p.tokenizer->vocab_size();
   model_context.sequence_length = p.data->sequence_length();
   model_context.num_classes = p.data->num_classes();
   model_context.pad_id = p.tokenizer->special_id("<pad>");
+  model_context.output = p.objective->output();
   model_context.tokenizer = p.tokenizer.get();
   model_context.weights_from_checkpoint = !options.tokenizer_dir.empty();
+  const std::string training_text =
+      model_context.weights_from_checkpoint ? std::string() : p.data->training_text();
+  model_context.training_text = training_text;
   p.class_names = p.data->class_names();
+  p.chat_format = p.data->chat_format();
   if (options.for_training) check_model_size(e, registry, model_context, p.device);
   p.model = make_plugin<Model>(registry, e.model.type, e.model.params, model_context);
-  model_context.tokenizer = nullptr;  // the context outlives construction, the pointer need not
+  model_context.tokenizer = nullptr;  // the context outlives construction, the pointers need not
+  model_context.training_text = {};
   p.model->module().to(p.device);
-  check_model_outputs(*p.model, model_context, p.device);
+  attach_objective(p);
 
   collect_parameters(p);
   p.samplers = make_chain(e, registry, p.tokenizer->vocab_size());
@@ -237,13 +230,35 @@ Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& reg
   }
   p.model_context = read_model_context(checkpoint);
   p.class_names = read_class_names(checkpoint);
+  p.chat_format = read_chat_format(checkpoint);
   p.model_context.tokenizer = p.tokenizer.get();
   p.model_context.weights_from_checkpoint = true;
   p.model = make_plugin<Model>(registry, e.model.type, e.model.params, p.model_context);
   p.model_context.tokenizer = nullptr;
   p.model->module().to(p.device);
   load_model_weights(checkpoint, *p.model);
-  check_model_outputs(*p.model, p.model_context, p.device);
+  if (e.objective) {
+    p.objective_spec = *e.objective;
+    const Task task =
+        p.model_context.num_classes > 0 ? Task::kClassification : Task::kLanguageModel;
+    p.objective =
+        make_objective(p.objective_spec, registry,
+                       ObjectiveContext{task, p.model_context.vocab_size,
+                                        p.model_context.num_classes, p.model_context.pad_id});
+    if (p.objective->output() != p.model_context.output) {
+      throw Error("checkpoint " + checkpoint.string() + " holds a model built for " +
+                      (p.model_context.output == ModelOutput::kVectors ? "vector" : "score") +
+                      " outputs, but the run's objective '" + p.objective_spec.type +
+                      "' asks for the other",
+                  "the run's config.toml and its checkpoint disagree: was [objective] changed?");
+    }
+  } else if (p.model_context.output == ModelOutput::kVectors) {
+    throw Error("checkpoint " + checkpoint.string() +
+                    " holds a model with vector outputs, but the run's config.toml names no "
+                    "[objective] to turn them into scores",
+                "add the [objective] the run trained with to its config.toml");
+  }
+  attach_objective(p);
   p.model->module().eval();
   collect_parameters(p);
   p.samplers = make_chain(e, registry, p.tokenizer->vocab_size());
@@ -263,14 +278,15 @@ Metrics evaluate_examples(Pipeline& p, std::int64_t n,
   std::int64_t tokens = 0;
   for (auto& metric : p.metrics) metric->reset();
   for (std::int64_t begin = 0; begin < n; begin += batch_size) {
-    Batch batch = read(begin, std::min(n, begin + batch_size));
-    at::Tensor targets = masked_targets(batch).to(p.device);
-    at::Tensor mask = batch.mask.defined() ? batch.mask.to(p.device) : batch.mask;
-    const at::Tensor logits = p.model->forward(batch.inputs.to(p.device), mask);
-    loss += summed_loss(logits, targets).item<double>();
-    tokens += count_targets(targets);
-    for (auto& metric : p.metrics) metric->update(logits, targets);
-    if (observe) observe(logits, targets);
+    const Batch batch =
+        objective_batch(read(begin, std::min(n, begin + batch_size)), p.washout, p.device);
+    const at::Tensor outputs = model_outputs(*p.model, batch);
+    loss += p.objective->loss(outputs, batch).item<double>();
+    tokens += p.objective->count(batch);
+    if (p.metrics.empty() && !observe) continue;
+    const at::Tensor scores = p.objective->scores(outputs);
+    for (auto& metric : p.metrics) metric->update(scores, batch.targets);
+    if (observe) observe(scores, batch.targets);
   }
   p.model->module().train(was_training);
   Metrics metrics;
@@ -279,7 +295,8 @@ Metrics evaluate_examples(Pipeline& p, std::int64_t n,
   }
   metrics["loss"] = loss / static_cast<double>(std::max<std::int64_t>(tokens, 1));
   metrics["examples"] = static_cast<double>(n);
-  if (p.data->task() == Task::kLanguageModel) metrics["perplexity"] = std::exp(metrics["loss"]);
+  if (p.data->task() == Task::kLanguageModel && p.objective->loss_is_nll())
+    metrics["perplexity"] = std::exp(metrics["loss"]);
   return metrics;
 }
 

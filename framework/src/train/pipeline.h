@@ -1,6 +1,6 @@
 // A run's objects, built from a validated experiment in DESIGN.md's order: dataset, tokenizer
-// (fitted on the training text, or loaded), the dataset's token streams, model, optimizer,
-// scheduler, callbacks, samplers.
+// (fitted on the training text, or loaded), the dataset's token streams, objective, model (built
+// for the objective's outputs), optimizer, scheduler, callbacks, samplers.
 #pragma once
 
 #include <filesystem>
@@ -17,6 +17,7 @@
 #include "lmrun/dataset.h"
 #include "lmrun/metric.h"
 #include "lmrun/model.h"
+#include "lmrun/objective.h"
 #include "lmrun/optimizer.h"
 #include "lmrun/sampler.h"
 #include "lmrun/scheduler.h"
@@ -30,6 +31,14 @@ struct Pipeline {
   std::shared_ptr<Dataset> data;
   std::shared_ptr<Tokenizer> tokenizer;
   std::shared_ptr<Model> model;
+  // The loss; null only in an inference pipeline of a run whose config names none (from before
+  // objectives: its model outputs scores).
+  std::shared_ptr<Objective> objective;
+  PluginSpec objective_spec;  // [objective] as resolved, the dataset's default filled in
+  // The model with outputs as scores (model_checks.h), for generation; null when the model's
+  // outputs are scores already. Use scoring_model().
+  std::shared_ptr<Model> scored;
+  std::int64_t washout = 0;  // the model's washout(): leading positions the loss leaves out
   std::shared_ptr<Optimizer> optimizer;  // null when built for inference only
   std::shared_ptr<Scheduler> scheduler;  // null: the optimizer's lr throughout
   std::vector<std::shared_ptr<Callback>> callbacks;
@@ -39,7 +48,11 @@ struct Pipeline {
   c10::Device device = c10::Device(c10::kCPU);
   ModelContext model_context;            // what the model was built for (saved in checkpoints)
   std::vector<std::string> class_names;  // classification: label names in id order (saved too)
+  ChatFormat chat_format;                // conversations: how a message is rendered (saved too)
   std::int64_t parameter_count = 0;
+
+  // The model generation and prediction read scores (B, V) or (B, C) from.
+  Model& scoring_model() const { return scored ? *scored : *model; }
 };
 
 struct PipelineOptions {
@@ -60,10 +73,10 @@ Pipeline build_inference_pipeline(const Experiment& experiment, const PluginRegi
                                   const std::filesystem::path& checkpoint);
 
 // Loss over every example of a split, in order (num_examples / slice), in eval mode without
-// gradients: "<split>_loss", "<split>_examples", "<split>_perplexity" for language models, and
-// every [[metrics]] value as "<split>_<name>". `observe`, when given, sees each batch's logits
-// and targets (padding as kIgnoreTarget) too.
-using BatchObserver = std::function<void(const at::Tensor& logits, const at::Tensor& targets)>;
+// gradients: "<split>_loss", "<split>_examples", "<split>_perplexity" when the objective's loss is
+// a log-likelihood, and every [[metrics]] value as "<split>_<name>". `observe`, when given, sees
+// each batch's scores and targets (padding as kIgnoreTarget) too.
+using BatchObserver = std::function<void(const at::Tensor& scores, const at::Tensor& targets)>;
 Metrics evaluate_split(Pipeline& pipeline, Split split, std::int64_t batch_size,
                        const BatchObserver& observe = {});
 
@@ -79,12 +92,6 @@ std::vector<GroupMetrics> evaluate_groups(Pipeline& pipeline, std::int64_t batch
 std::string group_table(const std::vector<GroupMetrics>& groups);
 // The groups as summary.json and `eval -o` hold them: {"NAME": {"examples": N, "loss": ...}}.
 JsonObject group_json(const std::vector<GroupMetrics>& groups);
-
-// The output contracts of lmrun/model.h on a dry batch of 2 x min(4, sequence length) tokens, in
-// eval mode without gradients: forward() gives (B, T, vocab) or (B, classes), decode() (when
-// can_decode()) a defined (1, vocab). Throws lmrun::Error naming the model and both shapes. The
-// pipelines run it right after building the model.
-void check_model_outputs(Model& model, const ModelContext& context, c10::Device device);
 
 // "cpu", "cuda", "auto" -> a device; throws when cuda is asked for and absent.
 c10::Device resolve_device(const std::string& name);

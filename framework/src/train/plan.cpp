@@ -42,7 +42,8 @@ double physical_memory_bytes() {
 
 }  // namespace
 
-TrainState planned_state(const Dataset& data, const std::vector<std::shared_ptr<Metric>>& metrics,
+TrainState planned_state(const Dataset& data, const Objective& objective,
+                         const std::vector<std::shared_ptr<Metric>>& metrics,
                          const std::vector<std::shared_ptr<Callback>>& callbacks,
                          std::int64_t max_steps, const fs::path& run_dir) {
   TrainState state;
@@ -52,7 +53,7 @@ TrainState planned_state(const Dataset& data, const std::vector<std::shared_ptr<
     if (data.has_split(split))
       state.eval_metrics.push_back(std::string(split_name(split)) + "_loss");
   }
-  if (data.task() == Task::kLanguageModel && data.has_split(Split::kVal))
+  if (data.task() == Task::kLanguageModel && data.has_split(Split::kVal) && objective.loss_is_nll())
     state.eval_metrics.push_back("val_perplexity");
   for (Split split : {Split::kTrain, Split::kVal, Split::kTest}) {
     if (!data.has_split(split)) continue;
@@ -117,6 +118,17 @@ void check_plan(const Experiment& e, const PluginRegistry& registry) {
     data = make_plugin<Dataset>(registry, e.data.type, e.data.params,
                                 DatasetContext{static_cast<std::uint64_t>(e.experiment.seed)});
   });
+  std::shared_ptr<Objective> objective;
+  if (data) {
+    attempt("objective", [&] {
+      const PluginSpec spec = e.objective ? *e.objective
+                                          : default_plugin_section("objective", Kind::kObjective,
+                                                                   data->objective(), registry);
+      objective =
+          make_plugin<Objective>(registry, spec.type, spec.params,
+                                 ObjectiveContext{data->task(), 0, data->num_classes(), -1});
+    });
+  }
   std::vector<std::shared_ptr<Metric>> metrics;
   if (data) {
     const MetricContext context{data->num_classes(), data->class_names()};
@@ -151,9 +163,9 @@ void check_plan(const Experiment& e, const PluginRegistry& registry) {
       callback_keys.push_back(spec.key);
     });
   }
-  if (data) {
-    const TrainState planned =
-        planned_state(*data, metrics, callbacks, e.train.max_steps, e.experiment.out_dir);
+  if (data && objective) {
+    const TrainState planned = planned_state(*data, *objective, metrics, callbacks,
+                                             e.train.max_steps, e.experiment.out_dir);
     for (std::size_t i = 0; i < callbacks.size(); ++i)
       attempt(callback_keys[i], [&] { callbacks[i]->check_plan(planned); });
 

@@ -4,11 +4,11 @@
 //   check_plan(experiment, registry);   // throws ConfigError listing every problem
 //
 // The plan builds only what is cheap to build: the dataset (its files are read, nothing is
-// tokenized), the metrics, the optimizer over a one-element stand-in parameter (for its learning
-// rate), the scheduler (its factory checks warmup and min_lr against the run) and the callbacks
-// (their check_plan sees what the run will report: a monitor naming no metric, or a validation
-// metric without a validation split). Then the model's size estimate against this machine's
-// memory. No model is built and no tokenizer fitted.
+// tokenized), the objective (with the vocabulary unknown: 0), the metrics, the optimizer over a
+// one-element stand-in parameter (for its learning rate), the scheduler (its factory checks warmup
+// and min_lr against the run) and the callbacks (their check_plan sees what the run will report: a
+// monitor naming no metric, or a validation metric without a validation split). Then the model's
+// size estimate against this machine's memory. No model is built and no tokenizer fitted.
 #pragma once
 
 #include <filesystem>
@@ -22,14 +22,17 @@
 #include "lmrun/dataset.h"
 #include "lmrun/metric.h"
 #include "lmrun/model.h"
+#include "lmrun/objective.h"
 #include "registry/plugin_registry.h"
 
 namespace lmrun::host {
 
 // The TrainState a run starts from: eval_metrics as each evaluation reports them (each split's
-// loss, val_perplexity for a language model with a val split, every [[metrics]] name for each
-// split), step_metrics ("loss", "lr", then each callback's metric_names()), max_steps, run_dir.
-TrainState planned_state(const Dataset& data, const std::vector<std::shared_ptr<Metric>>& metrics,
+// loss, val_perplexity for a language model with a val split and a log-likelihood loss, every
+// [[metrics]] name for each split), step_metrics ("loss", "lr", then each callback's
+// metric_names()), max_steps, run_dir.
+TrainState planned_state(const Dataset& data, const Objective& objective,
+                         const std::vector<std::shared_ptr<Metric>>& metrics,
                          const std::vector<std::shared_ptr<Callback>>& callbacks,
                          std::int64_t max_steps, const std::filesystem::path& run_dir);
 

@@ -97,8 +97,8 @@ Trainer::Trainer(const Experiment& experiment, Pipeline& pipeline, fs::path run_
   state_.max_steps = experiment.train.max_steps;
   state_.run_dir = run_dir_;
   state_.lr = p_.optimizer->base_lr();
-  const TrainState planned =
-      planned_state(*p_.data, p_.metrics, p_.callbacks, experiment.train.max_steps, run_dir_);
+  const TrainState planned = planned_state(*p_.data, *p_.objective, p_.metrics, p_.callbacks,
+                                           experiment.train.max_steps, run_dir_);
   state_.eval_metrics = planned.eval_metrics;
   state_.step_metrics = planned.step_metrics;
   flops_per_token_ = p_.model->flops_per_token(p_.model_context.sequence_length);
@@ -120,12 +120,8 @@ Batch Trainer::sample_slice(Split split, at::Generator& generator) {
   if (dp_ == nullptr) return p_.data->sample(split, batch_size, generator);
   // Every rank draws the same global batch and keeps its own slice of it: the ranks see
   // different data, and together exactly what one process with world x batch_size would.
-  Batch batch = p_.data->sample(split, batch_size * dp_->world().world_size, generator);
-  const std::int64_t start = dp_->world().rank * batch_size;
-  for (at::Tensor* t : {&batch.inputs, &batch.targets, &batch.mask}) {
-    if (t->defined()) *t = t->narrow(0, start, batch_size);
-  }
-  return batch;
+  const Batch batch = p_.data->sample(split, batch_size * dp_->world().world_size, generator);
+  return batch_rows(batch, dp_->world().rank * batch_size, batch_size);
 }
 
 double Trainer::train_step(double lr) {
@@ -133,15 +129,15 @@ double Trainer::train_step(double lr) {
   p_.optimizer->zero_grad();
   p_.model->module().train();
 
-  // Draw the step's micro-batches first: the loss is normalised by the real tokens of all of them.
+  // Draw the step's micro-batches first: the loss is normalised by the items the objective
+  // counts in all of them (the real target tokens, for cross-entropy).
   std::vector<Batch> batches;
-  std::vector<at::Tensor> targets;
   std::int64_t tokens = 0;
   const std::int64_t world = dp_ ? dp_->world().world_size : 1;
   for (std::int64_t i = 0; i < experiment_.train.grad_accum_steps; ++i) {
-    batches.push_back(sample_slice(Split::kTrain, data_generator_));
-    targets.push_back(masked_targets(batches.back()).to(p_.device));
-    tokens += count_targets(targets.back());
+    batches.push_back(
+        objective_batch(sample_slice(Split::kTrain, data_generator_), p_.washout, p_.device));
+    tokens += p_.objective->count(batches.back());
   }
   // Data-parallel: each rank divides by every rank's tokens, and the gradients are summed, so
   // the step is the global batch's token mean even when ranks hold different numbers of them.
@@ -149,13 +145,12 @@ double Trainer::train_step(double lr) {
   double loss_sum = 0.0;
   for (std::size_t i = 0; i < batches.size(); ++i) {
     const Batch& batch = batches[i];
-    at::Tensor mask = batch.mask.defined() ? batch.mask.to(p_.device) : batch.mask;
     at::Tensor loss;
     {
       AutocastGuard autocast(bf16_);
-      at::Tensor logits = p_.model->forward(batch.inputs.to(p_.device), mask);
-      loss =
-          summed_loss(logits, targets[i]) / static_cast<double>(std::max<std::int64_t>(tokens, 1));
+      const at::Tensor outputs = model_outputs(*p_.model, batch);
+      loss = p_.objective->loss(outputs, batch) /
+             static_cast<double>(std::max<std::int64_t>(tokens, 1));
     }
     {
       // The backward pass runs the model's autograd code outside any of its calls: name it.
@@ -205,15 +200,14 @@ Metrics Trainer::evaluate() {
       const std::int64_t rows = batch.inputs.size(0);
       for (std::int64_t begin = 0; begin < rows; begin += chunk) {
         const std::int64_t n = std::min(chunk, rows - begin);
-        const at::Tensor targets = masked_targets(batch).narrow(0, begin, n).to(p_.device);
-        const at::Tensor mask =
-            batch.mask.defined() ? batch.mask.narrow(0, begin, n).to(p_.device) : batch.mask;
+        const Batch part = objective_batch(batch_rows(batch, begin, n), p_.washout, p_.device);
         AutocastGuard autocast(bf16_);
-        const at::Tensor logits =
-            p_.model->forward(batch.inputs.narrow(0, begin, n).to(p_.device), mask);
-        loss += summed_loss(logits, targets).item<double>();
-        tokens += count_targets(targets);
-        for (auto& metric : p_.metrics) metric->update(logits, targets);
+        const at::Tensor outputs = model_outputs(*p_.model, part);
+        loss += p_.objective->loss(outputs, part).item<double>();
+        tokens += p_.objective->count(part);
+        if (p_.metrics.empty()) continue;
+        const at::Tensor scores = p_.objective->scores(outputs);
+        for (auto& metric : p_.metrics) metric->update(scores, part.targets);
       }
     }
     const std::string prefix = std::string(split_name(split)) + "_";
@@ -234,7 +228,8 @@ Metrics Trainer::evaluate() {
     if (whole) mean_loss = dp_->sum(mean_loss) / static_cast<double>(dp_->world().world_size);
     metrics[prefix + "loss"] = mean_loss;
   }
-  if (metrics.count("val_loss") && p_.data->task() == Task::kLanguageModel)
+  if (metrics.count("val_loss") && p_.data->task() == Task::kLanguageModel &&
+      p_.objective->loss_is_nll())
     metrics["val_perplexity"] = std::exp(metrics["val_loss"]);
   p_.model->module().train();
   return metrics;

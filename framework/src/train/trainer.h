@@ -15,8 +15,8 @@
 #pragma once
 
 #include <chrono>
-#include <optional>
 #include <filesystem>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>

@@ -38,6 +38,7 @@ Schema<RecurrentLmConfig> rnn_schema() {
 
 RecurrentLmConfig for_context(RecurrentLmConfig c, CellKind cell, const ModelContext& context) {
   require_language_model(context);
+  require_scores(context);
   c.cell = cell;
   c.vocab_size = context.vocab_size;
   return c;

@@ -173,7 +173,7 @@ GptImpl::GptImpl(GptConfig config) : config_(std::move(config)) {
     blocks_.push_back(block);
   }
   ln_f_ = register_module("ln_f", Norm(c.n_embd, c.norm, c.bias));
-  if (!c.tie_weights) {
+  if (!c.tie_weights && !c.vector_output) {
     // A tied head is not registered a second time: LibTorch's parameters() does not deduplicate,
     // so an optimizer would step the shared tensor twice.
     lm_head_ = register_module(
@@ -244,6 +244,7 @@ at::Tensor GptImpl::embed(const at::Tensor& idx, std::int64_t start) {
 }
 
 at::Tensor GptImpl::head(const at::Tensor& x) {
+  if (config_.vector_output) return ln_f_->forward(x);
   return at::linear(ln_f_->forward(x), config_.tie_weights ? wte_->weight : lm_head_->weight);
 }
 
@@ -285,6 +286,7 @@ at::Tensor GptImpl::forward(const at::Tensor& idx, const at::Tensor& key_mask,
     record->push_back({"blocks." + std::to_string(i), x, true});
   }
   record->push_back({"ln_f", ln_f_->forward(x), true});
+  if (config_.vector_output) return record->back().value;
   return at::linear(record->back().value, config_.tie_weights ? wte_->weight : lm_head_->weight);
 }
 
@@ -331,7 +333,9 @@ at::Tensor GptImpl::forward_cached(const at::Tensor& idx, KvCache& cache) {
   }
   at::NoGradGuard no_grad;
   sync_constants();
-  if (t == 1 && cache.batch_size == 1 && fast_decode_ && !(is_training() && config_.dropout > 0)) {
+  // The kernel ends in the logits: vectors take the op path.
+  if (t == 1 && cache.batch_size == 1 && fast_decode_ && !config_.vector_output &&
+      !(is_training() && config_.dropout > 0)) {
     std::optional<DecodeWeights> weights = decode_weights(cache);
     if (weights) {
       const auto token = idx.item<std::int64_t>();
@@ -434,8 +438,13 @@ std::vector<std::string> GptImpl::describe() const {
                   ", proj " + str(C) + "->" + str(C) + ") ; " + norm + " -> mlp (fc " + str(C) +
                   "->" + str(4 * C) + ", gelu, proj " + str(4 * C) + "->" + str(C) + "), bias " +
                   (c.bias ? "true" : "false"));
-  lines.push_back(std::string("  head:   ln_f ") + norm + " -> lm_head (" + str(C) + "->" +
-                  str(c.vocab_size) + ")" + (c.tie_weights ? " tied to wte" : " untied"));
+  if (c.vector_output) {
+    lines.push_back(std::string("  head:   ln_f ") + norm + " -> (" + str(C) +
+                    ") vectors in wte's space, for the embedding objective");
+  } else {
+    lines.push_back(std::string("  head:   ln_f ") + norm + " -> lm_head (" + str(C) + "->" +
+                    str(c.vocab_size) + ")" + (c.tie_weights ? " tied to wte" : " untied"));
+  }
   lines.push_back("  parameters: " + str(num_parameters()) + " total, " +
                   str(num_parameters_without_positions()) +
                   " without the position embedding (nanoGPT's count)");

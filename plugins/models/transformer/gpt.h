@@ -50,11 +50,14 @@ struct GptConfig {
   std::int64_t n_layer = 4;
   std::int64_t n_head = 4;
   std::int64_t n_embd = 128;  // must be divisible by n_head
-  double dropout = 0.0;     // embedding, attention-probability and residual dropout
-  bool bias = true;         // biases in the linears and layer norms
+  double dropout = 0.0;       // embedding, attention-probability and residual dropout
+  bool bias = true;           // biases in the linears and layer norms
   NormKind norm = NormKind::kLayerNorm;
   PositionKind positions = PositionKind::kLearned;
   bool tie_weights = true;  // the output head reuses wte.weight
+  // Not a parameter: set from ModelContext::output. The output is ln_f's (B, T, C) vectors in
+  // wte's space instead of logits, and there is no lm_head.
+  bool vector_output = false;
 };
 
 // ---- building blocks ----------------------------------------------------------------------------
@@ -156,15 +159,16 @@ class GptImpl : public torch::nn::Module {
   explicit GptImpl(GptConfig config);
 
   // idx (B, T) int64 with T <= block_size; key_mask (B, T) bool, true at real tokens, or
-  // undefined. Returns logits (B, T, V). `record`, when given, receives the embeddings, each
-  // block's output and the final norm's (Model::activations).
+  // undefined. Returns logits (B, T, V), or vectors (B, T, C) with vector_output. `record`, when
+  // given, receives the embeddings, each block's output and the final norm's (Model::activations).
   at::Tensor forward(const at::Tensor& idx, const at::Tensor& key_mask = {},
                      std::vector<Activation>* record = nullptr);
 
   // An empty cache on the parameters' device and dtype.
   KvCache make_cache(std::int64_t batch_size) const;
   // Feeds idx (B, t) at positions cache.length() onwards and returns the logits of the last one
-  // (B, V). Throws lmrun::Error past block_size. No autograd.
+  // (B, V), or its vector (B, C) with vector_output. Throws lmrun::Error past block_size. No
+  // autograd.
   at::Tensor forward_cached(const at::Tensor& idx, KvCache& cache);
 
   // Single tokens of a batch-1 cache on a contiguous fp32 CPU model go through decode_token()
@@ -177,13 +181,15 @@ class GptImpl : public torch::nn::Module {
   std::int64_t num_parameters_without_positions() const;
   std::vector<std::string> describe() const;
   const GptConfig& config() const { return config_; }
+  // wte.weight (V, C): the token embeddings, and the tied head.
+  const at::Tensor& token_embeddings() const { return wte_->weight; }
 
  private:
   // GPT-2 initialisation; see gpt.cpp.
   void init_parameters();
   // (B, t) tokens at positions [start, start + t) -> (B, t, C) embeddings, after dropout.
   at::Tensor embed(const at::Tensor& idx, std::int64_t start);
-  // (..., C) -> (..., V)
+  // (..., C) -> (..., V) logits, or (..., C) after ln_f with vector_output
   at::Tensor head(const at::Tensor& x);
   // The derived constants (future_, sinusoids_) on the parameters' device and dtype.
   void build_constants();

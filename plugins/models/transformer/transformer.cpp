@@ -5,6 +5,11 @@
 #include <memory>
 #include <string>
 
+#include <ATen/ops/arange.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros_like.h>
+
 #include "gpt.h"
 #include "lmrun/error.h"
 #include "lmrun/plugin.h"
@@ -50,6 +55,7 @@ Schema<GptConfig> transformer_schema() {
 GptConfig for_context(GptConfig c, const ModelContext& context) {
   require_language_model(context);
   c.vocab_size = context.vocab_size;
+  c.vector_output = context.output == ModelOutput::kVectors;
   if (c.block_size == 0) c.block_size = context.sequence_length;
   if (c.block_size < 1) {
     throw Error("block_size is 0 and the data gives no sequence length",
@@ -91,6 +97,66 @@ class Transformer final : public TorchModel<Gpt> {
   }
 
   std::int64_t max_context() const override { return net_->config().block_size; }
+
+  // The context (a conversation's system turn) is read as a prefix: row i runs on its context's
+  // real tokens followed by its inputs, so its inputs sit at the positions they have when decoding
+  // after start_decoding_conditioned(), and the outputs of the inputs' positions come back.
+  bool uses_context() const override { return true; }
+
+  at::Tensor forward_conditioned(const at::Tensor& inputs, const at::Tensor& mask,
+                                 const Conditioning& context) override {
+    const std::int64_t batch = inputs.size(0), t = inputs.size(1), s = context.tokens.size(1);
+    if (context.tokens.size(0) != batch) {
+      throw Error("transformer: the context has " + std::to_string(context.tokens.size(0)) +
+                  " rows for " + std::to_string(batch) + " sequences");
+    }
+    const at::Tensor lengths =  // (B, 1) real context tokens per row
+        (context.mask.defined() ? context.mask.sum(1) : at::full({batch}, s, inputs.options()))
+            .to(at::kLong)
+            .unsqueeze(1);
+    const std::int64_t width = lengths.max().item<std::int64_t>() + t;
+    if (width > net_->config().block_size) {
+      throw Error("transformer: a context of " + std::to_string(width - t) + " tokens and " +
+                      std::to_string(t) + " inputs exceed block_size " +
+                      std::to_string(net_->config().block_size),
+                  "raise model.block_size, or shorten the data's sequences or system messages");
+    }
+    const at::Tensor pos = at::arange(width, inputs.options()).unsqueeze(0);  // (1, W)
+    const at::Tensor in_context = pos < lengths;                              // (B, W)
+    const at::Tensor in_inputs = pos.ge(lengths) & (pos < lengths + t);
+    const at::Tensor from_context =
+        context.tokens.gather(1, pos.clamp_max(s - 1).expand({batch, width}));
+    const at::Tensor input_index = (pos - lengths).clamp(0, t - 1);  // (B, W)
+    const at::Tensor from_inputs = inputs.gather(1, input_index);
+    const at::Tensor tokens = at::where(
+        in_context, from_context, at::where(in_inputs, from_inputs, at::zeros_like(from_inputs)));
+    at::Tensor real = in_inputs;
+    if (mask.defined()) real = real & mask.gather(1, input_index);
+    const at::Tensor out = net_->forward(tokens, in_context | real);  // (B, W, V or C)
+    const at::Tensor at_inputs = (lengths + at::arange(t, inputs.options()).unsqueeze(0))
+                                     .unsqueeze(-1)
+                                     .expand({batch, t, out.size(-1)});
+    return out.gather(1, at_inputs);
+  }
+
+  // Decoding starts with the context in the cache; it takes that many of block_size positions.
+  std::unique_ptr<DecodeState> start_decoding_conditioned(std::int64_t batch_size,
+                                                          const Conditioning& context) override {
+    auto cache = std::make_unique<KvCache>(net_->make_cache(batch_size));
+    at::Tensor tokens = context.tokens;
+    if (context.mask.defined()) {
+      const at::Tensor lengths = context.mask.sum(1);
+      if (!lengths.eq(lengths[0]).all().item<bool>()) {
+        throw Error("transformer: decoding takes contexts of one length for all sequences");
+      }
+      tokens = tokens.narrow(1, 0, lengths[0].item<std::int64_t>());
+    }
+    if (tokens.size(1) > 0)
+      net_->forward_cached(tokens.expand({batch_size, tokens.size(1)}), *cache);
+    return cache;
+  }
+
+  at::Tensor token_embeddings() override { return net_->token_embeddings(); }
 
   // nanoGPT's estimate_mfu: 6N (N without the position table) + 12 L T C, T the context.
   double flops_per_token(std::int64_t context) const override {
