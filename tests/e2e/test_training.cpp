@@ -584,3 +584,84 @@ TEST(Failures, EarlyStoppingEndsTheRunWithItsReason) {
               HasSubstr("\"stop_reason\": \"early_stopping"));
   EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "last"));
 }
+
+// experiments/chat_tiny.toml end to end: a few steps on the shipped Shakespeare conversations, the
+// run folder (the tokenizer with its markers, the dataset's split, the chat format in the
+// checkpoint), `lmrun eval` with the conversations' own and with other characters' system
+// messages, `lmrun chat` from a pipe and `generate --system`.
+TEST(Chat, ChatTinyTrainsEvaluatesAndChats) {
+  TempDir dir;
+  const fs::path run = dir / "run";
+  const auto train =
+      run_lmrun(short_run(experiment("chat_tiny"), run, 4), lmrun::test::source_dir());
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  EXPECT_THAT(train.output, HasSubstr("stopped at step 4: max_steps"));
+  EXPECT_THAT(train.output, HasSubstr("carry a system message; the model reads it"));
+  EXPECT_TRUE(fs::exists(run / "checkpoints" / "last" / "model.pt"));
+  // The tokenizer keeps the dataset's markers, one id each; the checkpoint its chat format.
+  EXPECT_THAT(read_file(run / "tokenizer" / "char_tokenizer.txt"),
+              HasSubstr("markup_tokens 5\n|system|\n|user|\n|assistant|\n|start|\n|end|\n"));
+  EXPECT_THAT(read_file(run / "checkpoints" / "last" / "state.toml"), HasSubstr("[chat_format]"));
+  EXPECT_THAT(read_file(run / "data" / "splits.json"), HasSubstr("\"val\": ["));
+
+  // The val loss with each conversation's own system message and with another character's: the
+  // model reads the context, so they differ (after 4 steps, by little).
+  const auto val_loss = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {"eval", run.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto result = run_lmrun(args, dir.path());
+    EXPECT_EQ(result.exit_code, 0) << result.output;
+    const auto at = result.output.find("val_loss");
+    return at == std::string::npos ? std::string() : result.output.substr(at, 30);
+  };
+  const std::string own = val_loss({}), other = val_loss({"--set", "data.system_message=other"});
+  EXPECT_THAT(own, testing::ContainsRegex("val_loss +[0-9]+\\.[0-9]{6}"));
+  EXPECT_NE(own, other);
+
+  // lmrun chat: two user turns from a pipe, a /system change between them; each answer ends at
+  // the end marker or the token limit, and the marker itself is never shown.
+  const auto chat = lmrun::test::run_lmrun_with_input(
+      {"chat", run.string(), "--system", "You are JULIET.", "-n", "12"},
+      "Good morrow.\n/system You are ROMEO.\nWhat news?\n/quit\n", dir.path());
+  ASSERT_EQ(chat.exit_code, 0) << chat.output;
+  EXPECT_THAT(chat.output, HasSubstr("lmrun chat: "));
+  EXPECT_THAT(chat.output, HasSubstr("system: You are JULIET.\n"));
+  EXPECT_THAT(chat.output, HasSubstr("system: You are ROMEO. (a new conversation)"));
+  EXPECT_THAT(chat.output, Not(HasSubstr("|end|")));
+  // generate --system conditions every sample; a run on other data has no system turn to render.
+  const auto generated =
+      run_lmrun({"generate", run.string(), "--system", "You are JULIET.", "-n", "8"}, dir.path());
+  EXPECT_EQ(generated.exit_code, 0) << generated.output;
+}
+
+TEST(Chat, ChatAndSystemNeedARunOnConversations) {
+  TempDir dir;
+  ASSERT_EQ(run_lmrun(short_run(experiment("gpt_tiny"), dir / "run", 2), lmrun::test::source_dir())
+                .exit_code,
+            0);
+  const auto chat =
+      lmrun::test::run_lmrun_with_input({"chat", (dir / "run").string()}, "hi\n", dir.path());
+  EXPECT_NE(chat.exit_code, 0);
+  EXPECT_THAT(chat.output, HasSubstr("was not trained on conversations"));
+  const auto generated =
+      run_lmrun({"generate", (dir / "run").string(), "--system", "You are JULIET."}, dir.path());
+  EXPECT_NE(generated.exit_code, 0);
+  EXPECT_THAT(generated.output, HasSubstr("not trained on conversations"));
+}
+
+TEST(Chat, CheckRefusesABrokenConversationFileNamingItsLine) {
+  TempDir dir;
+  lmrun::test::write_file(
+      dir / "bad.jsonl",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", "
+      "\"content\": \"b\"}]}\n{\"messages\": [{\"role\": \"narrator\", \"content\": \"c\"}]}\n");
+  const auto check = run_lmrun({"check", experiment("chat_tiny").string(), "--set",
+                                "data.path=" + (dir / "bad.jsonl").string()},
+                               lmrun::test::source_dir());
+  EXPECT_NE(check.exit_code, 0);
+  EXPECT_THAT(check.output, HasSubstr((dir / "bad.jsonl").string() +
+                                      ":2: key messages[0].role: unknown role \"narrator\""));
+  const auto good =
+      run_lmrun({"check", experiment("chat_tiny").string()}, lmrun::test::source_dir());
+  EXPECT_EQ(good.exit_code, 0) << good.output;
+}

@@ -1,7 +1,8 @@
 // The `bpe` tokenizer through the real plugin loader: GPT-2's vocabulary encoding byte-exactly
 // (conformance cases generated with JavaScript reference encoders, scripts/gpt2_conformance.mjs),
-// special-token policies, any byte string round-tripping, training determinism, tokenizer.json
-// round trips and the errors for files that do not fit.
+// special-token policies, a dataset's markup tokens, any byte string round-tripping, training
+// determinism, tokenizer.json round trips and the errors for files that do not fit.
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -26,9 +27,12 @@ using lmrun::test::write_file;
 using testing::HasSubstr;
 using Ids = std::vector<std::int64_t>;
 
-std::shared_ptr<Tokenizer> make(const std::map<std::string, lmrun::Value>& overrides = {}) {
+// `markup`: the dataset's special tokens (TokenizerContext::special_tokens).
+std::shared_ptr<Tokenizer> make(const std::map<std::string, lmrun::Value>& overrides = {},
+                                std::vector<std::string> markup = {}) {
   return lmrun::test::plugin_registry().create<Tokenizer>(
-      "bpe", lmrun::test::plugin_params(lmrun::Kind::kTokenizer, "bpe", overrides), {});
+      "bpe", lmrun::test::plugin_params(lmrun::Kind::kTokenizer, "bpe", overrides),
+      lmrun::TokenizerContext{std::move(markup)});
 }
 
 std::string data_file(const std::string& name) {
@@ -196,6 +200,101 @@ TEST(Bpe, TokenizerJsonRoundTrips) {
                 ->encode(text),
             original->encode(text));
   // A trained tokenizer's save and load: the conformance suite (conformance.bpe.trained).
+}
+
+// A chat corpus's markup, as the `conversations` dataset renders it.
+const std::vector<std::string> kChatMarkup = {"|system|", "|user|", "|assistant|", "|start|",
+                                              "|end|"};
+
+std::string chat_corpus() {
+  std::string corpus;
+  for (int i = 0; i < 40; ++i) {
+    corpus += "|system||start|You are JULIET.|end||user||start|Good morrow, lady " +
+              std::to_string(i) + ".|end||assistant||start|Good morrow, end|less night.|end|\n";
+  }
+  return corpus;
+}
+
+TEST(Bpe, TrainedMarkupTokensAreOneIdEachWhateverThePolicy) {
+  const std::string corpus = chat_corpus();
+  auto t = make({{"vocab_size", std::int64_t{400}}}, kChatMarkup);  // special = "refused"
+  t->fit(corpus);
+  // <|endoftext|> 0, the markup tokens 1..5, then the 256 bytes.
+  EXPECT_EQ(t->special_id("<|endoftext|>"), 0);
+  for (std::size_t i = 0; i < kChatMarkup.size(); ++i) {
+    const auto id = static_cast<std::int64_t>(i) + 1;
+    EXPECT_EQ(t->special_id(kChatMarkup[i]), id);
+    EXPECT_EQ(t->encode(kChatMarkup[i]), (Ids{id}));
+    EXPECT_EQ(t->decode({id}), kChatMarkup[i]);
+  }
+  const Ids ids = t->encode(corpus);
+  EXPECT_EQ(t->decode(ids), corpus);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), t->special_id("|end|")), 3 * 40);
+  // No merge spans a markup token, and "end|" inside the text is ordinary text.
+  for (std::int64_t id = 6; id < t->vocab_size(); ++id) {
+    EXPECT_EQ(t->decode({id}).find("|start|"), std::string::npos) << t->decode({id});
+  }
+  // The tokenizer's own special token keeps its policy.
+  EXPECT_THAT(error_of([&] { t->encode("|end|<|endoftext|>"); }),
+              HasSubstr("special token <|endoftext|> at byte 5"));
+}
+
+TEST(Bpe, MarkupTokensAreAppendedToAGivenVocabulary) {
+  auto t = make({{"vocab", data_file("encoder.json")}, {"merges", data_file("vocab.bpe")}},
+                {"|user|", "|end|"});
+  EXPECT_EQ(t->vocab_size(), 50259);
+  EXPECT_EQ(t->special_id("|user|"), 50257);
+  EXPECT_EQ(t->special_id("|end|"), 50258);
+  const std::string text = "|user|Hello world|end|";
+  EXPECT_EQ(t->encode(text), (Ids{50257, 15496, 995, 50258}));
+  EXPECT_EQ(t->decode(t->encode(text)), text);
+  // Without them: GPT-2 exactly, "|user|" being ordinary text.
+  EXPECT_EQ(gpt2()->vocab_size(), 50257);
+  EXPECT_EQ(gpt2()->special_id("|user|"), -1);
+  EXPECT_EQ(gpt2()->decode(gpt2()->encode(text)), text);
+  EXPECT_GT(gpt2()->encode(text).size(), 4u);
+}
+
+TEST(Bpe, SaveAndLoadKeepTheMarkupTokens) {
+  const std::string corpus = chat_corpus();
+  auto original = make({{"vocab_size", std::int64_t{400}}}, kChatMarkup);
+  original->fit(corpus);
+  TempDir dir;
+  fs::create_directories(dir / "saved");
+  original->save(dir / "saved");
+  // Hugging Face's form: added tokens that are not special, matched in any input.
+  const nlohmann::json doc = nlohmann::json::parse(read(dir / "saved" / "tokenizer.json"));
+  ASSERT_EQ(doc["added_tokens"].size(), 6u);
+  EXPECT_EQ(doc["added_tokens"][0]["content"], "<|endoftext|>");
+  EXPECT_EQ(doc["added_tokens"][0]["special"], true);
+  EXPECT_EQ(doc["added_tokens"][5]["content"], "|end|");
+  EXPECT_EQ(doc["added_tokens"][5]["special"], false);
+
+  auto loaded = make();  // no markup of its own: the saved tokens are kept
+  loaded->load(dir / "saved");
+  EXPECT_EQ(loaded->vocab_size(), original->vocab_size());
+  EXPECT_EQ(loaded->special_id("|end|"), 5);
+  EXPECT_EQ(loaded->encode(corpus), original->encode(corpus));
+  EXPECT_EQ(loaded->decode(loaded->encode(corpus)), corpus);
+}
+
+TEST(Bpe, WithoutMarkupTokensNothingChanges) {
+  const std::string corpus = chat_corpus();
+  auto plain = make({{"vocab_size", std::int64_t{400}}});
+  auto empty = make({{"vocab_size", std::int64_t{400}}}, {});
+  plain->fit(corpus);
+  empty->fit(corpus);
+  EXPECT_EQ(empty->vocab_size(), plain->vocab_size());
+  EXPECT_EQ(empty->encode(corpus), plain->encode(corpus));
+  EXPECT_EQ(empty->special_id("|end|"), -1);
+  TempDir dir;
+  fs::create_directories(dir / "a");
+  fs::create_directories(dir / "b");
+  plain->save(dir / "a");
+  empty->save(dir / "b");
+  EXPECT_EQ(read(dir / "a" / "tokenizer.json"), read(dir / "b" / "tokenizer.json"));
+  EXPECT_THAT(error_of([&] { make({}, {"|a|", "|a|"}); }), HasSubstr("listed twice"));
+  EXPECT_THAT(error_of([&] { make({}, {""}); }), HasSubstr("is empty"));
 }
 
 TEST(Bpe, FilesThatDoNotFitAreErrorsNamingThem) {

@@ -1,5 +1,6 @@
 // The `char` tokenizer through the real plugin loader: round trips (ASCII, multi-byte, astral),
-// id order, special tokens, unknown characters, save/load and its damaged-file errors, speed.
+// id order, special tokens, a dataset's markup tokens, unknown characters, save/load and its
+// damaged-file errors, speed.
 #include <time.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,7 @@ using lmrun::test::error_from;
 
 using lmrun::Tokenizer;
 using testing::HasSubstr;
+using testing::Not;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -36,6 +39,14 @@ lmrun::Params params_for(lmrun::Kind kind, const std::string& name,
 std::shared_ptr<Tokenizer> make_char(const std::map<std::string, lmrun::Value>& overrides = {}) {
   return lmrun::test::plugin_registry().create<Tokenizer>(
       "char", params_for(lmrun::Kind::kTokenizer, "char", overrides), {});
+}
+
+// A char tokenizer given a dataset's markup tokens, as the host passes Dataset::special_tokens().
+std::shared_ptr<Tokenizer> make_char_with(
+    std::vector<std::string> markup, const std::map<std::string, lmrun::Value>& overrides = {}) {
+  return lmrun::test::plugin_registry().create<Tokenizer>(
+      "char", params_for(lmrun::Kind::kTokenizer, "char", overrides),
+      lmrun::TokenizerContext{std::move(markup)});
 }
 
 lmrun::Value specials(std::vector<std::string> tokens) { return lmrun::Value(std::move(tokens)); }
@@ -327,6 +338,104 @@ TEST(CharTokenizer, LoadingANewerFormatSaysSo) {
   EXPECT_THAT(e.what(), HasSubstr(file.string()));
   EXPECT_THAT(e.what(), HasSubstr("format version 7, newer"));
   EXPECT_THAT(e.hint(), HasSubstr("upgrade"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A dataset's markup tokens (TokenizerContext::special_tokens)
+
+const std::vector<std::string> kChatMarkup = {"|system|", "|user|", "|assistant|", "|start|",
+                                              "|end|"};
+const std::string kChatText =
+    "|system||start|You are JULIET.|end||user||start|Romeo, | dear|end|"
+    "|assistant||start|O Romeo, Romeo!|end|";
+
+TEST(CharTokenizer, MarkupTokensAreOneIdEachAndRoundTrip) {
+  auto tokenizer = make_char_with(kChatMarkup, {{"special_tokens", specials({"<unk>"})}});
+  tokenizer->fit(kChatText);
+  // <unk> 0, then the markup tokens 1..5 in the order given, then the characters.
+  EXPECT_EQ(tokenizer->special_id("<unk>"), 0);
+  for (std::size_t i = 0; i < kChatMarkup.size(); ++i) {
+    EXPECT_EQ(tokenizer->special_id(kChatMarkup[i]), static_cast<std::int64_t>(i) + 1);
+    EXPECT_EQ(tokenizer->encode(kChatMarkup[i]),
+              (std::vector<std::int64_t>{static_cast<std::int64_t>(i) + 1}));
+    EXPECT_EQ(tokenizer->decode({static_cast<std::int64_t>(i) + 1}), kChatMarkup[i]);
+  }
+  const std::vector<std::int64_t> ids = tokenizer->encode(kChatText);
+  EXPECT_EQ(tokenizer->decode(ids), kChatText);
+  // 9 markup tokens, the rest one id per character: "|" between them stays a character.
+  const std::string plain = "You are JULIET.Romeo, | dearO Romeo, Romeo!";
+  EXPECT_EQ(ids.size(), 9 + plain.size());
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), tokenizer->special_id("|end|")), 3);
+  // fit() learns the text between the tokens: 'y' occurs only inside "|system|".
+  EXPECT_EQ(tokenizer->encode("y"), (std::vector<std::int64_t>{0}));  // <unk>
+  // vocab_size counts them: <unk>, 5 markup tokens, the distinct characters of `plain`.
+  std::set<char> characters(plain.begin(), plain.end());
+  EXPECT_EQ(tokenizer->vocab_size(), 1 + 5 + static_cast<std::int64_t>(characters.size()));
+}
+
+TEST(CharTokenizer, TheLongestMarkupTokenWinsWhereTwoStartTogether) {
+  auto tokenizer = make_char_with({"|e|", "|e|x"});
+  tokenizer->fit("ab");
+  EXPECT_EQ(tokenizer->encode("a|e|xb|e|"), (std::vector<std::int64_t>{2, 1, 3, 0}));
+  EXPECT_EQ(tokenizer->decode({2, 1, 3, 0}), "a|e|xb|e|");
+}
+
+TEST(CharTokenizer, AMarkupTokenThatIsAnOwnSpecialTokenSharesItsId) {
+  auto tokenizer = make_char_with({"<eos>", "|end|"}, {{"special_tokens", specials({"<eos>"})}});
+  tokenizer->fit("ab");
+  EXPECT_EQ(tokenizer->vocab_size(), 4);  // <eos>, |end|, a, b
+  EXPECT_EQ(tokenizer->special_id("<eos>"), 0);
+  EXPECT_EQ(tokenizer->special_id("|end|"), 1);
+  EXPECT_EQ(tokenizer->encode("a<eos>|end|"), (std::vector<std::int64_t>{2, 0, 1}));
+}
+
+TEST(CharTokenizer, SaveAndLoadKeepTheMarkupTokens) {
+  auto original = make_char_with(kChatMarkup);
+  original->fit(kChatText);
+  lmrun::test::TempDir dir;
+  original->save(dir.path());
+  const std::string saved = lmrun::test::read_file(dir / "char_tokenizer.txt");
+  EXPECT_THAT(saved, HasSubstr("format_version 2\n"));
+  EXPECT_THAT(saved, HasSubstr("markup_tokens 5\n|system|\n|user|\n"));
+
+  auto restored = make_char();  // knows no markup of its own: the saved tokens win
+  restored->load(dir.path());
+  EXPECT_EQ(restored->vocab_size(), original->vocab_size());
+  EXPECT_EQ(restored->special_id("|end|"), original->special_id("|end|"));
+  EXPECT_EQ(restored->encode(kChatText), original->encode(kChatText));
+  const auto all = iota_ids(0, original->vocab_size());
+  EXPECT_EQ(restored->decode(all), original->decode(all));
+
+  // A damaged markup section names the file and the problem.
+  std::string twice = saved;
+  twice.replace(twice.find("|user|\n"), 7, "|system|\n");
+  lmrun::test::write_file(dir / "char_tokenizer.txt", twice);
+  lmrun::Error e = error_from([&] { make_char()->load(dir.path()); });
+  EXPECT_THAT(e.what(), HasSubstr((dir / "char_tokenizer.txt").string()));
+  EXPECT_THAT(e.what(), HasSubstr("twice"));
+}
+
+TEST(CharTokenizer, WithoutMarkupTokensNothingChanges) {
+  // The same ids, vocabulary and saved bytes as a tokenizer made before markup tokens existed.
+  auto plain = make_char({{"special_tokens", specials({"<unk>"})}});
+  auto empty = make_char_with({}, {{"special_tokens", specials({"<unk>"})}});
+  plain->fit(kChatText);
+  empty->fit(kChatText);
+  EXPECT_EQ(empty->vocab_size(), plain->vocab_size());
+  EXPECT_EQ(empty->encode(kChatText), plain->encode(kChatText));
+  EXPECT_EQ(empty->special_id("|end|"), -1);
+  EXPECT_EQ(empty->decode(empty->encode(kChatText)), kChatText);
+  lmrun::test::TempDir dir;
+  empty->save(dir.path());
+  const std::string saved = lmrun::test::read_file(dir / "char_tokenizer.txt");
+  EXPECT_THAT(saved, HasSubstr("format_version 1\n"));
+  EXPECT_THAT(saved, Not(HasSubstr("markup_tokens")));
+}
+
+TEST(CharTokenizer, RejectsEmptyRepeatedOrMultiLineMarkupTokens) {
+  EXPECT_THAT(error_from([] { make_char_with({"|a|", ""}); }).what(), HasSubstr("empty"));
+  EXPECT_THAT(error_from([] { make_char_with({"|a|", "|a|"}); }).what(), HasSubstr("twice"));
+  EXPECT_THAT(error_from([] { make_char_with({"|a\n|"}); }).what(), HasSubstr("line break"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // The `sentencepiece` tokenizer through the real plugin loader, in a process that has LibTorch's
 // protobuf loaded (the clash its bridge exists for): unigram and BPE models trained on
 // tinyshakespeare in memory, lossless round trips, SentencePiece's own normalising settings,
-// training determinism, .model files, and the errors.
+// training determinism, .model files, a dataset's markup tokens, and the errors.
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -11,8 +12,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "lmrun/util/files.h"
 #include "lmrun/tokenizer.h"
+#include "lmrun/util/files.h"
 #include "support/test_support.h"
 
 namespace {
@@ -24,10 +25,13 @@ using lmrun::test::TempDir;
 using testing::HasSubstr;
 using Ids = std::vector<std::int64_t>;
 
-std::shared_ptr<Tokenizer> make(const std::map<std::string, lmrun::Value>& overrides = {}) {
+// `markup`: the dataset's special tokens (TokenizerContext::special_tokens).
+std::shared_ptr<Tokenizer> make(const std::map<std::string, lmrun::Value>& overrides = {},
+                                std::vector<std::string> markup = {}) {
   return lmrun::test::plugin_registry().create<Tokenizer>(
       "sentencepiece",
-      lmrun::test::plugin_params(lmrun::Kind::kTokenizer, "sentencepiece", overrides), {});
+      lmrun::test::plugin_params(lmrun::Kind::kTokenizer, "sentencepiece", overrides),
+      lmrun::TokenizerContext{std::move(markup)});
 }
 
 const std::string& shakespeare() {
@@ -107,6 +111,75 @@ TEST(SentencePiece, SavedModelFileLoadsAsAGivenModel) {
   auto from_file = make({{"model", (dir / "saved" / "sentencepiece.model").string()}});
   from_file->fit("a given model is kept: this text trains nothing");
   EXPECT_EQ(from_file->encode(kTricky), original->encode(kTricky));
+}
+
+const std::vector<std::string> kChatMarkup = {"|system|", "|user|", "|assistant|", "|start|",
+                                              "|end|"};
+
+// tinyshakespeare's speeches as chat turns: "|user||start|...|end||assistant||start|...|end|".
+std::string chat_text() {
+  std::string out;
+  std::size_t pos = 0;
+  for (int turn = 0; pos < shakespeare().size() && turn < 400; ++turn) {
+    const std::size_t end = std::min(shakespeare().find("\n\n", pos), shakespeare().size());
+    out += std::string(turn % 2 ? "|assistant|" : "|user|") + "|start|" +
+           shakespeare().substr(pos, end - pos) + "|end|";
+    if (turn % 2) out += "\n";
+    pos = end + 2;
+  }
+  return out;
+}
+
+TEST(SentencePiece, MarkupTokensAreUserDefinedSymbolsOneIdEach) {
+  for (const char* type : {"unigram", "bpe"}) {
+    SCOPED_TRACE(type);
+    auto t =
+        make({{"vocab_size", std::int64_t{500}}, {"model_type", std::string(type)}}, kChatMarkup);
+    const std::string text = chat_text();
+    t->fit(text);
+    EXPECT_EQ(t->vocab_size(), 500);  // the markers are among the pieces
+    for (const auto& token : kChatMarkup) {
+      const std::int64_t id = t->special_id(token);
+      EXPECT_GE(id, 0) << token;
+      EXPECT_EQ(t->encode(token), (Ids{id})) << token;
+      EXPECT_EQ(t->decode({id}), token);
+    }
+    const Ids ids = t->encode(text);
+    EXPECT_EQ(t->decode(ids), text);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), t->special_id("|end|")), 400);
+    // Pieces encoded apart join as the whole text does (no dummy prefix).
+    Ids apart = t->encode("|user|");
+    for (const auto& piece : {"|start|", "Good morrow.", "|end|"}) {
+      const Ids more = t->encode(piece);
+      apart.insert(apart.end(), more.begin(), more.end());
+    }
+    EXPECT_EQ(apart, t->encode("|user||start|Good morrow.|end|"));
+  }
+}
+
+TEST(SentencePiece, SaveAndLoadKeepTheMarkupTokensAndAGivenModelMustHoldThem) {
+  TempDir dir;
+  auto original = make({{"vocab_size", std::int64_t{500}}}, kChatMarkup);
+  original->fit(chat_text());
+  fs::create_directories(dir / "saved");
+  original->save(dir / "saved");
+  EXPECT_EQ(lmrun::read_file(dir / "saved" / "markup_tokens.txt"),
+            "|system|\n|user|\n|assistant|\n|start|\n|end|\n");
+  auto loaded = make();  // no markup of its own: the saved list is kept
+  loaded->load(dir / "saved");
+  EXPECT_EQ(loaded->special_id("|end|"), original->special_id("|end|"));
+  EXPECT_EQ(loaded->encode(chat_text()), original->encode(chat_text()));
+  // A given model lacking a marker is refused, naming it.
+  auto plain = trained({{"vocab_size", std::int64_t{400}}});
+  fs::create_directories(dir / "plain");
+  plain->save(dir / "plain");
+  EXPECT_FALSE(fs::exists(dir / "plain" / "markup_tokens.txt"));  // as before markup tokens
+  EXPECT_EQ(plain->special_id("|end|"), -1);
+  EXPECT_THAT(error_of([&] {
+                make({{"model", (dir / "plain" / "sentencepiece.model").string()}}, {"|end|"});
+              }),
+              HasSubstr("has no piece for the dataset's special token '|end|'"));
+  EXPECT_THAT(error_of([&] { make({}, {"a,b"}); }), HasSubstr("holds a comma"));
 }
 
 TEST(SentencePiece, ErrorsNameTheProblem) {

@@ -1,6 +1,8 @@
 // The `word` tokenizer through the real loader: ICU word boundaries on tricky text (contractions,
 // numbers, punctuation runs, accents, Greek final sigma, CJK, emoji, invalid UTF-8), the
-// vocabulary rules (specials, min_freq, max_size, order), truncation, and load errors.
+// vocabulary rules (specials, min_freq, max_size, order), truncation, a dataset's markup tokens,
+// and load errors.
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -19,9 +21,12 @@ using lmrun::Tokenizer;
 using lmrun::test::error_of;
 using ::testing::HasSubstr;
 
-std::shared_ptr<Tokenizer> make(const std::map<std::string, lmrun::Value>& params = {}) {
+// `markup`: the dataset's special tokens (TokenizerContext::special_tokens).
+std::shared_ptr<Tokenizer> make(const std::map<std::string, lmrun::Value>& params = {},
+                                std::vector<std::string> markup = {}) {
   return lmrun::test::plugin_registry().create<Tokenizer>(
-      "word", lmrun::test::plugin_params(lmrun::Kind::kTokenizer, "word", params), {});
+      "word", lmrun::test::plugin_params(lmrun::Kind::kTokenizer, "word", params),
+      lmrun::TokenizerContext{std::move(markup)});
 }
 
 // The words of `text` as the tokenizer splits it (fitted on the text itself, so none is unknown).
@@ -79,6 +84,61 @@ TEST(WordTokenizer, VocabularyRulesSpecialsFrequencyOrderAndLimits) {
               HasSubstr("leaves no room for words"));
   EXPECT_THAT(error_of([] { make()->encode("x"); }), HasSubstr("before the vocabulary exists"));
   EXPECT_THAT(error_of([&] { t->decode({5}); }), HasSubstr("id 5 is outside the vocabulary"));
+}
+
+const std::vector<std::string> kChatMarkup = {"|system|", "|user|", "|assistant|", "|start|",
+                                              "|end|"};
+const std::string kChat =
+    "|system||start|You are JULIET.|end||user||start|Romeo, Romeo!|end|"
+    "|assistant||start|Here, love.|end|";
+
+TEST(WordTokenizer, MarkupTokensAreOneIdEachAsWrittenAndRoundTrip) {
+  auto t = make({}, kChatMarkup);
+  t->fit(kChat + "\n" + kChat);
+  // <pad>, <unk>, the markup tokens 2..6, then the words by frequency.
+  for (std::size_t i = 0; i < kChatMarkup.size(); ++i) {
+    const auto id = static_cast<std::int64_t>(i) + 2;
+    EXPECT_EQ(t->special_id(kChatMarkup[i]), id);
+    EXPECT_EQ(t->encode(kChatMarkup[i]), (std::vector<std::int64_t>{id}));
+  }
+  const std::vector<std::int64_t> ids = t->encode(kChat);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), t->special_id("|end|")), 3);
+  // No "system" word: it occurs only inside its marker. Words are folded, markers are not.
+  EXPECT_EQ(t->encode("system"), (std::vector<std::int64_t>{1}));
+  EXPECT_EQ(t->decode(ids),
+            "|system||start|you are juliet .|end||user||start|romeo , romeo !|end|"
+            "|assistant||start|here , love .|end|");
+  EXPECT_EQ(t->decode(t->encode(t->decode(ids))), t->decode(ids));
+  // <pad> and <unk>, 5 markers, 9 words: you are juliet . romeo , ! here love.
+  EXPECT_EQ(t->vocab_size(), 2 + 5 + 9);
+}
+
+TEST(WordTokenizer, SaveAndLoadKeepTheMarkupTokensAndWithoutThemNothingChanges) {
+  lmrun::test::TempDir dir;
+  auto t = make({}, kChatMarkup);
+  t->fit(kChat);
+  t->save(dir.path());
+  const std::string saved = lmrun::test::read_file(dir / "vocab.txt");
+  EXPECT_EQ(saved.rfind("# lmrun word vocabulary, format 2\nmarkup 5\n|system|\n", 0), 0u);
+  auto loaded = make();  // no markup of its own: the saved tokens win
+  loaded->load(dir.path());
+  EXPECT_EQ(loaded->vocab_size(), t->vocab_size());
+  EXPECT_EQ(loaded->special_id("|end|"), t->special_id("|end|"));
+  EXPECT_EQ(loaded->encode(kChat), t->encode(kChat));
+  EXPECT_EQ(loaded->decode(loaded->encode(kChat)), t->decode(t->encode(kChat)));
+
+  auto plain = make(), empty = make({}, {});
+  plain->fit(kChat);
+  empty->fit(kChat);
+  EXPECT_EQ(empty->encode(kChat), plain->encode(kChat));
+  EXPECT_EQ(empty->special_id("|end|"), -1);
+  lmrun::test::TempDir a, b;
+  plain->save(a.path());
+  empty->save(b.path());
+  EXPECT_EQ(lmrun::test::read_file(b / "vocab.txt"), lmrun::test::read_file(a / "vocab.txt"));
+  EXPECT_EQ(lmrun::test::read_file(b / "vocab.txt").rfind("# lmrun word vocabulary, format 1\n", 0),
+            0u);
+  EXPECT_THAT(error_of([] { make({}, {"|a|", "|a|"}); }), HasSubstr("listed twice"));
 }
 
 // Save and load round trip in the conformance suite (conformance.word); here, their errors.

@@ -133,12 +133,15 @@ std::string shell_quote(const std::string& s) {
 }
 }  // namespace
 
-ProcessResult run_lmrun(const std::vector<std::string>& args, const std::filesystem::path& cwd,
-                        const std::vector<std::string>& env) {
+namespace {
+
+ProcessResult run_command(const std::vector<std::string>& args, const std::filesystem::path& cwd,
+                          const std::vector<std::string>& env, const std::string& stdin_file) {
   std::string command = "cd " + shell_quote(cwd.string()) + " && env";
   for (const auto& assignment : env) command += " " + shell_quote(assignment);
   command += " " + shell_quote(LMRUN_TEST_BINARY);
   for (const auto& arg : args) command += " " + shell_quote(arg);
+  if (!stdin_file.empty()) command += " < " + shell_quote(stdin_file);
   command += " 2>&1";
   ProcessResult result;
   FILE* pipe = popen(command.c_str(), "r");
@@ -150,6 +153,20 @@ ProcessResult run_lmrun(const std::vector<std::string>& args, const std::filesys
   int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
+}
+
+}  // namespace
+
+ProcessResult run_lmrun(const std::vector<std::string>& args, const std::filesystem::path& cwd,
+                        const std::vector<std::string>& env) {
+  return run_command(args, cwd, env, "");
+}
+
+ProcessResult run_lmrun_with_input(const std::vector<std::string>& args, const std::string& input,
+                                   const std::filesystem::path& cwd) {
+  TempDir dir;
+  write_file(dir / "stdin.txt", input);
+  return run_command(args, cwd, {}, (dir / "stdin.txt").string());
 }
 
 }  // namespace lmrun::test

@@ -70,4 +70,8 @@ ProcessResult run_lmrun(const std::vector<std::string>& args,
                         const std::filesystem::path& cwd = std::filesystem::current_path(),
                         const std::vector<std::string>& env = {});
 
+// The same with `input` as its standard input (a pipe's lines: `lmrun chat`, --interactive).
+ProcessResult run_lmrun_with_input(const std::vector<std::string>& args, const std::string& input,
+                                   const std::filesystem::path& cwd);
+
 }  // namespace lmrun::test

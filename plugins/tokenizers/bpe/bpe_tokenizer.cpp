@@ -15,6 +15,13 @@
 //
 // `special` says what a special token's text inside the input becomes: "refused" (an error naming
 // the offset: the safe default, as tiktoken's), "allowed" (its id), or "text" (ordinary text).
+//
+// Markup tokens, the dataset's special tokens (TokenizerContext::special_tokens: "|user|",
+// "|end|"), are always found in the text and encoded as their ids, whatever `special` says: they
+// take the ids after the own special tokens when trained, are appended to a given vocabulary that
+// lacks them, and training never merges across them. tokenizer.json holds them as added tokens
+// with "special": false, which is what Hugging Face's tokenizers also match in any input; such
+// tokens of a loaded file are markup tokens here too.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -26,10 +33,11 @@
 #include <unordered_set>
 
 #include "byte_bpe.h"
-#include "lmrun/util/files.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
 #include "lmrun/tokenizer.h"
+#include "lmrun/util/files.h"
+#include "lmrun/util/markup.h"
 
 namespace lmrun::tokenizers {
 namespace {
@@ -175,8 +183,9 @@ ByteBpe read_gpt2(const BpeOptions& o) {
   return ByteBpe::from_tokens(std::move(tokens), merges, std::move(specials));
 }
 
-// Hugging Face's tokenizer.json, for a byte-level BPE model.
-ByteBpe read_tokenizer_json(const fs::path& file) {
+// Hugging Face's tokenizer.json, for a byte-level BPE model. `markup` receives the added tokens
+// that are not special ("special": false), which are matched in any input.
+ByteBpe read_tokenizer_json(const fs::path& file, std::vector<std::string>& markup) {
   const Json root = parse_json(file, "tokenizer.json");
   auto refuse = [&](const std::string& what) {
     return Error(std::string(kWho) + file.string() + ": " + what,
@@ -226,6 +235,12 @@ ByteBpe read_tokenizer_json(const fs::path& file) {
       specials.emplace_back(content, id);
     }
   }
+  markup.clear();
+  if (root.contains("added_tokens")) {
+    for (const auto& token : root["added_tokens"]) {
+      if (!token.value("special", true)) markup.push_back(token.value("content", ""));
+    }
+  }
   Merges merges;
   if (!model.contains("merges") || !model["merges"].is_array())
     throw refuse("its model has no merges list");
@@ -249,7 +264,8 @@ ByteBpe read_tokenizer_json(const fs::path& file) {
   return ByteBpe::from_tokens(std::move(tokens), merges, std::move(specials));
 }
 
-OrderedJson to_tokenizer_json(const ByteBpe& bpe) {
+// `markup`: the added tokens written with "special": false.
+OrderedJson to_tokenizer_json(const ByteBpe& bpe, const std::vector<std::string>& markup) {
   auto byte_level = [](bool prefix, bool trim) {
     return OrderedJson{{"type", "ByteLevel"},
                        {"add_prefix_space", prefix},
@@ -260,13 +276,14 @@ OrderedJson to_tokenizer_json(const ByteBpe& bpe) {
   std::vector<bool> special(bpe.tokens().size(), false);
   for (const auto& [text, id] : bpe.specials()) {
     special[static_cast<std::size_t>(id)] = true;
-    added.push_back(OrderedJson{{"id", id},
-                                {"content", text},
-                                {"single_word", false},
-                                {"lstrip", false},
-                                {"rstrip", false},
-                                {"normalized", false},
-                                {"special", true}});
+    added.push_back(
+        OrderedJson{{"id", id},
+                    {"content", text},
+                    {"single_word", false},
+                    {"lstrip", false},
+                    {"rstrip", false},
+                    {"normalized", false},
+                    {"special", std::find(markup.begin(), markup.end(), text) == markup.end()}});
   }
   // In id order, appended to the ordered object's vector directly: its own insert searches the
   // keys first, which is quadratic over 50,000 tokens.
@@ -312,9 +329,35 @@ SpecialPolicy policy_of(const std::string& name) {
   return SpecialPolicy::kRefused;
 }
 
+// The markup tokens must be non-empty and distinct.
+void check_markup(const std::vector<std::string>& markup) {
+  for (std::size_t i = 0; i < markup.size(); ++i) {
+    if (markup[i].empty()) {
+      throw Error(std::string(kWho) + "the dataset's special token " + std::to_string(i) +
+                  " is empty");
+    }
+    if (std::find(markup.begin(), markup.begin() + i, markup[i]) != markup.begin() + i) {
+      throw Error(std::string(kWho) + "the dataset's special token '" + markup[i] +
+                  "' is listed twice");
+    }
+  }
+}
+
+// `tokens` followed by those of `more` it lacks.
+std::vector<std::string> with(std::vector<std::string> tokens,
+                              const std::vector<std::string>& more) {
+  for (const auto& token : more) {
+    if (std::find(tokens.begin(), tokens.end(), token) == tokens.end()) tokens.push_back(token);
+  }
+  return tokens;
+}
+
 class BpeTokenizer final : public Tokenizer {
  public:
-  explicit BpeTokenizer(BpeOptions o) : o_(std::move(o)), policy_(policy_of(o_.special)) {
+  BpeTokenizer(BpeOptions o, std::vector<std::string> markup)
+      : o_(std::move(o)), policy_(policy_of(o_.special)) {
+    check_markup(markup);
+    set_markup(std::move(markup));
     const bool gpt2 = !o_.vocab.empty() || !o_.merges.empty();
     if (gpt2 && !o_.file.empty()) {
       throw Error(std::string(kWho) + "both `file` (tokenizer.json) and `vocab`/`merges`",
@@ -324,24 +367,44 @@ class BpeTokenizer final : public Tokenizer {
       throw Error(std::string(kWho) + "`vocab` and `merges` come together",
                   "set both: vocab = \"data/gpt2/encoder.json\", merges = \"data/gpt2/vocab.bpe\"");
     }
-    const auto room = 256 + static_cast<std::int64_t>(o_.special_tokens.size());
+    const auto specials = static_cast<std::int64_t>(with(o_.special_tokens, markup_).size());
+    const auto room = 256 + specials;
     if (!gpt2 && o_.file.empty() && o_.vocab_size < room) {
       throw Error(std::string(kWho) + "vocab_size " + std::to_string(o_.vocab_size) +
-                      " leaves no room for the 256 bytes and " +
-                      std::to_string(o_.special_tokens.size()) + " special tokens",
+                      " leaves no room for the 256 bytes and " + std::to_string(specials) +
+                      " special tokens",
                   "set vocab_size to at least " + std::to_string(room));
     }
-    if (gpt2) bpe_ = read_gpt2(o_);
-    if (!o_.file.empty()) bpe_ = read_tokenizer_json(o_.file);
+    if (gpt2) bpe_ = with_markup(read_gpt2(o_));
+    if (!o_.file.empty()) {
+      std::vector<std::string> marked;
+      ByteBpe read = read_tokenizer_json(o_.file, marked);
+      set_markup(with(marked, markup_));
+      bpe_ = with_markup(std::move(read));
+    }
   }
 
   void fit(std::string_view text) override {
     if (bpe_) return;  // a given vocabulary
-    bpe_ = ByteBpe::train(text, BpeTraining{o_.vocab_size, o_.min_frequency, o_.special_tokens});
+    // Training cuts special tokens out of the text, so no merge spans a markup token.
+    bpe_ = with_markup(ByteBpe::train(
+        text, BpeTraining{o_.vocab_size, o_.min_frequency, with(o_.special_tokens, markup_)}));
   }
 
   std::vector<std::int64_t> encode(std::string_view text) const override {
-    return ready("encode").encode(text, policy_);
+    const ByteBpe& bpe = ready("encode");
+    if (markup_split_.empty()) return bpe.encode(text, policy_);
+    // Markup tokens first, whatever the policy; the text between them as before.
+    std::vector<std::int64_t> ids;
+    markup_split_.split(
+        text,
+        [&](std::string_view piece) {
+          const auto offset = static_cast<std::size_t>(piece.data() - text.data());
+          const std::vector<std::int64_t> part = bpe.encode(piece, policy_, offset);
+          ids.insert(ids.end(), part.begin(), part.end());
+        },
+        [&](std::size_t token) { ids.push_back(markup_ids_[token]); });
+    return ids;
   }
   std::string decode(const std::vector<std::int64_t>& ids) const override {
     return ready("decode").decode(ids);
@@ -352,15 +415,41 @@ class BpeTokenizer final : public Tokenizer {
   }
 
   void save(const fs::path& folder) const override {
-    const std::string text = to_tokenizer_json(ready("save")).dump(1) + "\n";
+    const std::string text = to_tokenizer_json(ready("save"), markup_).dump(1) + "\n";
     write_file_atomic(folder / kFileName, text);
   }
 
+  // The saved markup tokens replace this tokenizer's own.
   void load(const fs::path& folder) override {
-    bpe_ = read_tokenizer_json(saved_tokenizer_file(folder, kFileName, kWho));
+    std::vector<std::string> marked;
+    ByteBpe read = read_tokenizer_json(saved_tokenizer_file(folder, kFileName, kWho), marked);
+    set_markup(std::move(marked));
+    bpe_ = with_markup(std::move(read));
   }
 
  private:
+  void set_markup(std::vector<std::string> markup) {
+    markup_ = std::move(markup);
+    markup_split_ = MarkupSplit(markup_);
+  }
+
+  // `bpe` with the markup tokens it lacks appended as special tokens; their ids noted.
+  ByteBpe with_markup(ByteBpe bpe) {
+    std::vector<std::string> tokens = bpe.tokens();
+    auto specials = bpe.specials();
+    bool added = false;
+    for (const auto& token : markup_) {
+      if (bpe.special_id(token) >= 0) continue;
+      specials.emplace_back(token, static_cast<std::int64_t>(tokens.size()));
+      tokens.push_back(token);
+      added = true;
+    }
+    if (added) bpe = ByteBpe::from_tokens(std::move(tokens), bpe.merges(), std::move(specials));
+    markup_ids_.clear();
+    for (const auto& token : markup_) markup_ids_.push_back(bpe.special_id(token));
+    return bpe;
+  }
+
   const ByteBpe& ready(const char* what) const {
     if (!bpe_) {
       throw Error(std::string(kWho) + what + " before the tokenizer has a vocabulary",
@@ -372,6 +461,9 @@ class BpeTokenizer final : public Tokenizer {
   BpeOptions o_;
   SpecialPolicy policy_;
   std::optional<ByteBpe> bpe_;
+  std::vector<std::string> markup_;       // the dataset's markup tokens
+  MarkupSplit markup_split_;              // finds them in a text
+  std::vector<std::int64_t> markup_ids_;  // id of markup_[i], once there is a vocabulary
 };
 
 Schema<BpeOptions> bpe_schema() {
@@ -399,8 +491,9 @@ Schema<BpeOptions> bpe_schema() {
 
 void register_bpe(Registry& registry) {
   registry.add<Tokenizer>("bpe", "byte-level BPE (GPT-2's, or trained on the training split)",
-                          bpe_schema(), [](const BpeOptions& options, const TokenizerContext&) {
-                            return std::make_shared<BpeTokenizer>(options);
+                          bpe_schema(),
+                          [](const BpeOptions& options, const TokenizerContext& context) {
+                            return std::make_shared<BpeTokenizer>(options, context.special_tokens);
                           });
 }
 

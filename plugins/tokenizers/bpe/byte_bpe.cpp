@@ -327,7 +327,8 @@ void ByteBpe::encode_ordinary(
   });
 }
 
-std::vector<std::int64_t> ByteBpe::encode(std::string_view text, SpecialPolicy policy) const {
+std::vector<std::int64_t> ByteBpe::encode(std::string_view text, SpecialPolicy policy,
+                                          std::size_t offset) const {
   std::vector<std::int64_t> out;
   out.reserve(text.size() / 3);
   std::unordered_map<std::string, std::vector<std::int32_t>> cache;
@@ -348,7 +349,7 @@ std::vector<std::int64_t> ByteBpe::encode(std::string_view text, SpecialPolicy p
     }
     if (found != nullptr && policy == SpecialPolicy::kRefused) {
       throw Error(std::string(kWho) + "the text holds the special token " + found->first +
-                      " at byte " + std::to_string(at),
+                      " at byte " + std::to_string(offset + at),
                   "set tokenizer.special = \"allowed\" to encode it as its id, or \"text\" to "
                   "encode it as ordinary text");
     }

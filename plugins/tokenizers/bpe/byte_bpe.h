@@ -61,7 +61,9 @@ class ByteBpe {
   ByteBpe& operator=(ByteBpe&&) noexcept;
   ~ByteBpe();
 
-  std::vector<std::int64_t> encode(std::string_view text, SpecialPolicy policy) const;
+  // `offset`: where `text` starts in what the caller encodes, for the byte an error names.
+  std::vector<std::int64_t> encode(std::string_view text, SpecialPolicy policy,
+                                   std::size_t offset = 0) const;
   // Throws lmrun::Error on an id outside the vocabulary.
   std::string decode(const std::vector<std::int64_t>& ids) const;
 

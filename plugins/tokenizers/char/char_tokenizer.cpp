@@ -10,9 +10,9 @@
 #include <system_error>
 #include <utility>
 
-#include "lmrun/util/files.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
+#include "lmrun/util/files.h"
 #include "lmrun/util/utf8.h"
 #include "lmrun/version.h"
 
@@ -60,6 +60,28 @@ void check_specials(const std::vector<std::string>& specials, const std::string&
     if (std::find(specials.begin(), specials.begin() + i, specials[i]) != specials.begin() + i) {
       throw Error(where + "special token \"" + specials[i] + "\" is listed twice",
                   "list each special token once");
+    }
+  }
+}
+
+// Markup tokens are one line each in the saved file, and each must be findable in a text.
+void check_markup(const std::vector<std::string>& markup, const std::string& where) {
+  for (std::size_t i = 0; i < markup.size(); ++i) {
+    if (markup[i].empty()) {
+      throw Error(where + "the dataset's special token " + std::to_string(i) + " is empty",
+                  "a special token is a non-empty piece of text such as \"|end|\"");
+    }
+    if (markup[i].find_first_of("\r\n") != std::string::npos) {
+      throw Error(
+          where + "the dataset's special token \"" + markup[i] + "\" holds a line break",
+          "the char tokenizer keeps special tokens one per line: choose tokens without one");
+    }
+    if (std::find(markup.begin(), markup.begin() + i, markup[i]) != markup.begin() + i) {
+      throw Error(where + "the dataset's special token \"" + markup[i] + "\" is listed twice",
+                  "list each special token once");
+    }
+    if (utf8::find_invalid(markup[i]) != std::string_view::npos) {
+      throw Error(where + "the dataset's special token \"" + markup[i] + "\" is not UTF-8");
     }
   }
 }
@@ -140,9 +162,12 @@ class LineReader {
 // ---------------------------------------------------------------------------------------------
 // Construction and the vocabulary
 
-CharTokenizer::CharTokenizer(const CharOptions& options) {
+CharTokenizer::CharTokenizer(const CharOptions& options, std::vector<std::string> markup) {
   check_specials(options.special_tokens, "");
+  check_markup(markup, "");
   specials_ = options.special_tokens;
+  markup_ = std::move(markup);
+  markup_split_ = MarkupSplit(markup_);
   if (options.vocab.empty()) return;
   const std::filesystem::path& file = options.vocab;
   std::error_code error;
@@ -156,17 +181,32 @@ CharTokenizer::CharTokenizer(const CharOptions& options) {
     throw Error("vocab file " + file.string() + " is empty",
                 "write the vocabulary's characters into it, or leave `vocab` out");
   }
-  build(specials_, distinct_code_points(text, "vocab file " + file.string()));
+  build(specials_, markup_, distinct_code_points(text, "vocab file " + file.string()));
   from_vocab_file_ = true;
 }
 
-void CharTokenizer::build(std::vector<std::string> specials, std::vector<char32_t> characters) {
+void CharTokenizer::build(std::vector<std::string> specials, std::vector<std::string> markup,
+                          std::vector<char32_t> characters) {
   specials_ = std::move(specials);
+  markup_ = std::move(markup);
+  markup_split_ = MarkupSplit(markup_);
   characters_ = std::move(characters);
-  const std::size_t n_special = specials_.size();
+  pieces_ = specials_;
+  // A markup token that is one of the own special tokens shares its id; the others follow them.
+  markup_ids_.clear();
+  n_added_ = 0;
+  for (const auto& token : markup_) {
+    const auto own = std::find(specials_.begin(), specials_.end(), token);
+    if (own != specials_.end()) {
+      markup_ids_.push_back(own - specials_.begin());
+    } else {
+      markup_ids_.push_back(static_cast<std::int64_t>(specials_.size()) + n_added_++);
+      pieces_.push_back(token);
+    }
+  }
+  const auto n_special = static_cast<std::size_t>(first_character_id());
   bmp_ids_.assign(kBmpSize, -1);
   astral_ids_.clear();
-  pieces_ = specials_;
   pieces_.reserve(n_special + characters_.size());
   for (std::size_t i = 0; i < characters_.size(); ++i) {
     const char32_t cp = characters_[i];
@@ -196,19 +236,24 @@ void CharTokenizer::fit(std::string_view text) {
                 "check the dataset: its training split holds no text");
   }
   try {
-    build(specials_, distinct_code_points(text, "the training text"));
+    // Markup tokens are ids of their own: their characters are not the text's.
+    build(specials_, markup_,
+          distinct_code_points(markup_split_.ordinary_text(text, ""), "the training text"));
   } catch (const Error& e) {
     throw e.with_context("tokenizer 'char'");
   }
 }
 
 std::int64_t CharTokenizer::vocab_size() const {
-  return static_cast<std::int64_t>(specials_.size() + characters_.size());
+  return first_character_id() + static_cast<std::int64_t>(characters_.size());
 }
 
 std::int64_t CharTokenizer::special_id(std::string_view token) const {
   for (std::size_t i = 0; i < specials_.size(); ++i) {
     if (specials_[i] == token) return static_cast<std::int64_t>(i);
+  }
+  for (std::size_t i = 0; i < markup_.size() && i < markup_ids_.size(); ++i) {
+    if (markup_[i] == token) return markup_ids_[i];
   }
   return -1;
 }
@@ -237,10 +282,26 @@ std::vector<std::int64_t> CharTokenizer::encode(std::string_view text) const {
   require_vocabulary("encode");
   std::vector<std::int64_t> ids;
   ids.reserve(text.size());  // at most one id per byte
+  if (markup_split_.empty()) {
+    encode_characters(text, 0, text.size(), ids);
+    return ids;
+  }
+  markup_split_.split(
+      text,
+      [&](std::string_view piece) {
+        const auto begin = static_cast<std::size_t>(piece.data() - text.data());
+        encode_characters(text, begin, begin + piece.size(), ids);
+      },
+      [&](std::size_t token) { ids.push_back(markup_ids_[token]); });
+  return ids;
+}
+
+void CharTokenizer::encode_characters(std::string_view text, std::size_t begin, std::size_t end,
+                                      std::vector<std::int64_t>& ids) const {
   const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
   const std::int32_t* bmp = bmp_ids_.data();
-  std::size_t pos = 0;
-  while (pos < text.size()) {
+  std::size_t pos = begin;
+  while (pos < end) {
     const std::size_t start = pos;
     char32_t cp = bytes[pos];
     if (cp < 0x80) {
@@ -254,7 +315,6 @@ std::vector<std::int64_t> CharTokenizer::encode(std::string_view text) const {
     if (id < 0) id = unknown(start, cp);
     ids.push_back(id);
   }
-  return ids;
 }
 
 std::string CharTokenizer::decode(const std::vector<std::int64_t>& ids) const {
@@ -278,11 +338,14 @@ std::string CharTokenizer::decode(const std::vector<std::int64_t>& ids) const {
 // Saving and loading: one text file,
 //
 //   lmrun char tokenizer
-//   format_version 1
+//   format_version 2   1 when there are no markup tokens (and no "markup_tokens" section)
 //   lmrun_version 0.1.0
 //   plugin char 0.1.0
 //   special_tokens 1
 //   <unk>
+//   markup_tokens 2    the dataset's special tokens, one per line
+//   |user|
+//   |end|
 //   characters 3
 //   000A               one code point per line, in hex, then the character itself if visible
 //   0041 A
@@ -291,10 +354,16 @@ std::string CharTokenizer::decode(const std::vector<std::int64_t>& ids) const {
 
 void CharTokenizer::save(const std::filesystem::path& folder) const {
   require_vocabulary("save");
-  std::string text = std::string(kMagic) + "\nformat_version " + std::to_string(kFormatVersion) +
+  // Version 1 when there is nothing of version 2's to write, so older builds read it.
+  const int version = markup_.empty() ? 1 : kFormatVersion;
+  std::string text = std::string(kMagic) + "\nformat_version " + std::to_string(version) +
                      "\nlmrun_version " + kVersion + "\nplugin char " + kPluginVersion + "\n";
   text += "special_tokens " + std::to_string(specials_.size()) + "\n";
   for (const auto& token : specials_) text += token + "\n";
+  if (!markup_.empty()) {
+    text += "markup_tokens " + std::to_string(markup_.size()) + "\n";
+    for (const auto& token : markup_) text += token + "\n";
+  }
   text += "characters " + std::to_string(characters_.size()) + "\n";
   for (char32_t cp : characters_) {
     text += utf8::code_point_name(cp).substr(2);
@@ -331,6 +400,16 @@ void CharTokenizer::load(const std::filesystem::path& folder) {
   } catch (const Error& e) {
     reader.fail(e.what());
   }
+  std::vector<std::string> markup;
+  if (version >= 2) {
+    markup.resize(reader.count("markup_tokens", 1000000));
+    for (auto& token : markup) token = reader.next("a markup token");
+    try {
+      check_markup(markup, "");
+    } catch (const Error& e) {
+      reader.fail(e.what());
+    }
+  }
 
   std::vector<char32_t> characters(reader.count("characters", utf8::kMaxCodePoint + 1));
   for (std::size_t i = 0; i < characters.size(); ++i) {
@@ -359,8 +438,9 @@ void CharTokenizer::load(const std::filesystem::path& folder) {
     reader.next("");
     reader.fail("unexpected text after \"end\"");
   }
-  if (specials.empty() && characters.empty()) reader.fail("the vocabulary is empty");
-  build(std::move(specials), std::move(characters));
+  if (specials.empty() && markup.empty() && characters.empty())
+    reader.fail("the vocabulary is empty");
+  build(std::move(specials), std::move(markup), std::move(characters));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,8 +461,8 @@ Schema<CharOptions> char_schema() {
 
 void register_char(Registry& registry) {
   registry.add<Tokenizer>("char", "one token per Unicode character (code point)", char_schema(),
-                          [](const CharOptions& options, const TokenizerContext&) {
-                            return std::make_shared<CharTokenizer>(options);
+                          [](const CharOptions& options, const TokenizerContext& context) {
+                            return std::make_shared<CharTokenizer>(options, context.special_tokens);
                           });
 }
 

@@ -124,6 +124,19 @@ int lmrun_spb_decode(const lmrun_spb_model* model, const int* ids, size_t count,
   });
 }
 
+int lmrun_spb_piece_id(const lmrun_spb_model* model, const char* piece, size_t size) {
+  try {
+    const auto& p = model->processor;
+    const std::string_view text(piece, size);
+    const int id = p.PieceToId(text);
+    // PieceToId answers <unk>'s id for a piece it lacks.
+    if (id < 0 || (p.IsUnknown(id) && p.IdToPiece(id) != text)) return -1;
+    return id;
+  } catch (...) {
+    return -1;
+  }
+}
+
 int lmrun_spb_serialize(const lmrun_spb_model* model, lmrun_spb_bytes_fn proto,
                         lmrun_spb_bytes_fn error, void* context) {
   return guarded(error, context, [&] {

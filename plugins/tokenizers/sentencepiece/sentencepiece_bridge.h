@@ -51,6 +51,10 @@ LMRUN_SPB_API int lmrun_spb_encode(const lmrun_spb_model* model, const char* tex
 LMRUN_SPB_API int lmrun_spb_decode(const lmrun_spb_model* model, const int* ids, size_t count,
                                    lmrun_spb_bytes_fn text, lmrun_spb_bytes_fn error,
                                    void* context);
+// The id of the piece `piece` (a user-defined symbol, a control token), or -1 when the model has
+// no such piece.
+LMRUN_SPB_API int lmrun_spb_piece_id(const lmrun_spb_model* model, const char* piece, size_t size);
+
 LMRUN_SPB_API int lmrun_spb_serialize(const lmrun_spb_model* model, lmrun_spb_bytes_fn proto,
                                       lmrun_spb_bytes_fn error, void* context);
 

@@ -12,18 +12,29 @@
 // Ids are SentencePiece's: <unk> 0, <s> 1, </s> 2, and <pad> 3 with `pad = true`. A run saves the
 // model as sentencepiece.model in its tokenizer folder.
 //
+// Markup tokens, the dataset's special tokens (TokenizerContext::special_tokens: "|user|",
+// "|end|"), are SentencePiece's own user-defined symbols: a trained model gets them as
+// `user_defined_symbols` (one piece each, always matched in the text, never split, kept in the
+// saved .model), and is trained without the dummy prefix so that a marker alone encodes to its one
+// id and pieces encoded apart join as the whole text does. A given .model must hold them already
+// (a missing one is an error). save() lists them in markup_tokens.txt beside the model, one a
+// line, and load() takes that list. Without markup tokens, everything is exactly as before.
+//
 // The library runs in a link namespace of its own, behind a bridge: see sentencepiece_bridge.h.
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
-#include "lmrun/util/files.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
 #include "lmrun/tokenizer.h"
+#include "lmrun/util/files.h"
 #include "sentencepiece_bridge.h"
 
 namespace lmrun::tokenizers {
@@ -33,6 +44,7 @@ namespace fs = std::filesystem;
 constexpr const char* kPluginVersion = "0.1.0";
 constexpr const char* kWho = "tokenizer 'sentencepiece': ";
 constexpr const char* kFileName = "sentencepiece.model";
+constexpr const char* kMarkupFileName = "markup_tokens.txt";
 // Beside the plugin, in a folder the plugin loader does not scan.
 constexpr const char* kBridgePath = "lmrun-sentencepiece.libs/sentencepiece_bridge.so";
 
@@ -59,6 +71,7 @@ struct Bridge {
   decltype(&lmrun_spb_encode) encode;
   decltype(&lmrun_spb_decode) decode;
   decltype(&lmrun_spb_serialize) serialize;
+  decltype(&lmrun_spb_piece_id) piece_id;
 };
 
 fs::path bridge_file() {
@@ -93,6 +106,7 @@ Bridge open_bridge() {
   symbol(b.encode, "lmrun_spb_encode");
   symbol(b.decode, "lmrun_spb_decode");
   symbol(b.serialize, "lmrun_spb_serialize");
+  symbol(b.piece_id, "lmrun_spb_piece_id");
   return b;
 }
 
@@ -141,24 +155,51 @@ struct ModelDeleter {
 };
 using ModelHandle = std::unique_ptr<lmrun_spb_model, ModelDeleter>;
 
-// The trainer's options, by SentencePiece's own names.
-std::vector<std::pair<std::string, std::string>> training_arguments(const SentencePieceOptions& o) {
+// The trainer's options, by SentencePiece's own names; `markup` becomes user_defined_symbols.
+std::vector<std::pair<std::string, std::string>> training_arguments(
+    const SentencePieceOptions& o, const std::vector<std::string>& markup) {
   const auto yes_no = [](bool b) { return std::string(b ? "true" : "false"); };
-  return {{"vocab_size", std::to_string(o.vocab_size)},
-          {"model_type", o.model_type},
-          {"character_coverage", std::to_string(o.character_coverage)},
-          {"normalization_rule_name", o.normalization},
-          {"byte_fallback", yes_no(o.byte_fallback)},
-          {"remove_extra_whitespaces", yes_no(o.remove_extra_whitespaces)},
-          {"pad_id", o.pad ? "3" : "-1"},
-          {"max_sentence_length", std::to_string(o.max_sentence_length)},
-          {"num_threads", std::to_string(o.threads)},
-          {"minloglevel", "2"}};
+  std::vector<std::pair<std::string, std::string>> arguments = {
+      {"vocab_size", std::to_string(o.vocab_size)},
+      {"model_type", o.model_type},
+      {"character_coverage", std::to_string(o.character_coverage)},
+      {"normalization_rule_name", o.normalization},
+      {"byte_fallback", yes_no(o.byte_fallback)},
+      {"remove_extra_whitespaces", yes_no(o.remove_extra_whitespaces)},
+      {"pad_id", o.pad ? "3" : "-1"},
+      {"max_sentence_length", std::to_string(o.max_sentence_length)},
+      {"num_threads", std::to_string(o.threads)},
+      {"minloglevel", "2"}};
+  if (!markup.empty()) {
+    std::string symbols;
+    for (const auto& token : markup) symbols += (symbols.empty() ? "" : ",") + token;
+    arguments.emplace_back("user_defined_symbols", symbols);
+    arguments.emplace_back("add_dummy_prefix", "false");
+  }
+  return arguments;
+}
+
+// SentencePiece takes user_defined_symbols as one comma-separated text.
+void check_markup(const std::vector<std::string>& markup) {
+  for (std::size_t i = 0; i < markup.size(); ++i) {
+    if (markup[i].empty() || markup[i].find(',') != std::string::npos) {
+      throw Error(std::string(kWho) + "the dataset's special token '" + markup[i] +
+                      "' is empty or holds a comma",
+                  "SentencePiece lists its user-defined symbols separated by commas: choose "
+                  "tokens without one");
+    }
+    if (std::find(markup.begin(), markup.begin() + i, markup[i]) != markup.begin() + i) {
+      throw Error(std::string(kWho) + "the dataset's special token '" + markup[i] +
+                  "' is listed twice");
+    }
+  }
 }
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(SentencePieceOptions o) : o_(std::move(o)) {
+  SentencePieceTokenizer(SentencePieceOptions o, std::vector<std::string> markup)
+      : o_(std::move(o)), markup_(std::move(markup)) {
+    check_markup(markup_);
     bridge();  // a missing bridge is an error now, not at the first encode
     if (!o_.model.empty()) {
       install(read_file(o_.model, "check [tokenizer] model (paths are from where lmrun runs)"),
@@ -168,7 +209,7 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   void fit(std::string_view text) override {
     if (model_) return;  // a given model
-    const auto arguments = training_arguments(o_);
+    const auto arguments = training_arguments(o_, markup_);
     std::vector<const char*> keys, values;
     for (const auto& [key, value] : arguments) {
       keys.push_back(key.c_str());
@@ -219,6 +260,8 @@ class SentencePieceTokenizer final : public Tokenizer {
     if (token == "<pad>") return info_.pad_id;
     if (token == "<bos>") return info_.bos_id;
     if (token == "<eos>") return info_.eos_id;
+    if (std::find(markup_.begin(), markup_.end(), token) != markup_.end())
+      return bridge().piece_id(model_.get(), token.data(), token.size());
     return -1;
   }
 
@@ -227,11 +270,36 @@ class SentencePieceTokenizer final : public Tokenizer {
     reply.finish(bridge().serialize(ready("save"), &Reply::on_bytes, &Reply::on_error, &reply),
                  "cannot serialize the model");
     write_file_atomic(folder / kFileName, reply.bytes);
+    if (!markup_.empty()) {
+      std::string list;
+      for (const auto& token : markup_) list += token + "\n";
+      write_file_atomic(folder / kMarkupFileName, list);
+    }
   }
 
+  // The saved markup tokens (markup_tokens.txt, when there is one) replace this tokenizer's own.
   void load(const fs::path& folder) override {
     const fs::path file = saved_tokenizer_file(folder, kFileName, kWho);
-    install(read_file(file), file.string());
+    std::vector<std::string> markup;
+    std::error_code error;
+    if (fs::is_regular_file(folder / kMarkupFileName, error)) {
+      std::istringstream lines(read_file(folder / kMarkupFileName));
+      for (std::string line; std::getline(lines, line);) markup.push_back(line);
+      try {
+        check_markup(markup);
+      } catch (const Error& e) {
+        throw Error((folder / kMarkupFileName).string() + ": " + e.what(),
+                    "the saved tokenizer is damaged; fit it again");
+      }
+    }
+    std::vector<std::string> own = std::move(markup_);
+    markup_ = std::move(markup);
+    try {
+      install(read_file(file), file.string());
+    } catch (...) {
+      markup_ = std::move(own);
+      throw;
+    }
   }
 
  private:
@@ -252,7 +320,16 @@ class SentencePieceTokenizer final : public Tokenizer {
     reply.finish(
         bridge().load(serialized.data(), serialized.size(), &loaded, &Reply::on_error, &reply),
         source + " is not a SentencePiece model");
-    model_.reset(loaded);
+    ModelHandle model(loaded);
+    for (const auto& token : markup_) {
+      if (bridge().piece_id(loaded, token.data(), token.size()) < 0) {
+        throw Error(std::string(kWho) + source + " has no piece for the dataset's special token '" +
+                        token + "'",
+                    "train the tokenizer on the data (leave `model` out), or give a model "
+                    "trained with user_defined_symbols holding it");
+      }
+    }
+    model_ = std::move(model);
     bridge().info_of(loaded, &info_);
   }
 
@@ -265,6 +342,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
 
   SentencePieceOptions o_;
+  std::vector<std::string> markup_;  // the dataset's markup tokens
   ModelHandle model_;
   lmrun_spb_info info_{};
 };
@@ -297,10 +375,11 @@ void register_sentencepiece(Registry& registry) {
       .add("threads", &SentencePieceOptions::threads,
            "training: threads; 1 gives the same model on every run")
       .min(1);
-  registry.add<Tokenizer>("sentencepiece", "Google's SentencePiece (load a .model, or train)",
-                          schema, [](const SentencePieceOptions& o, const TokenizerContext&) {
-                            return std::make_shared<SentencePieceTokenizer>(o);
-                          });
+  registry.add<Tokenizer>(
+      "sentencepiece", "Google's SentencePiece (load a .model, or train)", schema,
+      [](const SentencePieceOptions& o, const TokenizerContext& context) {
+        return std::make_shared<SentencePieceTokenizer>(o, context.special_tokens);
+      });
 }
 
 }  // namespace
