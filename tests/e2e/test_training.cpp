@@ -585,6 +585,26 @@ TEST(Failures, EarlyStoppingEndsTheRunWithItsReason) {
   EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "last"));
 }
 
+TEST(Training, MaxTimeStopsTheRunEvaluatedAndSaved) {
+  TempDir dir;
+  // 100,000 steps would take hours; two seconds of training stop it, evaluated at its last step
+  // (eval_interval 2 would evaluate at even steps only: the stop's step may be odd).
+  auto args = short_run(experiment("gpt_tiny"), dir / "run", 100000);
+  args.insert(args.end(), {"--set", "train.max_time=2", "--set", "train.eval_interval=0"});
+  const auto started = std::chrono::steady_clock::now();
+  const auto result = run_lmrun(args, lmrun::test::source_dir());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, testing::ContainsRegex("stopped at step [0-9]+: max_time \\(2 s\\)"));
+  EXPECT_THAT(result.output, testing::ContainsRegex("eval step [0-9]+ \\| train_loss"));
+  EXPECT_LT(seconds, 60);
+  const std::string summary = read_file(dir / "run" / "summary.json");
+  EXPECT_THAT(summary, HasSubstr("\"stop_reason\": \"max_time (2 s)\""));
+  EXPECT_THAT(summary, HasSubstr("\"val_loss\": "));
+  EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "last"));
+}
+
 // experiments/chat_tiny.toml end to end: a few steps on the shipped Shakespeare conversations, the
 // run folder (the tokenizer with its markers, the dataset's split, the chat format in the
 // checkpoint), `lmrun eval` with the conversations' own and with other characters' system

@@ -34,6 +34,11 @@ const Schema<TrainOptions>& train_schema() {
           "optimizer steps to run; 0: none, the model as built is evaluated and saved (a readout "
           "fitted in closed form)")
         .min(0);
+    s.add("max_time", &TrainOptions::max_time,
+          "seconds of training after which the run stops at the end of its step, evaluated and "
+          "saved as at max_steps (a resumed run counts its earlier segments); 0: no limit. For "
+          "comparisons at equal wall time")
+        .min(0);
     s.add("eval_interval", &TrainOptions::eval_interval,
           "steps between evaluations; 0: only at the end")
         .min(0);

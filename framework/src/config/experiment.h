@@ -37,12 +37,13 @@ struct TrainOptions {
   std::int64_t batch_size = 12;       // sequences per micro-batch
   std::int64_t grad_accum_steps = 1;  // micro-batches per optimizer step
   std::int64_t max_steps = 2000;      // optimizer steps
-  std::int64_t eval_interval = 250;   // steps between evaluations; 0: only at the end
-  std::int64_t eval_batches = 20;     // batches per split in each loss estimate
-  double grad_clip = 1.0;             // max global gradient norm; 0 disables clipping
-  std::int64_t log_interval = 10;     // steps between log lines
-  std::string device = "auto";        // cpu, cuda, auto
-  std::int64_t threads = 0;           // intra-op threads; 0: auto (one: OpenBLAS has its own)
+  double max_time = 0.0;  // seconds of training (resumed runs: all segments); 0: no limit
+  std::int64_t eval_interval = 250;  // steps between evaluations; 0: only at the end
+  std::int64_t eval_batches = 20;    // batches per split in each loss estimate
+  double grad_clip = 1.0;            // max global gradient norm; 0 disables clipping
+  std::int64_t log_interval = 10;    // steps between log lines
+  std::string device = "auto";       // cpu, cuda, auto
+  std::int64_t threads = 0;          // intra-op threads; 0: auto (one: OpenBLAS has its own)
   double peak_gflops = 0.0;  // MFU's denominator; 0: measure the fp32 matmul rate at the start
   std::string precision = "fp32";  // fp32, or bf16: forward and loss under CUDA autocast
 };

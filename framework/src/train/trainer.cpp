@@ -266,8 +266,15 @@ TrainResult Trainer::run() {
     if (state_.step % train.log_interval == 0 || state_.step == train.max_steps)
       record = log_step(loss, lr);
 
+    // The wall-clock limit is decided before the step's evaluation, so the last step evaluates;
+    // data-parallel ranks decide together (rank 0's clock may run ahead of the others').
+    bool out_of_time =
+        train.max_time > 0 &&
+        elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count() >=
+            train.max_time;
+    if (train.max_time > 0 && dp_ != nullptr) out_of_time = dp_->sum(out_of_time ? 1.0 : 0.0) > 0;
     const bool evaluate_now = (train.eval_interval > 0 && state_.step % train.eval_interval == 0) ||
-                              state_.step == train.max_steps;
+                              state_.step == train.max_steps || out_of_time;
     Metrics eval;
     if (evaluate_now) {
       eval = evaluate();
@@ -281,6 +288,11 @@ TrainResult Trainer::run() {
       }
       metrics_.print(line, false);
       metrics_.record(state_.step, eval);
+    }
+    if (out_of_time && stop_reason_.empty()) {
+      char limit[64];
+      std::snprintf(limit, sizeof limit, "max_time (%g s)", train.max_time);
+      stop_reason_ = limit;
     }
     end_of_step(evaluate_now, eval);
     for (const auto& [name, value] : logged_) record[name] = value;

@@ -62,7 +62,9 @@ ReadoutImpl::ReadoutImpl(const ReservoirOptions& options, std::int64_t n_units, 
     {  // the flattened size, from a dry run of one window
       at::NoGradGuard no_grad;
       const at::Tensor probe = at::zeros({1, 1, n_units});
+      count_macs_ = true;
       flat_ = conv_features(probe, empty_history(1, probe), at::Tensor()).size(-1);
+      count_macs_ = false;
     }
     features = flat_ + embd;
     if (o.readout_hidden > 0) {
@@ -89,9 +91,27 @@ at::Tensor ReadoutImpl::linear_features(const at::Tensor& states,
 }
 
 at::Tensor ReadoutImpl::conv(std::size_t i, const at::Tensor& x) {
-  if (options_.readout == ReadoutKind::kCnn3d)
-    return conv_->ptr<torch::nn::Conv3dImpl>(i)->forward(x);
-  return conv_->ptr<torch::nn::Conv2dImpl>(i)->forward(x);
+  const bool three_d = options_.readout == ReadoutKind::kCnn3d;
+  at::Tensor y = three_d ? conv_->ptr<torch::nn::Conv3dImpl>(i)->forward(x)
+                         : conv_->ptr<torch::nn::Conv2dImpl>(i)->forward(x);
+  if (count_macs_) {  // one window: each output element takes a kernel volume of the inputs
+    const at::Tensor& w = three_d ? conv_->ptr<torch::nn::Conv3dImpl>(i)->weight
+                                  : conv_->ptr<torch::nn::Conv2dImpl>(i)->weight;
+    conv_macs_ += static_cast<double>(y.numel()) / static_cast<double>(y.size(0)) *
+                  static_cast<double>(w.numel() / w.size(0));
+  }
+  return y;
+}
+
+double ReadoutImpl::macs_per_token() const {
+  double macs = conv_macs_;
+  for (const auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    const bool linear_weight = item.value().dim() == 2 && name.rfind("conv.", 0) != 0 &&
+                               name.rfind("context.", 0) != 0;  // context: once a sequence
+    if (linear_weight) macs += static_cast<double>(item.value().numel());
+  }
+  return macs;
 }
 
 at::Tensor ReadoutImpl::conv_features(const at::Tensor& states, const at::Tensor& history,

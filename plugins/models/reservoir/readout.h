@@ -65,6 +65,10 @@ class ReadoutImpl : public torch::nn::Module {
 
   std::vector<std::string> describe() const;
 
+  // Multiply-adds of one token's forward pass: every linear layer's weights, and each
+  // convolution's kernel volume times the outputs it computes for the token's window.
+  double macs_per_token() const;
+
  private:
   at::Tensor conv_features(const at::Tensor& states, const at::Tensor& history,
                            const at::Tensor& context);  // (B, T, flat)
@@ -73,7 +77,9 @@ class ReadoutImpl : public torch::nn::Module {
   ReservoirOptions options_;
   std::int64_t n_units_, n_embd_, out_dim_;
   std::int64_t history_length_ = 0;
-  std::int64_t flat_ = 0;  // cnn: features after flattening the maps
+  std::int64_t flat_ = 0;    // cnn: features after flattening the maps
+  double conv_macs_ = 0;     // cnn: the convolutions' multiply-adds for one window
+  bool count_macs_ = false;  // conv() adds to conv_macs_ (the construction's dry run)
   torch::nn::ModuleList hidden_{nullptr};
   torch::nn::ModuleList conv_{nullptr};
   torch::nn::Linear head_{nullptr};

@@ -360,3 +360,13 @@ std::vector<std::string> ReservoirLmImpl::describe() const {
 }
 
 }  // namespace lmrun::models::reservoir
+
+namespace lmrun::models::reservoir {
+
+double ReservoirLmImpl::flops_per_token() const {
+  const double recurrence = static_cast<double>(reservoir_->nonzeros()) +
+                            static_cast<double>(reservoir_->n_units() * options_.n_embd);
+  return 6.0 * (recurrence + readout_->macs_per_token());
+}
+
+}  // namespace lmrun::models::reservoir

@@ -71,6 +71,10 @@ class ReservoirLmImpl : public torch::nn::Module {
   const ReservoirOptions& options() const { return options_; }
   std::int64_t out_dim() const { return out_dim_; }
   std::vector<std::string> describe() const;
+  // Model::flops_per_token: 6 per multiply-add of a token's forward pass (forward and backward,
+  // nanoGPT's convention): the reservoir's sparse recurrence and input weights (the gradient
+  // flows back through them to the embeddings and FiLM), and the readout's.
+  double flops_per_token() const;
   void set_note(std::string note) { note_ = std::move(note); }
 
  private:

@@ -197,6 +197,9 @@ class ReservoirModel final : public TorchModel<ReservoirLm> {
   at::Tensor token_embeddings() override { return net_->token_embeddings(); }
   std::int64_t washout() const override { return net_->options().washout; }
   std::string diagnostics(const Batch& batch) override { return net_->diagnostics(batch); }
+  double flops_per_token(std::int64_t /*context*/) const override {
+    return net_->flops_per_token();
+  }
 };
 
 std::shared_ptr<Model> make_model(const O& options, const ModelContext& context) {
