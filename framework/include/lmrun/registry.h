@@ -103,6 +103,17 @@ struct Registration {
   // Optional, models: the size estimate for these params and a context (the kind's Context;
   // counts the host does not know yet, such as vocab_size before the tokenizer is fitted, are 0).
   std::function<SizeEstimate(const Params& params, const void* context)> estimate;
+
+  // What every Registry::add checks first: a name and a factory. Throws lmrun::Error.
+  void require_complete() const {
+    if (name.empty()) {
+      throw Error(std::string("a ") + kind_name(kind) + " was registered without a name");
+    }
+    if (!factory) {
+      throw Error(std::string(kind_name(kind)) + " '" + name +
+                  "' was registered without a factory");
+    }
+  }
 };
 
 class LMRUN_API Registry {

@@ -10,13 +10,7 @@ std::string PluginOrigin::describe() const {
 }
 
 void PluginRegistry::add(Registration registration) {
-  if (registration.name.empty())
-    throw Error(std::string("a ") + kind_name(registration.kind) +
-                " was registered without a name");
-  if (!registration.factory) {
-    throw Error(std::string(kind_name(registration.kind)) + " '" + registration.name +
-                "' was registered without a factory");
-  }
+  registration.require_complete();
   auto key = std::make_pair(registration.kind, registration.name);
   if (auto it = entries_.find(key); it != entries_.end()) {
     throw Error(std::string(kind_name(registration.kind)) + " '" + registration.name +
@@ -60,7 +54,8 @@ void PluginRegistry::merge(PluginRegistry&& staging) {
     for (Conflict& c : conflicts_) {
       if (c.kind == key.first && c.name == key.second) existing = &c;
     }
-    if (existing == nullptr) existing = &conflicts_.emplace_back(Conflict{key.first, key.second, {}});
+    if (existing == nullptr)
+      existing = &conflicts_.emplace_back(Conflict{key.first, key.second, {}});
     existing->others.push_back(std::move(entry));
   }
   staging.entries_.clear();
@@ -93,10 +88,10 @@ AppliedOverride PluginRegistry::override_with_latest(Kind kind, const std::strin
     return applied;
   }
   const RegistryEntry* entry = find_entry(kind, name);
-  throw Error(
-      "[plugins] override names " + key + ", which " +
-          (entry ? "only " + entry->origin.describe() + " registers" : std::string("no plugin registers")),
-      "an override settles a name that two plugin files register; remove it from the list");
+  throw Error("[plugins] override names " + key + ", which " +
+                  (entry ? "only " + entry->origin.describe() + " registers"
+                         : std::string("no plugin registers")),
+              "an override settles a name that two plugin files register; remove it from the list");
 }
 
 }  // namespace lmrun::host

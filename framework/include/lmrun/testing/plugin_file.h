@@ -42,14 +42,7 @@ class MemoryRegistry final : public Registry {
  public:
   using Registry::add;
   void add(Registration registration) override {
-    if (registration.name.empty()) {
-      throw Error(std::string("a ") + kind_name(registration.kind) +
-                  " was registered without a name");
-    }
-    if (!registration.factory) {
-      throw Error(std::string(kind_name(registration.kind)) + " '" + registration.name +
-                  "' was registered without a factory");
-    }
+    registration.require_complete();
     auto key = std::make_pair(registration.kind, registration.name);
     if (entries_.count(key) > 0) {
       throw Error(std::string(kind_name(registration.kind)) + " '" + registration.name +
