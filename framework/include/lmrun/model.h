@@ -76,6 +76,35 @@ struct ModelContext {
   std::string_view training_text = {};
 };
 
+// Weights under another tool's names (`lmrun export`, `[model] init_from`). A layout is a name
+// the model and the host agree on: "gpt2" is Hugging Face's GPT2LMHeadModel (its state-dict names,
+// Conv1D's (in, out) orientation, config.json), "nanogpt" is nanoGPT's GPT (model.py's state-dict
+// names, its model_args). A plugin may offer its own.
+struct WeightLayout {
+  std::string name;      // "gpt2"
+  std::string mismatch;  // why this model cannot be written so ("norm = rmsnorm: GPT-2 has
+                         // LayerNorm"); empty when it can
+};
+struct NamedTensor {
+  std::string name;
+  at::Tensor value;
+};
+struct ExternalWeights {
+  // The layout's description of the architecture as one JSON object: config.json for "gpt2",
+  // model_args for "nanogpt".
+  std::string config_json;
+  // Every tensor the layout's reader expects, under its names and in its orientation, on the CPU.
+  // A tensor may appear under two names (a tied head): the writer stores it as the format does.
+  std::vector<NamedTensor> tensors;
+};
+
+// One ONNX graph of a model (`lmrun export --format onnx`): a serialized onnx.ModelProto with the
+// weights as initializers.
+struct OnnxGraph {
+  std::string name;         // "model": the forward pass; "decode": one step, state in and out
+  std::string model_proto;  // the ModelProto's bytes
+};
+
 // A named intermediate tensor of one forward pass (`lmrun inspect`).
 struct Activation {
   std::string name;           // "embedding", "blocks.0", "pooled", "logits"
@@ -172,6 +201,36 @@ class LMRUN_API Model {
     (void)context;
     return 0.0;
   }
+
+  // Optional: interchange with other tools. The layouts this plugin knows, each with why this
+  // instance cannot be written in it (empty: it can). Default: none; `lmrun export` then writes
+  // the model's own names (module().named_parameters()), which every model has.
+  virtual std::vector<WeightLayout> weight_layouts() const { return {}; }
+  // The weights in `layout`, one of weight_layouts() with an empty mismatch. Throws lmrun::Error
+  // otherwise.
+  virtual ExternalWeights export_weights(const std::string& layout);
+  // The inverse, for `[model] init_from`: tensors under `layout`'s names (as a file holds them,
+  // any dtype) to this model's own names and orientation. A name the layout does not know is
+  // returned unchanged, for the host to report; a name the model does not use (a tied head's
+  // second copy, a causal-mask buffer) is dropped. Throws lmrun::Error for `layout` unknown.
+  virtual std::vector<NamedTensor> import_weights(const std::string& layout,
+                                                  std::vector<NamedTensor> tensors);
+
+  // Optional: quantized inference (`lmrun generate|eval|predict --quantize int8`). Replaces the
+  // weights of the model's linear layers, in place, by `scheme`: "int8" is symmetric INT8 per
+  // output channel, activations quantized dynamically as they come, results in fp32. Called once,
+  // after the weights are loaded and the model is in eval mode on the CPU; the model is neither
+  // trained nor saved afterwards. Returns one line on what changed (tensors, bytes before and
+  // after). Default: throws lmrun::Error (the model has no quantized path).
+  virtual std::string quantize(const std::string& scheme);
+
+  // Optional: the model as ONNX graphs at `opset` (ai.onnx), built from its current weights:
+  // "model" (inputs (B, T) int64 -> logits) and, for a model that decodes, "decode" (one step,
+  // its state as inputs and outputs). Default: none; lmrun export refuses the format for it.
+  virtual std::vector<OnnxGraph> export_onnx(std::int64_t opset) {
+    (void)opset;
+    return {};
+  }
 };
 
 namespace detail {
@@ -185,6 +244,19 @@ inline std::unique_ptr<DecodeState> Model::start_decoding(std::int64_t) {
   throw detail::no_decoding();
 }
 inline at::Tensor Model::decode(DecodeState&, const at::Tensor&) { throw detail::no_decoding(); }
+inline std::string Model::quantize(const std::string& scheme) {
+  throw Error("this model has no quantized inference ('" + scheme + "')",
+              "run it without --quantize");
+}
+inline ExternalWeights Model::export_weights(const std::string& layout) {
+  throw Error("this model has no weight layout '" + layout + "'",
+              "export under lmrun's own names (lmrun export --layout lmrun)");
+}
+inline std::vector<NamedTensor> Model::import_weights(const std::string& layout,
+                                                      std::vector<NamedTensor>) {
+  throw Error("this model has no weight layout '" + layout + "'",
+              "give init_from a file under the model's own names (an lmrun run or export)");
+}
 
 // For a model's factory that produces logits only: throws lmrun::Error when the run asks for
 // vectors (an embedding objective).

@@ -13,6 +13,10 @@
 namespace lmrun {
 
 inline constexpr const char* kVersion = LMRUN_VERSION_STRING;
+// 8: Model::weight_layouts, export_weights and import_weights (weights under other tools' names:
+// lmrun export, [model] init_from), with WeightLayout, NamedTensor and ExternalWeights;
+// Model::quantize (--quantize int8) and export_onnx, with OnnxGraph.
+// Migration notes: README, "Plugin SDK 8.0".
 // 7: objectives are a plugin kind (objective.h, Kind::kObjective); Batch moves to batch.h and
 // gains a Conditioning context; ModelContext::output and training_text; Model::token_embeddings,
 // washout, forward_conditioned, uses_context, start_decoding_conditioned and diagnostics;
@@ -22,7 +26,7 @@ inline constexpr const char* kVersion = LMRUN_VERSION_STRING;
 // metric_names, TrainerControl::remove_checkpoint, log_metric, set_next_lr, Optimizer::
 // learning_rates, Schema enforcement in parse and add_enum, parameter roles and shortcuts, size
 // estimates, toolkit headers under lmrun/util/. Migration notes: README, "Plugin SDK 6.0".
-inline constexpr std::uint32_t kApiVersionMajor = 7;
+inline constexpr std::uint32_t kApiVersionMajor = 8;
 inline constexpr std::uint32_t kApiVersionMinor = 0;
 // Major in the high 16 bits, minor in the low 16: what a plugin descriptor carries.
 inline constexpr std::uint32_t kApiVersion = (kApiVersionMajor << 16) | kApiVersionMinor;

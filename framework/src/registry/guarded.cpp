@@ -143,6 +143,22 @@ class GuardedModel final : public Model, public Wrapped {
   double flops_per_token(std::int64_t context) const override {
     return LMRUN_FORWARD("flops_per_token", inner_->flops_per_token(context));
   }
+  std::vector<WeightLayout> weight_layouts() const override {
+    return LMRUN_FORWARD("weight_layouts", inner_->weight_layouts());
+  }
+  ExternalWeights export_weights(const std::string& layout) override {
+    return LMRUN_FORWARD("export_weights", inner_->export_weights(layout));
+  }
+  std::vector<NamedTensor> import_weights(const std::string& layout,
+                                          std::vector<NamedTensor> tensors) override {
+    return LMRUN_FORWARD("import_weights", inner_->import_weights(layout, std::move(tensors)));
+  }
+  std::string quantize(const std::string& scheme) override {
+    return LMRUN_FORWARD("quantize", inner_->quantize(scheme));
+  }
+  std::vector<OnnxGraph> export_onnx(std::int64_t opset) override {
+    return LMRUN_FORWARD("export_onnx", inner_->export_onnx(opset));
+  }
 
  private:
   std::shared_ptr<Model> inner_;
