@@ -16,8 +16,12 @@ packages=(
   libtorch-dev libopenblas0-pthread libgloo-dev
   libboost-dev libboost-program-options-dev
   libtomlplusplus-dev libicu-dev libpcre2-dev nlohmann-json3-dev libsentencepiece-dev libedit-dev
+  libonnx-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
+# More packages from the caller (scripts/test.sh: the readers the tests check our files with).
+read -r -a extra <<<"${LMRUN_EXTRA_PACKAGES:-}"
+packages+=("${extra[@]}")
 
 missing=()
 for package in "${packages[@]}"; do

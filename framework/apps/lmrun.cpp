@@ -32,6 +32,7 @@ constexpr const char* kUsage = R"(usage:
   lmrun chat RUN_DIR [--system TEXT]               talk to a run trained on conversations: a
                                                    line is a user's turn, the model answers;
                                                    /system changes the system message
+  lmrun generate|eval|predict RUN_DIR --quantize int8   INT8 weights for the linear layers
   lmrun eval RUN_DIR [--split val|train|test]      every metric over a split (and the
                                                    confusion matrix of a classifier)
   lmrun predict RUN_DIR --text TEXT | --input FILE label texts with a classifier (JSONL)
@@ -42,6 +43,11 @@ constexpr const char* kUsage = R"(usage:
                                                    ids -> text); RUN_DIR's tokenizer, or
                                                    --tokenizer TYPE [--set tokenizer.K=V]...
                                                    [--fit FILE] (fit it on a text first)
+  lmrun export RUN_DIR --format FORMAT [-o OUT]   the model for other tools, into a new
+        [--layout lmrun|gpt2] [--force]            folder (default RUN_DIR/export/FORMAT):
+        [--dtype fp32|bf16|fp16]                   safetensors (Hugging Face GPT-2 names and
+                                                   config.json when the model matches),
+                                                   nanogpt (ckpt.pt), onnx (model, decode)
   lmrun plugins                                    list registered plugins and their files
   lmrun describe NAME | KIND.NAME | SECTION        a plugin's (or host section's) parameters
 
@@ -91,6 +97,14 @@ int run(int argc, char** argv) {
       "sweep: run the trials whose index is I modulo N (I/N, e.g. a Slurm array's task)")(
       "dry-run", "sweep: validate every trial and list them, run nothing")(
       "report", po::value<std::string>(), "sweep: merge and print the results in SWEEP_DIR")(
+      "format", po::value<std::string>(), "export: safetensors, nanogpt or onnx")(
+      "layout", po::value<std::string>(),
+      "export: the tensor names, lmrun (the model's own) or gpt2 (Hugging Face); default gpt2 "
+      "when the model has that architecture")(
+      "dtype", po::value<std::string>()->default_value("fp32"),
+      "export: safetensors' floating-point type, fp32, bf16 or fp16")(
+      "quantize", po::value<std::string>(),
+      "generate, chat, eval, predict: quantized inference, int8 (the model's linear weights)")(
       "verbose,v", "log each plugin file loaded")(
       "nproc", po::value<int>(),
       "run: train data-parallel on N local processes (as torchrun --nproc_per_node)");
@@ -149,6 +163,7 @@ int run(int argc, char** argv) {
   if (vm.count("text")) run_dir.texts = vm["text"].as<std::vector<std::string>>();
   if (vm.count("input")) run_dir.input = vm["input"].as<std::string>();
   if (vm.count("output")) run_dir.output = vm["output"].as<std::string>();
+  if (vm.count("quantize")) run_dir.quantize = vm["quantize"].as<std::string>();
 
   const std::string& command = args[0];
   if (vm.count("nproc")) {
@@ -168,6 +183,10 @@ int run(int argc, char** argv) {
     }
     worker_args[0] = std::filesystem::read_symlink("/proc/self/exe").string();
     return launch_local_workers(vm["nproc"].as<int>(), worker_args);
+  }
+  if (vm.count("quantize") && command != "generate" && command != "chat" && command != "eval" &&
+      command != "predict") {
+    return usage_error("--quantize applies to generate, chat, eval and predict");
   }
   auto expect_args = [&](std::size_t n, const char* shape) {
     if (args.size() != n) throw po::error(std::string("expected: lmrun ") + shape);
@@ -217,6 +236,18 @@ int run(int argc, char** argv) {
       tokenize.decode = vm.count("decode") > 0;
       return command_tokenize(common, tokenize);
     }
+    if (command == "export") {
+      expect_args(2, "export RUN_DIR --format FORMAT");
+      ExportArgs export_args;
+      export_args.run_dir = args[1];
+      export_args.checkpoint = run_dir.checkpoint;
+      if (vm.count("format")) export_args.format = vm["format"].as<std::string>();
+      if (vm.count("layout")) export_args.layout = vm["layout"].as<std::string>();
+      export_args.dtype = vm["dtype"].as<std::string>();
+      export_args.out = run_dir.output;
+      export_args.force = experiment.force;
+      return command_export(common, export_args);
+    }
     if (command == "plugins") {
       expect_args(1, "plugins");
       return command_plugins(common);
@@ -234,9 +265,8 @@ int run(int argc, char** argv) {
   }
   return usage_error(
       "unknown command '" + command +
-      "': expected FILE.toml, check, sweep, generate, chat, eval, predict, inspect, tokenize, "
-      "plugins "
-      "or describe");
+      "': expected FILE.toml, check, sweep, generate, chat, eval, predict, inspect, export, "
+      "tokenize, plugins or describe");
 }
 
 }  // namespace

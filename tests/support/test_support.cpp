@@ -135,17 +135,13 @@ std::string shell_quote(const std::string& s) {
 
 namespace {
 
-ProcessResult run_command(const std::vector<std::string>& args, const std::filesystem::path& cwd,
-                          const std::vector<std::string>& env, const std::string& stdin_file) {
-  std::string command = "cd " + shell_quote(cwd.string()) + " && env";
-  for (const auto& assignment : env) command += " " + shell_quote(assignment);
-  command += " " + shell_quote(LMRUN_TEST_BINARY);
-  for (const auto& arg : args) command += " " + shell_quote(arg);
-  if (!stdin_file.empty()) command += " < " + shell_quote(stdin_file);
-  command += " 2>&1";
+// Runs `command` (already quoted) through the shell: its standard output, and its standard error
+// too unless `errors` names a file for it.
+ProcessResult run_shell(const std::string& command, const std::string& errors = {}) {
+  const std::string full = command + (errors.empty() ? " 2>&1" : " 2>" + shell_quote(errors));
   ProcessResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) throw Error("cannot start: " + command);
+  FILE* pipe = popen(full.c_str(), "r");
+  if (pipe == nullptr) throw Error("cannot start: " + full);
   std::array<char, 4096> buffer;
   std::size_t n;
   while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
@@ -155,7 +151,26 @@ ProcessResult run_command(const std::vector<std::string>& args, const std::files
   return result;
 }
 
+ProcessResult run_command(const std::vector<std::string>& args, const std::filesystem::path& cwd,
+                          const std::vector<std::string>& env, const std::string& stdin_file) {
+  std::string command = "cd " + shell_quote(cwd.string()) + " && env";
+  for (const auto& assignment : env) command += " " + shell_quote(assignment);
+  command += " " + shell_quote(LMRUN_TEST_BINARY);
+  for (const auto& arg : args) command += " " + shell_quote(arg);
+  if (!stdin_file.empty()) command += " < " + shell_quote(stdin_file);
+  return run_shell(command);
+}
+
 }  // namespace
+
+ProgramResult run_program(const std::string& program, const std::vector<std::string>& args,
+                          const std::filesystem::path& cwd) {
+  TempDir dir;
+  std::string command = "cd " + shell_quote(cwd.string()) + " && " + shell_quote(program);
+  for (const auto& arg : args) command += " " + shell_quote(arg);
+  const ProcessResult run = run_shell(command, (dir / "stderr.txt").string());
+  return ProgramResult{run.exit_code, run.output, read_file(dir / "stderr.txt")};
+}
 
 ProcessResult run_lmrun(const std::vector<std::string>& args, const std::filesystem::path& cwd,
                         const std::vector<std::string>& env) {

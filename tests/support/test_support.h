@@ -70,6 +70,16 @@ ProcessResult run_lmrun(const std::vector<std::string>& args,
                         const std::filesystem::path& cwd = std::filesystem::current_path(),
                         const std::vector<std::string>& env = {});
 
+// Runs `program` (a path, or a name on PATH) with `args` in `cwd`: `output` holds its standard
+// output alone, `errors` its standard error. For the real readers the interchange tests call.
+struct ProgramResult {
+  int exit_code = -1;
+  std::string output;
+  std::string errors;
+};
+ProgramResult run_program(const std::string& program, const std::vector<std::string>& args,
+                          const std::filesystem::path& cwd = std::filesystem::current_path());
+
 // The same with `input` as its standard input (a pipe's lines: `lmrun chat`, --interactive).
 ProcessResult run_lmrun_with_input(const std::vector<std::string>& args, const std::string& input,
                                    const std::filesystem::path& cwd);

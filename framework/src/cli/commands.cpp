@@ -332,6 +332,11 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
     std::istringstream summary(p.model->summary());
     for (std::string line; std::getline(summary, line);) out << "             " << line << "\n";
   }
+  for (const std::string& line : p.init_lines) out << "             " << line << "\n";
+  if (!p.frozen.frozen.empty()) {
+    out << "             frozen: " << p.frozen.frozen.size() << " tensors, "
+        << thousands(p.frozen.frozen_parameters) << " parameters (model.freeze)\n";
+  }
   out << "  objective  " << one_line(p.objective_spec, registry) << "\n";
   if (p.data->num_examples(Split::kTrain) > 0 &&
       p.data->slice(Split::kTrain, 0, 1).context.defined()) {
@@ -465,6 +470,7 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
       args.prompts.empty() ? std::vector<std::string>{} : read_prompts(args.prompts);
   configure_runtime(e.train.threads);
   Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
+  apply_quantize(p, args);
   if (!args.chat) std::cerr << "lmrun: generating from " << run.checkpoint.string() << "\n";
   Conditioning system;
   if (args.system && !args.chat) {

@@ -42,6 +42,7 @@ struct RunDirArgs {
   std::vector<std::string> texts;  // predict: --text, in order
   std::filesystem::path input;     // predict: --input FILE, one text per line; "-": stdin
   std::filesystem::path output;    // predict: JSONL here (default stdout); eval: a JSON report
+  std::string quantize;            // generate, eval, predict: --quantize int8; empty: fp32
 };
 
 // lmrun sweep FILE.toml / lmrun sweep --report DIR
@@ -70,6 +71,20 @@ struct TokenizeArgs {
 };
 
 int command_tokenize(const CommonArgs& common, const TokenizeArgs& args);
+
+// lmrun export RUN_DIR --format safetensors|nanogpt [-o OUT] [--checkpoint NAME] [--layout L]
+//   [--dtype fp32|bf16|fp16] [--force]
+struct ExportArgs {
+  std::filesystem::path run_dir;
+  std::string checkpoint;      // --checkpoint NAME; empty: last, else the newest
+  std::string format;          // --format
+  std::string layout;          // --layout: lmrun, gpt2; empty: gpt2 when the model has it
+  std::string dtype = "fp32";  // --dtype (safetensors)
+  std::filesystem::path out;   // -o; default RUN_DIR/export/FORMAT
+  bool force = false;          // --force: replace OUT
+};
+
+int command_export(const CommonArgs& common, const ExportArgs& args);
 
 int command_run(const CommonArgs& common, const ExperimentArgs& args);
 int command_check(const CommonArgs& common, const ExperimentArgs& args);

@@ -24,6 +24,16 @@ namespace fs = std::filesystem;
 
 namespace lmrun::host {
 
+void apply_quantize(Pipeline& p, const RunDirArgs& args) {
+  if (args.quantize.empty()) return;
+  if (!p.device.is_cpu()) {
+    throw Error("--quantize runs on the CPU, and this run's device is " + p.device.str(),
+                "add --set train.device=cpu");
+  }
+  p.model->module().eval();
+  std::cerr << "lmrun: quantized " << p.model->quantize(args.quantize) << "\n";
+}
+
 Split parse_split(const std::string& name) {
   if (name == "train") return Split::kTrain;
   if (name == "val") return Split::kVal;
@@ -186,6 +196,7 @@ int command_eval(const CommonArgs& common, const RunDirArgs& args) {
   RunDir run = open_run_dir(common, args, kTrainedPipelineKinds);
   const Experiment& e = run.resolved.experiment;
   Pipeline p = trained_pipeline(run, args.run_dir);
+  apply_quantize(p, args);
   const bool classify = p.data->task() == Task::kClassification;
   ConfusionCounts confusion(classify ? p.model_context.num_classes : 0);
   BatchObserver observe;
@@ -250,6 +261,7 @@ int command_predict(const CommonArgs& common, const RunDirArgs& args) {
   const Experiment& e = run.resolved.experiment;
   configure_runtime(e.train.threads);
   Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
+  apply_quantize(p, args);
   const ModelContext& context = p.model_context;
   if (context.num_classes <= 0) {
     throw Error(args.run_dir.string() +

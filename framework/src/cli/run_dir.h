@@ -51,6 +51,10 @@ inline const std::vector<Kind> kTokenizerKinds = {Kind::kTokenizer};
 // (eval, inspect); the runtime configured as the experiment asks.
 Pipeline trained_pipeline(const RunDir& run, const std::filesystem::path& run_dir);
 
+// --quantize: the model's quantized inference (Model::quantize), on the CPU, reported on stderr.
+// Nothing without the option. Throws lmrun::Error for a model without it or a CUDA run.
+void apply_quantize(Pipeline& p, const RunDirArgs& args);
+
 // "train", "val", "test" (--split); throws lmrun::Error otherwise.
 Split parse_split(const std::string& name);
 

@@ -45,6 +45,10 @@ std::string resolved_toml(const Experiment& e, const PluginRegistry& registry) {
   emit_plugin(out, e.data, registry, false);
   emit_plugin(out, e.tokenizer, registry, false);
   emit_plugin(out, e.model, registry, false);
+  const ModelInitOptions& init = e.model_init;
+  if (!init.init_from.empty()) out += "init_from = " + format_value(init.init_from) + "\n";
+  if (!init.init_strict) out += "init_strict = false\n";
+  if (!init.freeze.empty()) out += "freeze = " + format_value(init.freeze) + "\n";
   if (e.objective) emit_plugin(out, *e.objective, registry, false);
   emit_plugin(out, e.optimizer, registry, false);
   if (e.scheduler) emit_plugin(out, *e.scheduler, registry, false);

@@ -106,6 +106,22 @@ const Schema<PluginsOptions>& plugins_schema() {
   return schema;
 }
 
+const Schema<ModelInitOptions>& model_init_schema() {
+  static const Schema<ModelInitOptions> schema = [] {
+    Schema<ModelInitOptions> s;
+    s.add("init_from", &ModelInitOptions::init_from,
+          "start from these weights (fine-tuning, fresh optimizer, step 0): a .safetensors file "
+          "or export folder, a nanoGPT ckpt.pt, or an lmrun run or checkpoint folder");
+    s.add("init_strict", &ModelInitOptions::init_strict,
+          "init_from: every tensor must match the model in name and shape; false loads what "
+          "matches and lists the rest");
+    s.add("freeze", &ModelInitOptions::freeze,
+          "parameters kept fixed in training, by name pattern: \"wte\", \"blocks.0.*\"");
+    return s;
+  }();
+  return schema;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Values
 
@@ -391,8 +407,10 @@ std::optional<PluginSpec> Validator::plugin_section(const toml::node* node, Kind
   spec.key = key;
   spec.type = type;
   const std::size_t problems_before = diagnostics_.problems().size();
-  spec.params = check_params(table, registration->params, key, kind_word + " '" + type + "'",
-                             retyped_keys(key, *registration));
+  std::set<std::string> skipped = retyped_keys(key, *registration);
+  if (kind == Kind::kModel) skipped.insert(kModelHostKeys.begin(), kModelHostKeys.end());
+  spec.params =
+      check_params(table, registration->params, key, kind_word + " '" + type + "'", skipped);
   if (registration->check && diagnostics_.problems().size() == problems_before) {
     try {
       registration->check(spec.params);
@@ -498,6 +516,27 @@ Experiment Validator::run() {
               "] with a `type`, one of: " + (known.empty() ? "(none registered)" : join(known)));
     } else if (auto spec = plugin_section(node, section.kind, section.key)) {
       *section.target = std::move(*spec);
+    }
+  }
+  if (const toml::table* model = doc_.root.get_as<toml::table>("model")) {
+    toml::table own;
+    for (const std::string& name : kModelHostKeys)
+      if (const toml::node* node = model->get(name)) own.insert(name, *node);
+    Params params = check_params(own, model_init_schema().specs(), "model", "[model]", {});
+    try {
+      experiment.model_init = model_init_schema().parse(params);
+    } catch (const Error&) {
+      // already reported
+    }
+    ModelInitOptions& init = experiment.model_init;
+    if (!init.init_from.empty()) {
+      init.init_from = fs::absolute(init.init_from).lexically_normal().string();
+      if (!fs::exists(init.init_from)) {
+        diagnostics_.add(where(model->get("init_from")), "model.init_from",
+                         init.init_from +
+                             " does not exist (a .safetensors file or export folder, "
+                             "a nanoGPT ckpt.pt, or an lmrun run or checkpoint folder)");
+      }
     }
   }
   if (const toml::node* node = doc_.root.get("objective"))

@@ -60,6 +60,15 @@ struct GenerateOptions {
   double length_penalty = 1.0;            // beam search: score / length^length_penalty
 };
 
+// [model]'s own keys beside the plugin's parameters: where the weights start from, and which stay.
+struct ModelInitOptions {
+  std::string init_from;            // weights to start from (absolute); empty: the model's own init
+  bool init_strict = true;          // every tensor must match; false: load what matches
+  std::vector<std::string> freeze;  // parameter name patterns kept fixed in training
+};
+// The [model] keys the host takes; a model plugin cannot declare parameters of these names.
+inline const std::vector<std::string> kModelHostKeys = {"init_from", "init_strict", "freeze"};
+
 // [plugins]
 struct PluginsOptions {
   std::vector<std::string> paths;      // folders of extra plugins, relative to the naming file
@@ -70,6 +79,7 @@ const Schema<ExperimentOptions>& experiment_schema();
 const Schema<TrainOptions>& train_schema();
 const Schema<GenerateOptions>& generate_schema();
 const Schema<PluginsOptions>& plugins_schema();
+const Schema<ModelInitOptions>& model_init_schema();
 
 // One plugin section, validated.
 struct PluginSpec {
@@ -87,6 +97,7 @@ struct Experiment {
   PluginSpec data;
   PluginSpec tokenizer;
   PluginSpec model;
+  ModelInitOptions model_init;
   PluginSpec optimizer;
   // [objective]; absent: the dataset's (Dataset::objective()) with its defaults, which the run
   // fills in once the dataset is built (default_objective) and writes to its config.toml.

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <set>
 
 #ifdef __GLIBC__
@@ -142,7 +143,30 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
                                 DatasetContext{static_cast<std::uint64_t>(e.experiment.seed)});
   p.tokenizer = make_plugin<Tokenizer>(registry, e.tokenizer.type, e.tokenizer.params,
                                        TokenizerContext{p.data->special_tokens()});
-  if (!options.tokenizer_dir.empty()) {
+  // Fine-tuning: the weights are read before anything is fitted, so that a bad file fails first,
+  // and the tokenizer saved beside them is taken when it is the experiment's type (its ids are
+  // what the weights mean; one fitted on this data would number the tokens otherwise).
+  std::optional<WeightsSource> init_source;
+  const bool fine_tuning =
+      options.for_training && options.tokenizer_dir.empty() && !e.model_init.init_from.empty();
+  if (fine_tuning) {
+    try {
+      init_source = read_weights(e.model_init.init_from);
+    } catch (const Error& error) {
+      throw error.with_context("model.init_from");
+    }
+  }
+  if (init_source && !init_source->tokenizer_dir.empty() &&
+      init_source->tokenizer_type == e.tokenizer.type) {
+    try {
+      p.tokenizer->load(init_source->tokenizer_dir);
+    } catch (const Error& error) {
+      throw error.with_context("model.init_from's tokenizer " +
+                               init_source->tokenizer_dir.string());
+    }
+    p.init_lines.push_back("tokenizer from " + init_source->tokenizer_dir.string() +
+                           " (the weights' own), not fitted");
+  } else if (!options.tokenizer_dir.empty()) {
     try {
       p.tokenizer->load(options.tokenizer_dir);
     } catch (const Error& error) {
@@ -181,6 +205,16 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
   p.model = make_plugin<Model>(registry, e.model.type, e.model.params, model_context);
   model_context.tokenizer = nullptr;  // the context outlives construction, the pointers need not
   model_context.training_text = {};
+  if (init_source) {
+    try {
+      const InitReport report = load_weights(*p.model, *init_source, e.model_init.init_strict);
+      for (std::string& line : describe(report, *init_source)) p.init_lines.push_back(line);
+    } catch (const Error& error) {
+      throw error.with_context("model.init_from");
+    }
+  }
+  if (options.for_training && !e.model_init.freeze.empty())
+    p.frozen = freeze_parameters(*p.model, e.model_init.freeze);
   p.model->module().to(p.device);
   attach_objective(p);
 

@@ -13,6 +13,7 @@
 #include <c10/core/Device.h>
 
 #include "config/experiment.h"
+#include "export/weights.h"
 #include "lmrun/callback.h"
 #include "lmrun/dataset.h"
 #include "lmrun/metric.h"
@@ -49,7 +50,11 @@ struct Pipeline {
   ModelContext model_context;            // what the model was built for (saved in checkpoints)
   std::vector<std::string> class_names;  // classification: label names in id order (saved too)
   ChatFormat chat_format;                // conversations: how a message is rendered (saved too)
-  std::int64_t parameter_count = 0;
+  std::int64_t parameter_count = 0;      // trainable ones, each tensor once
+  // [model] init_from and freeze as applied to a run being trained: the banner's lines on where the
+  // weights came from (empty without init_from or when resuming), and what stays fixed.
+  std::vector<std::string> init_lines;
+  FreezeReport frozen;
 
   // The model generation and prediction read scores (B, V) or (B, C) from.
   Model& scoring_model() const { return scored ? *scored : *model; }

@@ -576,6 +576,12 @@ void Trainer::write_summary(const TrainResult& result) const {
   summary.add("tokens_seen", tokens_seen_);
   summary.add("tokens_per_second", result.tokens_per_second);
   summary.add("parameters", p_.parameter_count);
+  if (!experiment_.model_init.init_from.empty())
+    summary.add("init_from", experiment_.model_init.init_from);
+  if (!p_.frozen.frozen.empty()) {
+    summary.add("frozen_parameters", p_.frozen.frozen_parameters);
+    summary.add("frozen", p_.frozen.frozen);
+  }
   // Model-FLOPs utilisation over the run, nanoGPT's estimate_mfu against the peak used for the log.
   if (flops_per_token_ > 0) {
     summary.add("model_flops_per_token", flops_per_token_);
