@@ -5,6 +5,7 @@
 // padding mask, weight tying, the gpt_tiny parameter count, GPT-2 initialisation, context and
 // configuration errors, the variants' structure, dropout in training, and a short training run.
 #include <cmath>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include <ATen/ATen.h>
 #include <torch/optim/adam.h>
+#include <torch/utils.h>
 
 #include "lmrun/model.h"
 #include "support/test_support.h"
@@ -87,8 +89,9 @@ TEST(Transformer, DeclaresTheParametersExperimentsUse) {
   ASSERT_NE(registration, nullptr);
   std::vector<std::string> names;
   for (const auto& spec : registration->params) names.push_back(spec.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"n_layer", "n_head", "n_embd", "dropout", "bias",
-                                             "norm", "positions", "tie_weights", "block_size"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"n_layer", "n_head", "n_embd", "dropout", "bias", "norm",
+                                      "positions", "tie_weights", "gelu", "block_size"}));
   for (const auto& spec : registration->params) {
     EXPECT_TRUE(spec.default_value.has_value()) << spec.name;
     EXPECT_FALSE(spec.doc.empty()) << spec.name;
@@ -349,3 +352,134 @@ TEST(Transformer, ThirtyAdamStepsLearnARepeatedSequence) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Interchange: GPT-2's and nanoGPT's names (interchange.h)
+
+std::string mismatch_of(Model& model, const std::string& layout) {
+  for (const lmrun::WeightLayout& l : model.weight_layouts())
+    if (l.name == layout) return l.mismatch;
+  return "(no such layout)";
+}
+
+TEST(Transformer, TanhGeluIsGpt2sAndTheDecodingKernelAgrees) {
+  auto exact = make(small());
+  auto tanh = make(small({{"gelu", std::string("tanh")}}));
+  const at::Tensor tokens = random_tokens(1, 12);
+  exact->module().eval();
+  tanh->module().eval();
+  torch::NoGradGuard no_grad;
+  // Weights large enough for pre-activations of order 1, where the two GELUs differ (~1e-3); at
+  // GPT-2's initial scale they agree to 1e-7.
+  auto exact_params = exact->module().named_parameters();
+  for (auto& item : tanh->module().named_parameters()) {
+    item.value().normal_(0.0, 0.3);
+    exact_params[item.key()].copy_(item.value());
+  }
+  const at::Tensor full = tanh->forward(tokens, {});
+  EXPECT_GT(max_abs_diff(full, exact->forward(tokens, {})), 1e-6);  // the same weights (seed)
+  // Token by token through the single-sequence kernel, against the batched forward.
+  auto state = tanh->start_decoding(1);
+  for (std::int64_t t = 0; t < 12; ++t) {
+    const at::Tensor step = tanh->decode(*state, tokens.narrow(1, t, 1));
+    EXPECT_LT(max_abs_diff(step[0], full[0][t]), 1e-4) << "position " << t;
+  }
+}
+
+TEST(Transformer, SaysWhyAnArchitectureIsNotGpt2sOrNanoGpts) {
+  EXPECT_EQ(mismatch_of(*make(small()), "gpt2"), "");
+  EXPECT_EQ(mismatch_of(*make(small()), "nanogpt"), "");
+  EXPECT_EQ(mismatch_of(*make(small({{"gelu", std::string("tanh")}})), "gpt2"), "");
+  EXPECT_TRUE(contains(mismatch_of(*make(small({{"gelu", std::string("tanh")}})), "nanogpt"),
+                       "gelu = tanh"));
+  EXPECT_TRUE(contains(mismatch_of(*make(small({{"norm", std::string("rmsnorm")}})), "gpt2"),
+                       "norm = rmsnorm"));
+  EXPECT_TRUE(contains(mismatch_of(*make(small({{"bias", false}})), "gpt2"), "bias = false"));
+  EXPECT_EQ(mismatch_of(*make(small({{"bias", false}})), "nanogpt"), "");
+  EXPECT_TRUE(contains(mismatch_of(*make(small({{"tie_weights", false}})), "nanogpt"),
+                       "tie_weights = false"));
+  EXPECT_TRUE(
+      contains(mismatch_of(*make(small({{"positions", std::string("sinusoidal")}})), "gpt2"),
+               "positions = sinusoidal"));
+  auto rms = make(small({{"norm", std::string("rmsnorm")}}));
+  EXPECT_TRUE(contains(error_of([&] { rms->export_weights("gpt2"); }), "norm = rmsnorm"));
+  EXPECT_TRUE(contains(error_of([&] { rms->export_weights("onnx"); }), "no weight layout"));
+}
+
+TEST(Transformer, Gpt2LayoutIsHuggingFacesNamesWithConv1dWeights) {
+  auto model = make(small({{"n_layer", std::int64_t{1}}}));
+  const lmrun::ExternalWeights out = model->export_weights("gpt2");
+  std::map<std::string, at::Tensor> by_name;
+  for (const auto& t : out.tensors) by_name[t.name] = t.value;
+  EXPECT_EQ(by_name.size(), 16u);  // every parameter once; the tied head is wte
+  EXPECT_FALSE(by_name.count("lm_head.weight"));
+  EXPECT_TRUE(at::equal(by_name.at("transformer.h.0.attn.c_attn.weight"),
+                        named_parameter(*model, "blocks.0.attn.qkv.weight").t()));
+  EXPECT_TRUE(at::equal(by_name.at("transformer.h.0.mlp.c_proj.weight"),
+                        named_parameter(*model, "blocks.0.mlp.proj.weight").t()));
+  EXPECT_TRUE(at::equal(by_name.at("transformer.ln_f.bias"), named_parameter(*model, "ln_f.bias")));
+  EXPECT_TRUE(contains(out.config_json, "\"model_type\":\"gpt2\""));
+  EXPECT_TRUE(contains(out.config_json, "\"activation_function\":\"gelu\""));
+}
+
+TEST(Transformer, ExportedLayoutsImportBackToTheOwnNamesExactly) {
+  for (const char* layout : {"gpt2", "nanogpt"}) {
+    SCOPED_TRACE(layout);
+    auto model = make(small());
+    std::vector<lmrun::NamedTensor> tensors = model->export_weights(layout).tensors;
+    // Hugging Face's hub files drop the "transformer." prefix and may carry mask buffers.
+    for (auto& t : tensors)
+      if (t.name.rfind("transformer.", 0) == 0 && std::string(layout) == "gpt2")
+        t.name = t.name.substr(12);
+    tensors.push_back({"h.0.attn.masked_bias", at::zeros({1})});
+    const std::vector<lmrun::NamedTensor> back = model->import_weights(layout, tensors);
+    std::set<std::string> names;
+    for (const auto& t : back) {
+      names.insert(t.name);
+      EXPECT_TRUE(at::equal(t.value, named_parameter(*model, t.name))) << t.name;
+    }
+    EXPECT_EQ(names, parameter_names(*model));
+  }
+}
+
+TEST(Transformer, ImportPassesUnknownNamesOnForTheHostToReport) {
+  auto model = make(small());
+  const auto back = model->import_weights(
+      "nanogpt", {{"transformer.h.0.attn.rotary.freq", at::zeros({2})}, {"extra", at::zeros({1})}});
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0].name, "transformer.h.0.attn.rotary.freq");
+  EXPECT_EQ(back[1].name, "extra");
+}
+
+// ---------------------------------------------------------------------------------------------
+// INT8 inference (Model::quantize)
+
+TEST(Transformer, Int8DecodingAgreesWithItsBatchedPassAndStaysCloseToFp32) {
+  auto int8 = make(small());
+  auto fp32 = make(small());  // the same seed: the same weights
+  int8->module().eval();
+  fp32->module().eval();
+  const std::string report = int8->quantize("int8");
+  EXPECT_TRUE(contains(report, "8 linear weights")) << report;
+  torch::NoGradGuard no_grad;
+  const at::Tensor tokens = random_tokens(1, 12);
+  const at::Tensor full = int8->forward(tokens, {});  // the op path, activations quantized too
+  auto state = int8->start_decoding(1);               // the INT8 single-token kernel
+  for (std::int64_t t = 0; t < 12; ++t) {
+    const at::Tensor step = int8->decode(*state, tokens.narrow(1, t, 1));
+    EXPECT_LT(max_abs_diff(step[0], full[0][t]), 1e-4) << "position " << t;
+  }
+  const at::Tensor reference = fp32->forward(tokens, {});
+  const double relative = ((full - reference).norm() / reference.norm()).item<double>();
+  EXPECT_GT(relative, 0.0);   // quantized for real
+  EXPECT_LT(relative, 0.05);  // by quantization error only
+}
+
+TEST(Transformer, QuantizeRefusesUnknownSchemesAndASecondPass) {
+  auto model = make(small());
+  model->module().eval();
+  EXPECT_TRUE(
+      contains(error_of([&] { model->quantize("int4"); }), "no quantization scheme 'int4'"));
+  model->quantize("int8");
+  EXPECT_TRUE(contains(error_of([&] { model->quantize("int8"); }), "quantized already"));
+}

@@ -66,9 +66,27 @@ void attend(const DecodeWeights& w, const DecodeLayer& layer, const float* qkv, 
   }
 }
 
-// Exact GELU, nanoGPT's nn.GELU(): x/2 (1 + erf(x / sqrt 2)).
-void gelu(float* x, std::int64_t n) {
+// Exact GELU, nanoGPT's nn.GELU(): x/2 (1 + erf(x / sqrt 2)); or GPT-2's tanh approximation,
+// x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as at::gelu(x, "tanh") computes it.
+void gelu(float* x, std::int64_t n, bool tanh_form) {
+  if (tanh_form) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      x[i] = 0.5f * v * (1.0f + std::tanh(0.7978845608f * (v + 0.044715f * v * v * v)));
+    }
+    return;
+  }
   for (std::int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678f));
+}
+
+// y = W x + b through the INT8 copy when there is one.
+void product(const Int8Matrix* q, const float* w, const float* b, const float* x, std::int64_t rows,
+             std::int64_t cols, Int8Vector& scratch, float* y) {
+  if (q != nullptr) {
+    matvec_int8(*q, b, x, scratch, y);
+  } else {
+    matvec(w, b, x, rows, cols, y);
+  }
 }
 
 }  // namespace
@@ -93,21 +111,23 @@ void decode_token(const DecodeWeights& w, std::int64_t token, std::int64_t posit
   for (const DecodeLayer& layer : w.layers) {
     norm(x, layer.ln_1_weight, layer.ln_1_bias, w.rms_norm, C, h);
     float* qkv = scratch.qkv.data();
-    matvec(layer.qkv_weight, layer.qkv_bias, h, 3 * C, C, qkv);
+    product(layer.qkv_int8, layer.qkv_weight, layer.qkv_bias, h, 3 * C, C, scratch.quantized, qkv);
     for (std::int64_t head = 0; head < H; ++head) {  // this position's keys and values
       std::memcpy(layer.keys + (head * P + position) * D, qkv + C + head * D, D * sizeof(float));
       std::memcpy(layer.values + (head * P + position) * D, qkv + 2 * C + head * D,
                   D * sizeof(float));
     }
     attend(w, layer, qkv, position + 1, scratch.attn.data(), scratch.y.data());
-    matvec(layer.proj_weight, layer.proj_bias, scratch.y.data(), C, C, h);
+    product(layer.proj_int8, layer.proj_weight, layer.proj_bias, scratch.y.data(), C, C,
+            scratch.quantized, h);
     for (std::int64_t i = 0; i < C; ++i) x[i] += h[i];
 
     norm(x, layer.ln_2_weight, layer.ln_2_bias, w.rms_norm, C, h);
     float* hidden = scratch.mlp.data();  // (4C)
-    matvec(layer.fc_weight, layer.fc_bias, h, 4 * C, C, hidden);
-    gelu(hidden, 4 * C);
-    matvec(layer.mlp_proj_weight, layer.mlp_proj_bias, hidden, C, 4 * C, h);
+    product(layer.fc_int8, layer.fc_weight, layer.fc_bias, h, 4 * C, C, scratch.quantized, hidden);
+    gelu(hidden, 4 * C, w.tanh_gelu);
+    product(layer.mlp_proj_int8, layer.mlp_proj_weight, layer.mlp_proj_bias, hidden, C, 4 * C,
+            scratch.quantized, h);
     for (std::int64_t i = 0; i < C; ++i) x[i] += h[i];
   }
   norm(x, w.ln_f_weight, w.ln_f_bias, w.rms_norm, C, h);

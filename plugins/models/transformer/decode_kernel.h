@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "int8_kernel.h"
+
 namespace lmrun::models {
 
 // Row-major fp32 views. A linear's weight is (out, in) as LibTorch stores it; a bias may be null.
@@ -32,6 +34,12 @@ struct DecodeLayer {
   const float* mlp_proj_bias;    // (C) or null
   float* keys;                   // (H, P, D): the KV cache of this layer for the one sequence
   float* values;                 // (H, P, D)
+  // With INT8 weights (GptImpl::quantize_int8): the four linears' quantized copies, used
+  // instead of the fp32 weights above; null otherwise.
+  const Int8Matrix* qkv_int8 = nullptr;
+  const Int8Matrix* proj_int8 = nullptr;
+  const Int8Matrix* fc_int8 = nullptr;
+  const Int8Matrix* mlp_proj_int8 = nullptr;
 };
 
 struct DecodeWeights {
@@ -40,6 +48,7 @@ struct DecodeWeights {
   std::int64_t n_head = 0;                    // H
   std::int64_t n_embd = 0;                    // C = H * D
   bool rms_norm = false;                      // RMSNorm instead of LayerNorm
+  bool tanh_gelu = false;                     // GPT-2's tanh GELU instead of the exact one
   const float* token_embedding = nullptr;     // (V, C)
   const float* position_embedding = nullptr;  // (P, C), learned or sinusoidal
   std::vector<DecodeLayer> layers;
@@ -52,6 +61,7 @@ struct DecodeWeights {
 struct DecodeScratch {
   explicit DecodeScratch(const DecodeWeights& w);
   std::vector<float> x, h, qkv, y, attn, mlp;
+  Int8Vector quantized;  // the activation vector of an INT8 product
 };
 
 // Feeds `token` at `position` (< block_size): writes its keys and values into each layer's cache

@@ -74,10 +74,24 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GptConfig& config)
       register_module("proj", torch::nn::Linear(LinearOptions(n_embd_, n_embd_).bias(config.bias)));
 }
 
+namespace {
+
+// x quantized symmetric per row (the last dimension) as int8_kernel's quantize_vector does, then
+// dequantized: x ~= round(x / s) s, s = max|x| / 127 (round half to even, as nearbyint).
+at::Tensor quantized_input(const at::Tensor& x, bool int8) {
+  if (!int8) return x;
+  const at::Tensor scale = x.abs().amax(-1, /*keepdim=*/true) / 127.0;
+  const at::Tensor safe = at::where(scale > 0, scale, at::ones_like(scale));
+  return (x / safe).round().clamp(-127, 127) * scale;
+}
+
+}  // namespace
+
 at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, const at::Tensor& bias) {
   const std::int64_t B = x.size(0), T = x.size(1), D = n_embd_ / n_head_;
   // Output channels of the fused projection are [q | k | v], each H heads of D.
-  at::Tensor qkv = qkv_->forward(x).view({B, T, 3, n_head_, D}).permute({2, 0, 3, 1, 4});
+  at::Tensor qkv =
+      qkv_->forward(quantized_input(x, int8_)).view({B, T, 3, n_head_, D}).permute({2, 0, 3, 1, 4});
   return attend(qkv[0], qkv[1], qkv[2], bias);  // each (B, H, T, D)
 }
 
@@ -85,7 +99,8 @@ at::Tensor CausalSelfAttentionImpl::forward_cached(const at::Tensor& x, const at
                                                    const at::Tensor& v_cache, std::int64_t start,
                                                    const at::Tensor& bias) {
   const std::int64_t B = x.size(0), t = x.size(1), D = n_embd_ / n_head_;
-  at::Tensor qkv = qkv_->forward(x).view({B, t, 3, n_head_, D}).permute({2, 0, 3, 1, 4});
+  at::Tensor qkv =
+      qkv_->forward(quantized_input(x, int8_)).view({B, t, 3, n_head_, D}).permute({2, 0, 3, 1, 4});
   k_cache.narrow(2, start, t).copy_(qkv[1]);  // (B, H, t, D) into (B, H, P, D)
   v_cache.narrow(2, start, t).copy_(qkv[2]);
   // Views of the filled prefix (B, H, start + t, D): strided, no copy.
@@ -106,7 +121,7 @@ at::Tensor CausalSelfAttentionImpl::attend(const at::Tensor& q, const at::Tensor
     at::Tensor y =
         at::scaled_dot_product_attention(q, k, v, mask, is_training() ? dropout_ : 0.0, causal);
     y = y.transpose(1, 2).reshape({B, T, n_embd_});  // (B, T, C)
-    return maybe_dropout(proj_->forward(y), dropout_, is_training());
+    return maybe_dropout(proj_->forward(quantized_input(y, int8_)), dropout_, is_training());
   }
 #endif
   // Heads folded into the batch: (B*H, T, D). q, k, v are strided views of the fused projection,
@@ -125,10 +140,10 @@ at::Tensor CausalSelfAttentionImpl::attend(const at::Tensor& q, const at::Tensor
   att = maybe_dropout(at::softmax(att, -1), dropout_, is_training());
   at::Tensor y = at::bmm(att, v3).view({B, H, T, D});
   y = y.transpose(1, 2).reshape({B, T, n_embd_});  // (B, T, C), heads side by side
-  return maybe_dropout(proj_->forward(y), dropout_, is_training());
+  return maybe_dropout(proj_->forward(quantized_input(y, int8_)), dropout_, is_training());
 }
 
-MlpImpl::MlpImpl(const GptConfig& config) : dropout_(config.dropout) {
+MlpImpl::MlpImpl(const GptConfig& config) : dropout_(config.dropout), gelu_(config.gelu) {
   using torch::nn::LinearOptions;
   const std::int64_t C = config.n_embd;
   fc_ = register_module("fc", torch::nn::Linear(LinearOptions(C, 4 * C).bias(config.bias)));
@@ -136,7 +151,9 @@ MlpImpl::MlpImpl(const GptConfig& config) : dropout_(config.dropout) {
 }
 
 at::Tensor MlpImpl::forward(const at::Tensor& x) {
-  return maybe_dropout(proj_->forward(at::gelu(fc_->forward(x))), dropout_, is_training());
+  const char* approximate = gelu_ == GeluKind::kTanh ? "tanh" : "none";
+  const at::Tensor hidden = at::gelu(fc_->forward(quantized_input(x, int8_)), approximate);
+  return maybe_dropout(proj_->forward(quantized_input(hidden, int8_)), dropout_, is_training());
 }
 
 BlockImpl::BlockImpl(const GptConfig& config) {
@@ -380,6 +397,7 @@ std::optional<DecodeWeights> GptImpl::decode_weights(KvCache& cache) const {
   d.n_head = config_.n_head;
   d.n_embd = config_.n_embd;
   d.rms_norm = config_.norm == NormKind::kRmsNorm;
+  d.tanh_gelu = config_.gelu == GeluKind::kTanh;
   d.token_embedding = data(w);
   d.position_embedding = data(wpe_ ? wpe_->weight : sinusoids_);
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
@@ -397,6 +415,12 @@ std::optional<DecodeWeights> GptImpl::decode_weights(KvCache& cache) const {
     layer.fc_bias = data(b.mlp_->fc_->bias);
     layer.mlp_proj_weight = data(b.mlp_->proj_->weight);
     layer.mlp_proj_bias = data(b.mlp_->proj_->bias);
+    if (!int8_.empty()) {
+      layer.qkv_int8 = &int8_[i][0];
+      layer.proj_int8 = &int8_[i][1];
+      layer.fc_int8 = &int8_[i][2];
+      layer.mlp_proj_int8 = &int8_[i][3];
+    }
     layer.keys = const_cast<float*>(data(cache.keys[i]));
     layer.values = const_cast<float*>(data(cache.values[i]));
     d.layers.push_back(layer);
@@ -406,6 +430,36 @@ std::optional<DecodeWeights> GptImpl::decode_weights(KvCache& cache) const {
   d.head_weight = data(config_.tie_weights ? wte_->weight : lm_head_->weight);
   if (!usable) return std::nullopt;
   return d;
+}
+
+std::pair<std::int64_t, std::int64_t> GptImpl::quantize_int8() {
+  if (!wte_->weight.device().is_cpu() || wte_->weight.scalar_type() != at::kFloat) {
+    throw Error("transformer: INT8 inference runs on fp32 CPU models",
+                "set train.device = \"cpu\" for the command");
+  }
+  if (!int8_.empty()) throw Error("transformer: the model is quantized already");
+  at::NoGradGuard no_grad;
+  std::int64_t fp32_bytes = 0, int8_bytes = 0;
+  // Quantizes `linear`'s weight and writes its dequantized values back into it.
+  auto quantize = [&](torch::nn::Linear& linear) {
+    at::Tensor& w = linear->weight;
+    const at::Tensor contiguous = w.contiguous();
+    Int8Matrix q = quantize_rows(contiguous.data_ptr<float>(), w.size(0), w.size(1));
+    const at::Tensor values =
+        at::from_blob(q.q.data(), {q.rows, q.cols}, {q.stride, 1}, at::kChar).to(at::kFloat);
+    w.copy_(values * at::from_blob(q.scale.data(), {q.rows, 1}, at::kFloat));
+    fp32_bytes += w.numel() * 4;
+    int8_bytes += w.numel() + q.rows * 4;
+    return q;
+  };
+  for (Block& block : blocks_) {
+    BlockImpl& b = *block;
+    int8_.push_back({quantize(b.attn_->qkv_), quantize(b.attn_->proj_), quantize(b.mlp_->fc_),
+                     quantize(b.mlp_->proj_)});
+    b.attn_->int8_ = true;
+    b.mlp_->int8_ = true;
+  }
+  return {fp32_bytes, int8_bytes};
 }
 
 std::int64_t GptImpl::num_parameters() const {
@@ -436,8 +490,9 @@ std::vector<std::string> GptImpl::describe() const {
   lines.push_back("  blocks.{0.." + str(c.n_layer - 1) + "}: " + norm + " -> attn (qkv " + str(C) +
                   "->" + str(3 * C) + ", " + str(c.n_head) + " heads of " + str(C / c.n_head) +
                   ", proj " + str(C) + "->" + str(C) + ") ; " + norm + " -> mlp (fc " + str(C) +
-                  "->" + str(4 * C) + ", gelu, proj " + str(4 * C) + "->" + str(C) + "), bias " +
-                  (c.bias ? "true" : "false"));
+                  "->" + str(4 * C) +
+                  (c.gelu == GeluKind::kTanh ? ", gelu tanh, proj " : ", gelu, proj ") +
+                  str(4 * C) + "->" + str(C) + "), bias " + (c.bias ? "true" : "false"));
   if (c.vector_output) {
     lines.push_back(std::string("  head:   ln_f ") + norm + " -> (" + str(C) +
                     ") vectors in wte's space, for the embedding objective");

@@ -20,10 +20,12 @@
 // The causal mask and the sinusoidal table are derived constants, not checkpoint keys.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -39,6 +41,9 @@ namespace lmrun::models {
 
 enum class NormKind { kLayerNorm, kRmsNorm };
 enum class PositionKind { kLearned, kSinusoidal };
+// GELU exactly (x/2 (1 + erf(x/sqrt 2)), nanoGPT's nn.GELU(), Hugging Face's "gelu"), or GPT-2's
+// tanh approximation (Hugging Face's "gelu_new").
+enum class GeluKind { kExact, kTanh };
 
 // A resolved, validated configuration: no defaults left to fill, no strings left to parse.
 // Also the plugin's options ([model] type = "transformer", transformer.cpp binds the schema to
@@ -55,6 +60,7 @@ struct GptConfig {
   NormKind norm = NormKind::kLayerNorm;
   PositionKind positions = PositionKind::kLearned;
   bool tie_weights = true;  // the output head reuses wte.weight
+  GeluKind gelu = GeluKind::kExact;
   // Not a parameter: set from ModelContext::output. The output is ln_f's (B, T, C) vectors in
   // wte's space instead of logits, and there is no lm_head.
   bool vector_output = false;
@@ -101,12 +107,13 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
   std::int64_t n_head_;
   std::int64_t n_embd_;
   double dropout_;
+  bool int8_ = false;                // activations quantized as the INT8 decoding kernel does
   torch::nn::Linear qkv_{nullptr};   // C -> 3C
   torch::nn::Linear proj_{nullptr};  // C -> C
 };
 TORCH_MODULE(CausalSelfAttention);
 
-// Position-wise feed-forward: C -> 4C -> GELU (exact, erf; nanoGPT's nn.GELU()) -> C.
+// Position-wise feed-forward: C -> 4C -> GELU (exact, nanoGPT's nn.GELU(); or tanh, GPT-2's) -> C.
 class MlpImpl : public torch::nn::Module {
  public:
   explicit MlpImpl(const GptConfig& config);
@@ -115,6 +122,8 @@ class MlpImpl : public torch::nn::Module {
  private:
   friend class GptImpl;  // reads the weights for the decoding kernel
   double dropout_;
+  GeluKind gelu_;
+  bool int8_ = false;
   torch::nn::Linear fc_{nullptr};    // C -> 4C
   torch::nn::Linear proj_{nullptr};  // 4C -> C
 };
@@ -171,6 +180,13 @@ class GptImpl : public torch::nn::Module {
   // autograd.
   at::Tensor forward_cached(const at::Tensor& idx, KvCache& cache);
 
+  // INT8 inference: each block's four linears quantized symmetric per output row (int8_kernel.h),
+  // activations per row as they come. The fp32 weights are replaced by their dequantized values
+  // and the op path quantizes activations too, so batched passes (eval) compute what the INT8
+  // single-token kernel computes, to float rounding. Returns {fp32 bytes, int8 bytes} of the
+  // quantized weights (int8 bytes with their scales). CPU fp32 models only; throws otherwise.
+  std::pair<std::int64_t, std::int64_t> quantize_int8();
+
   // Single tokens of a batch-1 cache on a contiguous fp32 CPU model go through decode_token()
   // (decode_kernel.h) unless this is off; everything else through LibTorch ops. On by default.
   void set_fast_decode(bool on) { fast_decode_ = on; }
@@ -183,6 +199,8 @@ class GptImpl : public torch::nn::Module {
   const GptConfig& config() const { return config_; }
   // wte.weight (V, C): the token embeddings, and the tied head.
   const at::Tensor& token_embeddings() const { return wte_->weight; }
+  // The position embedding (P, C): wpe.weight, or the sinusoidal table.
+  const at::Tensor& position_table() const { return wpe_ ? wpe_->weight : sinusoids_; }
 
  private:
   // GPT-2 initialisation; see gpt.cpp.
@@ -213,6 +231,8 @@ class GptImpl : public torch::nn::Module {
   at::Tensor future_bias_;  // (P, P) the same as an additive bias: -inf above the diagonal, else 0
   at::Tensor sinusoids_;    // (P, C) sinusoidal positions only
   bool fast_decode_ = true;
+  // quantize_int8(): per block, the INT8 copies of qkv, attn.proj, mlp.fc, mlp.proj.
+  std::vector<std::array<Int8Matrix, 4>> int8_;
 };
 TORCH_MODULE(Gpt);
 

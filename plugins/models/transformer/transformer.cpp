@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <ATen/ops/arange.h>
 #include <ATen/ops/full.h>
@@ -11,10 +13,12 @@
 #include <ATen/ops/zeros_like.h>
 
 #include "gpt.h"
+#include "interchange.h"
 #include "lmrun/error.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
 #include "lmrun/torch_model.h"
+#include "onnx_export.h"
 
 namespace lmrun::models {
 namespace {
@@ -35,6 +39,8 @@ Schema<GptConfig> transformer_schema() {
                   {{"learned", PositionKind::kLearned}, {"sinusoidal", PositionKind::kSinusoidal}},
                   "position encoding added to the token embedding");
   schema.add("tie_weights", &C::tie_weights, "the output head reuses the token embedding matrix");
+  schema.add_enum("gelu", &C::gelu, {{"exact", GeluKind::kExact}, {"tanh", GeluKind::kTanh}},
+                  "the MLP's GELU: exact (erf, nanoGPT) or tanh (GPT-2's approximation)");
   schema
       .add("block_size", &C::block_size,
            "longest context in tokens; 0 takes the data's block_size (sequence length)")
@@ -157,6 +163,27 @@ class Transformer final : public TorchModel<Gpt> {
   }
 
   at::Tensor token_embeddings() override { return net_->token_embeddings(); }
+
+  std::vector<WeightLayout> weight_layouts() const override { return gpt_layouts(net_->config()); }
+  ExternalWeights export_weights(const std::string& layout) override {
+    return gpt_export(*net_, layout);
+  }
+  std::vector<NamedTensor> import_weights(const std::string& layout,
+                                          std::vector<NamedTensor> tensors) override {
+    return gpt_import(net_->config(), layout, std::move(tensors));
+  }
+  std::string quantize(const std::string& scheme) override {
+    if (scheme != "int8") {
+      throw Error("transformer: no quantization scheme '" + scheme + "'", "use --quantize int8");
+    }
+    const auto [fp32_bytes, int8_bytes] = net_->quantize_int8();
+    const GptConfig& c = net_->config();
+    return "int8: " + std::to_string(4 * c.n_layer) + " linear weights (qkv, attn.proj, mlp.fc, " +
+           "mlp.proj of each block), " + std::to_string(fp32_bytes) + " bytes as fp32 -> " +
+           std::to_string(int8_bytes) + " as int8 with per-row scales; embeddings, norms and " +
+           "the head stay fp32";
+  }
+  std::vector<OnnxGraph> export_onnx(std::int64_t opset) override { return gpt_onnx(*net_, opset); }
 
   // nanoGPT's estimate_mfu: 6N (N without the position table) + 12 L T C, T the context.
   double flops_per_token(std::int64_t context) const override {
