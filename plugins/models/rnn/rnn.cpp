@@ -4,11 +4,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lmrun/error.h"
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
 #include "lmrun/torch_model.h"
+#include "onnx_export.h"
 #include "recurrent_lm.h"
 
 namespace lmrun::models {
@@ -73,6 +75,10 @@ class RecurrentModel final : public TorchModel<RecurrentLm> {
                   ": the decoding state was not made by this model's start_decoding()");
     }
     return net_->forward_cached(tokens, *recurrent);
+  }
+
+  std::vector<OnnxGraph> export_onnx(std::int64_t opset) override {
+    return recurrent_onnx(*net_, opset);
   }
 
   // 6 per weight of a product (forward 2, backward 4), nanoGPT's convention: the cell's weights
