@@ -8,9 +8,11 @@
 // past it, where an absolute-position transformer must re-read its whole window per token. A
 // recurrent model has no window: uncached, it re-reads the whole history every token (run once).
 // "beam4" is a width-4 beam search over 63 tokens, its hypotheses carrying their KV caches
-// (DecodeState::select_rows) against recomputing every context each step.
+// (DecodeState::select_rows) against recomputing every context each step. quantized_against_fp32
+// decodes the same model with INT8 weights (--quantize int8) and with fp32 ones, in turn.
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -84,6 +86,39 @@ void beam_tokens(benchmark::State& state, const std::string& name, std::int64_t 
                          benchmark::Counter::kIsRate);
 }
 
+// Decoding with INT8 weights (Model::quantize, --quantize int8) against fp32, one token at a time
+// after a 1-token prompt: the same model built twice from the same seed, one copy quantized, the
+// two generating in turn within every iteration so that both see the same machine. Counters: each
+// one's tokens/s and their ratio over the whole run.
+void quantized_against_fp32(benchmark::State& state, const std::string& name,
+                            std::int64_t new_tokens) {
+  bench::Built& fp32 = bench::build(name, {"experiment.name=fp32"});
+  bench::Built& int8 = bench::build(name, {"experiment.name=int8"});
+  static std::map<std::string, bool> quantized;
+  if (!quantized[name]) {
+    int8.pipeline.model->module().eval();
+    std::fprintf(stderr, "quantized %s: %s\n", name.c_str(),
+                 int8.pipeline.model->quantize("int8").c_str());
+    quantized[name] = true;
+  }
+  const host::GenerationRequest r = request(new_tokens, true);
+  using Clock = std::chrono::steady_clock;
+  double fp32_seconds = 0, int8_seconds = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    benchmark::DoNotOptimize(host::generate(*fp32.pipeline.model, fp32.pipeline.samplers, r));
+    const auto t1 = Clock::now();
+    benchmark::DoNotOptimize(host::generate(*int8.pipeline.model, int8.pipeline.samplers, r));
+    const auto t2 = Clock::now();
+    fp32_seconds += std::chrono::duration<double>(t1 - t0).count();
+    int8_seconds += std::chrono::duration<double>(t2 - t1).count();
+  }
+  const double tokens = static_cast<double>(new_tokens) * static_cast<double>(state.iterations());
+  state.counters["fp32_tokens/s"] = tokens / fp32_seconds;
+  state.counters["int8_tokens/s"] = tokens / int8_seconds;
+  state.counters["int8_speedup"] = fp32_seconds / int8_seconds;
+}
+
 }  // namespace
 
 BENCHMARK_CAPTURE(beam_tokens, gpt_tiny_beam4_cached, "gpt_tiny", 4, 63, true)
@@ -122,6 +157,11 @@ BENCHMARK_CAPTURE(generate_tokens, gru_char_long_cached, "gru_char", 500, true)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(2.0);
+
+BENCHMARK_CAPTURE(quantized_against_fp32, gpt_tiny_in_context, "gpt_tiny", 63)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(4.0);
 
 // Prints each cached/uncached pair's speed-up, both measured in this run.
 class RatioReporter : public benchmark::ConsoleReporter {
