@@ -45,7 +45,7 @@ constexpr const char* kUsage = R"(usage:
                                                    [--fit FILE] (fit it on a text first)
   lmrun export RUN_DIR --format FORMAT [-o OUT]   the model for other tools, into a new
         [--layout lmrun|gpt2] [--force]            folder (default RUN_DIR/export/FORMAT):
-        [--dtype fp32|bf16|fp16]                   safetensors (Hugging Face GPT-2 names and
+        [--dtype fp32|bf16|fp16] [--prune F]       safetensors (Hugging Face GPT-2 names and
                                                    config.json when the model matches),
                                                    nanogpt (ckpt.pt), onnx (model, decode)
   lmrun plugins                                    list registered plugins and their files
@@ -105,6 +105,10 @@ int run(int argc, char** argv) {
       "export: safetensors' floating-point type, fp32, bf16 or fp16")(
       "quantize", po::value<std::string>(),
       "generate, chat, eval, predict: quantized inference, int8 (the model's linear weights)")(
+      "prune", po::value<double>(),
+      "export: zero this fraction of each linear layer's weights by magnitude (e.g. 0.5)")(
+      "prune-mode", po::value<std::string>()->default_value("unstructured"),
+      "export --prune: unstructured (per layer) or rows (per output row)")(
       "verbose,v", "log each plugin file loaded")(
       "nproc", po::value<int>(),
       "run: train data-parallel on N local processes (as torchrun --nproc_per_node)");
@@ -246,6 +250,8 @@ int run(int argc, char** argv) {
       export_args.dtype = vm["dtype"].as<std::string>();
       export_args.out = run_dir.output;
       export_args.force = experiment.force;
+      if (vm.count("prune")) export_args.prune = vm["prune"].as<double>();
+      export_args.prune_mode = vm["prune-mode"].as<std::string>();
       return command_export(common, export_args);
     }
     if (command == "plugins") {

@@ -195,6 +195,27 @@ TEST_F(Interchange, Bf16ExportHalvesTheFileAndStaysClose) {
   for (const auto& t : st.tensors) EXPECT_EQ(t.value.scalar_type(), at::kBFloat16) << t.name;
 }
 
+TEST_F(Interchange, PrunedExportHoldsZerosInTheLinearLayersOnly) {
+  const fs::path out = scratch_ / "pruned";
+  const auto result = run_lmrun({"export", run().string(), "--format", "safetensors", "--layout",
+                                 "lmrun", "--prune", "0.5", "-o", out.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  // 2 blocks of 4 linears: 2 x (3 + 1 + 4 + 4) x 32 x 32 weights, half of them zeroed.
+  EXPECT_THAT(result.output, HasSubstr("pruned 8 linear layers (unstructured): 12288 of their "
+                                       "24576 weights are zero"));
+  EXPECT_THAT(result.output, HasSubstr("outputs identical to the model's"));  // the pruned one
+  for (const auto& t : lmrun::host::read_safetensors(out / "model.safetensors").tensors) {
+    const double zeros = (t.value == 0).to(at::kDouble).mean().item<double>();
+    const bool linear = t.name.find(".weight") != std::string::npos && t.value.dim() == 2 &&
+                        t.name.rfind("blocks.", 0) == 0;
+    if (linear) {
+      EXPECT_NEAR(zeros, 0.5, 1e-3) << t.name;
+    } else {
+      EXPECT_LT(zeros, 0.01) << t.name;  // embeddings, norms, biases untouched
+    }
+  }
+}
+
 TEST_F(Interchange, NanoGptCheckpointLoadsInPyTorchWithTheSameLogits) {
   const fs::path out = scratch_ / "nano";
   auto result = run_lmrun({"export", run().string(), "--format", "nanogpt", "-o", out.string()});

@@ -12,9 +12,12 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
 
 #include "export/export.h"
+#include "export/prune.h"
 #include "export/safetensors.h"
 #include "export/torch_file.h"
 #include "export/weights.h"
@@ -362,6 +365,60 @@ TEST(Export, RefusesWhatTheModelCannotTakeBeforeWritingAnything) {
               HasSubstr("model 'two_linears' cannot be written as gpt2"));
   EXPECT_THAT(refusal("tflite", ""), HasSubstr("--format must be safetensors, nanogpt or onnx"));
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+}
+
+}  // namespace
+
+namespace {
+
+// A module of two linears with weights 1..n (by magnitude, alternating sign) and an embedding,
+// which pruning leaves alone.
+torch::nn::Module prunable() {
+  torch::nn::Module module;
+  auto a = module.register_module("a", torch::nn::Linear(4, 2));
+  auto b = module.register_module("b", torch::nn::Linear(4, 3));
+  module.register_module("embedding", torch::nn::Embedding(5, 4));
+  torch::NoGradGuard no_grad;
+  for (auto* linear : {&a, &b}) {
+    at::Tensor& w = (*linear)->weight;
+    const at::Tensor values = at::arange(1, w.numel() + 1, at::kFloat);
+    w.copy_((values * at::where(values.remainder(2) == 0, -1.0, 1.0)).reshape(w.sizes()));
+  }
+  return module;
+}
+
+TEST(Prune, ZeroesTheSmallestWeightsOfEachLinearLayer) {
+  torch::nn::Module module = prunable();
+  const PruneReport report = prune_linear_weights(module, 0.5, PruneMode::kUnstructured);
+  EXPECT_EQ(report.layers, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(report.weights, 8 + 12);
+  EXPECT_EQ(report.zeros, 4 + 6);
+  const at::Tensor b = module.named_parameters()["b.weight"].abs().flatten();
+  // The six smallest magnitudes (1..6) are gone, 7..12 stay.
+  EXPECT_TRUE(at::equal(b.narrow(0, 0, 6), at::zeros({6})));
+  EXPECT_TRUE(at::equal(b.narrow(0, 6, 6), at::arange(7, 13, at::kFloat)));
+  EXPECT_EQ((module.named_parameters()["embedding.weight"] == 0).sum().item<std::int64_t>(), 0);
+}
+
+TEST(Prune, PerRowKeepsTheLargestOfEveryRow) {
+  torch::nn::Module module = prunable();
+  prune_linear_weights(module, 0.5, PruneMode::kRows);
+  const at::Tensor a = module.named_parameters()["a.weight"];  // rows 1..4 and 5..8
+  EXPECT_TRUE(at::equal((a != 0).sum(1), at::full({2}, 2, at::kLong)));
+  EXPECT_EQ(a[1][3].item<float>(), -8.0f);
+  EXPECT_EQ(a[1][0].item<float>(), 0.0f);
+}
+
+TEST(Prune, RefusesBadFractionsAndModelsWithoutLinears) {
+  torch::nn::Module module = prunable();
+  EXPECT_THAT(error_of([&] { prune_linear_weights(module, 1.0, PruneMode::kRows); }),
+              HasSubstr("in [0, 1)"));
+  torch::nn::Module empty;
+  empty.register_module("embedding", torch::nn::Embedding(5, 4));
+  EXPECT_THAT(error_of([&] { prune_linear_weights(empty, 0.5, PruneMode::kRows); }),
+              HasSubstr("this model has none"));
+  EXPECT_THAT(error_of([] { parse_prune_mode("blocks"); }),
+              HasSubstr("--prune-mode must be unstructured or rows"));
 }
 
 }  // namespace

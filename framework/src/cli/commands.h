@@ -82,6 +82,8 @@ struct ExportArgs {
   std::string dtype = "fp32";  // --dtype (safetensors)
   std::filesystem::path out;   // -o; default RUN_DIR/export/FORMAT
   bool force = false;          // --force: replace OUT
+  double prune = 0.0;          // --prune FRACTION of each linear layer's weights zeroed
+  std::string prune_mode = "unstructured";  // --prune-mode: unstructured or rows
 };
 
 int command_export(const CommonArgs& common, const ExportArgs& args);

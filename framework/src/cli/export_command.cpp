@@ -42,6 +42,8 @@ int command_export(const CommonArgs& common, const ExportArgs& args) {
   request.dtype = args.dtype;
   request.out = args.out.empty() ? args.run_dir / "export" / args.format : args.out;
   request.force = args.force;
+  request.prune = args.prune;
+  request.prune_mode = parse_prune_mode(args.prune_mode);
   if (args.out.empty()) fs::create_directories(args.run_dir / "export");
   const ExportResult result = export_model(source, request);
   std::cout << "lmrun export: " << run.checkpoint.string() << " as " << args.format << "\n";

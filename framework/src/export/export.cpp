@@ -186,6 +186,14 @@ ExportResult export_model(const ExportSource& source, const ExportRequest& reque
   if (request.format != "safetensors" && request.dtype != "fp32")
     throw Error("--dtype applies to safetensors; " + request.format + " is written in fp32");
   ExportResult result;
+  if (request.prune != 0.0) {
+    const PruneReport pruned =
+        prune_linear_weights(source.model.module(), request.prune, request.prune_mode);
+    result.lines.push_back("pruned " + std::to_string(pruned.layers.size()) + " linear layers (" +
+                           (request.prune_mode == PruneMode::kRows ? "per row" : "unstructured") +
+                           "): " + std::to_string(pruned.zeros) + " of their " +
+                           std::to_string(pruned.weights) + " weights are zero");
+  }
   std::vector<OnnxGraph> graphs;
   if (request.format == "onnx") {
     if (!request.layout.empty()) throw Error("--layout does not apply to --format onnx");

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "export/prune.h"
 #include "lmrun/model.h"
 #include "lmrun/tokenizer.h"
 
@@ -31,10 +32,12 @@ struct ExportRequest {
   std::string dtype = "fp32";  // safetensors: fp32, bf16 or fp16
   std::filesystem::path out;   // the folder to create
   bool force = false;          // replace an existing OUT
+  double prune = 0.0;          // zero this fraction of each linear layer's weights first
+  PruneMode prune_mode = PruneMode::kUnstructured;
 };
 
 struct ExportSource {
-  Model& model;  // the trained model, weights loaded
+  Model& model;  // the trained model, weights loaded (pruned in place with --prune)
   // A model built as `model` was, with fresh weights: the read-back loads the written file into it.
   std::function<std::shared_ptr<Model>()> fresh_model;
   const Tokenizer& tokenizer;
