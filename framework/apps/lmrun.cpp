@@ -104,7 +104,8 @@ int run(int argc, char** argv) {
       "dtype", po::value<std::string>()->default_value("fp32"),
       "export: safetensors' floating-point type, fp32, bf16 or fp16")(
       "quantize", po::value<std::string>(),
-      "generate, chat, eval, predict: quantized inference, int8 (the model's linear weights)")(
+      "generate, chat, eval, predict, export (onnx): quantized inference, int8 (the model's "
+      "linear weights)")(
       "prune", po::value<double>(),
       "export: zero this fraction of each linear layer's weights by magnitude (e.g. 0.5)")(
       "prune-mode", po::value<std::string>()->default_value("unstructured"),
@@ -189,8 +190,8 @@ int run(int argc, char** argv) {
     return launch_local_workers(vm["nproc"].as<int>(), worker_args);
   }
   if (vm.count("quantize") && command != "generate" && command != "chat" && command != "eval" &&
-      command != "predict") {
-    return usage_error("--quantize applies to generate, chat, eval and predict");
+      command != "predict" && command != "export") {
+    return usage_error("--quantize applies to generate, chat, eval, predict and export");
   }
   auto expect_args = [&](std::size_t n, const char* shape) {
     if (args.size() != n) throw po::error(std::string("expected: lmrun ") + shape);
@@ -252,6 +253,7 @@ int run(int argc, char** argv) {
       export_args.force = experiment.force;
       if (vm.count("prune")) export_args.prune = vm["prune"].as<double>();
       export_args.prune_mode = vm["prune-mode"].as<std::string>();
+      export_args.quantize = run_dir.quantize;
       return command_export(common, export_args);
     }
     if (command == "plugins") {

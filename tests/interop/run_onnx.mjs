@@ -2,6 +2,7 @@
 // real reader the interchange tests compare lmrun's logits with.
 //
 //   cd build/interop && node tests/interop/run_onnx.mjs OUT_DIR '[18, 47, 56]' [prompt_length]
+//       [disabled|basic|extended|all]
 //
 // The package resolves from the current directory's node_modules (scripts/test.sh installs it
 // there with --ignore-scripts: its install script fetches optional CUDA binaries; the CPU ones
@@ -16,9 +17,11 @@ import path from "node:path";
 const require = createRequire(process.cwd() + "/");
 const ort = require("onnxruntime-node");
 
-const [dir, tokensJson, promptArg] = process.argv.slice(2);
+const [dir, tokensJson, promptArg, levelArg] = process.argv.slice(2);
 const tokens = JSON.parse(tokensJson);
 const prompt = Number(promptArg ?? 1);
+// ONNX Runtime's graph optimizations (default "all"); "disabled" runs the graph as written.
+const options = { graphOptimizationLevel: levelArg ?? "all" };
 
 const ids = (list) =>
   new ort.Tensor("int64", BigInt64Array.from(list.map(BigInt)), [1, list.length]);
@@ -31,7 +34,7 @@ const rows = (tensor) => {
 };
 
 const result = {};
-const model = await ort.InferenceSession.create(path.join(dir, "model.onnx"));
+const model = await ort.InferenceSession.create(path.join(dir, "model.onnx"), options);
 const out = await model.run({ input_ids: ids(tokens) });
 result.model = rows(out[model.outputNames[0]]);
 
@@ -40,7 +43,7 @@ result.model = rows(out[model.outputNames[0]]);
 // "next_state_" (a recurrent model's). It starts empty: "batch" is 1, "past" 0, other dims fixed.
 const decodePath = path.join(dir, "decode.onnx");
 if (fs.existsSync(decodePath)) {
-  const decode = await ort.InferenceSession.create(decodePath);
+  const decode = await ort.InferenceSession.create(decodePath, options);
   const stateNames = decode.inputNames.filter((n) => n !== "input_ids");
   const outputOf = (name) =>
     name.startsWith("past_") ? "present_" + name.slice(5) : "next_" + name;

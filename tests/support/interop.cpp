@@ -12,7 +12,8 @@ namespace lmrun::test {
 const std::vector<std::int64_t> kProbe = {18, 47, 56, 57, 58, 1, 15, 47, 58, 47, 64, 43, 52, 10};
 const std::string kProbeJson = "[18, 47, 56, 57, 58, 1, 15, 47, 58, 47, 64, 43, 52, 10]";
 
-at::Tensor lmrun_logits(const std::filesystem::path& run, const std::vector<std::int64_t>& tokens) {
+at::Tensor lmrun_logits(const std::filesystem::path& run, const std::vector<std::int64_t>& tokens,
+                        const std::string& quantize) {
   host::CommonArgs common;
   common.plugin_dirs.push_back(LMRUN_TEST_PLUGIN_DIR);
   host::RunDirArgs args;
@@ -20,6 +21,7 @@ at::Tensor lmrun_logits(const std::filesystem::path& run, const std::vector<std:
   const host::RunDir dir = host::open_run_dir(common, args, host::kGenerateKinds);
   host::Pipeline p = host::build_inference_pipeline(dir.resolved.experiment,
                                                     dir.resolved.plugins->registry, dir.checkpoint);
+  if (!quantize.empty()) p.model->quantize(quantize);
   torch::NoGradGuard no_grad;
   return p.model->forward(at::tensor(tokens, at::kLong).unsqueeze(0), {})[0];
 }

@@ -16,8 +16,10 @@ namespace lmrun::test {
 extern const std::vector<std::int64_t> kProbe;
 extern const std::string kProbeJson;
 
-// The logits (T, V) of the run folder's checkpoint for `tokens` (one sequence), in eval mode.
-at::Tensor lmrun_logits(const std::filesystem::path& run, const std::vector<std::int64_t>& tokens);
+// The logits (T, V) of the run folder's checkpoint for `tokens` (one sequence), in eval mode,
+// the model quantized first when `quantize` names a scheme (Model::quantize).
+at::Tensor lmrun_logits(const std::filesystem::path& run, const std::vector<std::int64_t>& tokens,
+                        const std::string& quantize = {});
 
 // Rows of numbers (a JSON array of arrays) as a (rows, columns) float tensor.
 at::Tensor logits_from_json(const nlohmann::json& rows);

@@ -84,6 +84,7 @@ struct ExportArgs {
   bool force = false;          // --force: replace OUT
   double prune = 0.0;          // --prune FRACTION of each linear layer's weights zeroed
   std::string prune_mode = "unstructured";  // --prune-mode: unstructured or rows
+  std::string quantize;                     // --quantize int8 (onnx)
 };
 
 int command_export(const CommonArgs& common, const ExportArgs& args);

@@ -44,6 +44,7 @@ int command_export(const CommonArgs& common, const ExportArgs& args) {
   request.force = args.force;
   request.prune = args.prune;
   request.prune_mode = parse_prune_mode(args.prune_mode);
+  request.quantize = args.quantize;
   if (args.out.empty()) fs::create_directories(args.run_dir / "export");
   const ExportResult result = export_model(source, request);
   std::cout << "lmrun export: " << run.checkpoint.string() << " as " << args.format << "\n";

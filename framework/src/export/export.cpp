@@ -194,6 +194,14 @@ ExportResult export_model(const ExportSource& source, const ExportRequest& reque
                            "): " + std::to_string(pruned.zeros) + " of their " +
                            std::to_string(pruned.weights) + " weights are zero");
   }
+  if (!request.quantize.empty()) {
+    if (request.format != "onnx") {
+      throw Error("--quantize applies to --format onnx (INT8 initializers with DequantizeLinear)",
+                  "safetensors and nanoGPT's ckpt.pt have no INT8 layout their readers share");
+    }
+    source.model.module().eval();
+    result.lines.push_back("quantized " + source.model.quantize(request.quantize));
+  }
   std::vector<OnnxGraph> graphs;
   if (request.format == "onnx") {
     if (!request.layout.empty()) throw Error("--layout does not apply to --format onnx");

@@ -34,6 +34,7 @@ struct ExportRequest {
   bool force = false;          // replace an existing OUT
   double prune = 0.0;          // zero this fraction of each linear layer's weights first
   PruneMode prune_mode = PruneMode::kUnstructured;
+  std::string quantize;  // onnx: "int8", the model's quantized weights (Model::quantize)
 };
 
 struct ExportSource {

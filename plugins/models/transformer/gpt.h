@@ -186,6 +186,9 @@ class GptImpl : public torch::nn::Module {
   // single-token kernel computes, to float rounding. Returns {fp32 bytes, int8 bytes} of the
   // quantized weights (int8 bytes with their scales). CPU fp32 models only; throws otherwise.
   std::pair<std::int64_t, std::int64_t> quantize_int8();
+  // After quantize_int8(): per block, the INT8 copies of qkv, attn.proj, mlp.fc and mlp.proj;
+  // empty before.
+  const std::vector<std::array<Int8Matrix, 4>>& int8_weights() const { return int8_; }
 
   // Single tokens of a batch-1 cache on a contiguous fp32 CPU model go through decode_token()
   // (decode_kernel.h) unless this is off; everything else through LibTorch ops. On by default.

@@ -133,12 +133,56 @@ class GptGraph {
 
  private:
   // x @ W^T + b for the linear `prefix` (prefix.weight (out, in), prefix.bias when present).
+  // With INT8 weights (quantize_int8): the weight as an int8 initializer dequantized per output
+  // column by DequantizeLinear, and x quantized per row as the model does it (round half to
+  // even, clamp to 127, back to float), so the graph computes what lmrun --quantize int8 does.
   std::string linear(const std::string& x, const std::string& prefix) {
+    const Int8Matrix* q = int8_of(prefix);
+    if (q != nullptr) {
+      const at::Tensor values = at::from_blob(const_cast<std::int8_t*>(q->q.data()),
+                                              {q->rows, q->cols}, {q->stride, 1}, at::kChar);
+      const at::Tensor scale =
+          at::from_blob(const_cast<float*>(q->scale.data()), {q->rows}, at::kFloat);
+      const std::string weight =
+          g_.op("DequantizeLinear",
+                {g_.constant(prefix + ".weight_t_int8", values.t()),
+                 g_.constant(prefix + ".weight_scale", scale),
+                 g_.constant(prefix + ".weight_zero", at::zeros({q->rows}, at::kChar))},
+                {onnx_int("axis", 1)});
+      const std::string amax = g_.op("ReduceMax", {g_.op("Abs", {x})},
+                                     {onnx_ints("axes", {-1}), onnx_int("keepdims", 1)});
+      const std::string s = g_.op("Div", {amax, g_.scalar(prefix + ".q127", 127.0f)});
+      const std::string safe =
+          g_.op("Where", {g_.op("Greater", {s, g_.scalar(prefix + ".qzero", 0.0f)}), s,
+                          g_.scalar(prefix + ".qone", 1.0f)});
+      const std::string xq = g_.op("Mul", {g_.op("Clip", {g_.op("Round", {g_.op("Div", {x, safe})}),
+                                                          g_.scalar(prefix + ".qmin", -127.0f),
+                                                          g_.scalar(prefix + ".qmax", 127.0f)}),
+                                           s});
+      std::string y = g_.op("MatMul", {xq, weight});
+      const auto bias = params_.find(prefix + ".bias");
+      if (bias != params_.end()) y = g_.op("Add", {y, g_.constant(prefix + ".bias", bias->second)});
+      return y;
+    }
     std::string y =
         g_.op("MatMul", {x, g_.constant(prefix + ".weight_t", params_.at(prefix + ".weight").t())});
     const auto bias = params_.find(prefix + ".bias");
     if (bias != params_.end()) y = g_.op("Add", {y, g_.constant(prefix + ".bias", bias->second)});
     return y;
+  }
+
+  // The INT8 copy of the linear `prefix` ("blocks.3.mlp.fc"), or null.
+  const Int8Matrix* int8_of(const std::string& prefix) const {
+    const auto& int8 = gpt_.int8_weights();
+    if (int8.empty()) return nullptr;
+    const std::size_t dot = prefix.find('.', 7);  // after "blocks."
+    const auto block = static_cast<std::size_t>(std::stoll(prefix.substr(7, dot - 7)));
+    const std::string part = prefix.substr(dot + 1);
+    const std::size_t which = part == "attn.qkv"    ? 0
+                              : part == "attn.proj" ? 1
+                              : part == "mlp.fc"    ? 2
+                                                    : 3;
+    return &int8.at(block)[which];
   }
 
   std::string norm(const std::string& x, const std::string& prefix) {

@@ -33,17 +33,21 @@ class OnnxGraphBuilder {
  public:
   explicit OnnxGraphBuilder(onnx::GraphProto* graph) : graph_(graph) {}
 
-  // A float32 (or int64) initializer named `name` holding `value` (made contiguous on the CPU).
+  // An initializer named `name` holding `value` (made contiguous on the CPU): int64 and int8
+  // tensors as they are, anything else as float32.
   std::string constant(const std::string& name, const at::Tensor& value) {
     const at::Tensor t = value.detach().to(at::kCPU).contiguous();
     onnx::TensorProto* proto = graph_->add_initializer();
     proto->set_name(name);
+    const bool integer = t.scalar_type() == at::kLong || t.scalar_type() == at::kChar;
     if (t.scalar_type() == at::kLong) {
       proto->set_data_type(onnx::TensorProto_DataType_INT64);
+    } else if (t.scalar_type() == at::kChar) {
+      proto->set_data_type(onnx::TensorProto_DataType_INT8);
     } else {
       proto->set_data_type(onnx::TensorProto_DataType_FLOAT);
     }
-    const at::Tensor data = t.scalar_type() == at::kLong ? t : t.to(at::kFloat);
+    const at::Tensor data = integer ? t : t.to(at::kFloat);
     for (std::int64_t d : data.sizes()) proto->add_dims(d);
     proto->set_raw_data(data.data_ptr(), static_cast<std::size_t>(data.nbytes()));
     return name;
