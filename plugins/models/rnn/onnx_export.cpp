@@ -14,13 +14,6 @@
 namespace lmrun::models {
 namespace {
 
-// LibTorch's gate blocks along dim 0 ((G*H, ...) or (G*H)) in ONNX's order: LSTM [i, f, g, o] ->
-// [i, o, f, c], GRU [r, z, n] -> [z, r, h].
-at::Tensor onnx_gate_order(const at::Tensor& t, bool lstm) {
-  const std::vector<at::Tensor> g = t.chunk(lstm ? 4 : 3, 0);
-  return lstm ? at::cat({g[0], g[3], g[1], g[2]}) : at::cat({g[1], g[0], g[2]});
-}
-
 class RecurrentGraph {
  public:
   RecurrentGraph(const RecurrentLmImpl& lm, OnnxGraphBuilder& g) : c_(lm.config()), g_(g) {

@@ -25,6 +25,7 @@
 #include "lmrun/schema.h"
 #include "lmrun/torch_model.h"
 #include "lmrun/util/word_vectors.h"
+#include "onnx_export.h"
 
 namespace lmrun::models {
 namespace {
@@ -266,6 +267,13 @@ class RnnClassifier final : public TorchModel<Classifier> {
       }
     }
     return 6.0 * (per_token + per_text / static_cast<double>(std::max<std::int64_t>(context, 1)));
+  }
+
+  // "model": input_ids and attention_mask (B, T) int64 -> logits (B, C); onnx_export.h.
+  std::vector<OnnxGraph> export_onnx(std::int64_t opset) override {
+    return classifier_onnx(
+        {o_.cell, o_.n_hidden, o_.n_layer, o_.bidirectional, o_.pooling, o_.head_hidden}, *net_,
+        opset);
   }
 
   // Attention weights (B, T) of the last forward pass; undefined for other poolings.

@@ -64,7 +64,8 @@ class OnnxGraphBuilder {
     std::string name;
     std::vector<std::int64_t> ints;
     float f = 0.0f;
-    enum { kInt, kInts, kFloat } kind = kInt;
+    enum { kInt, kInts, kFloat, kString } kind = kInt;
+    std::string text;  // kString
   };
   std::vector<std::string> node(const std::string& op, const std::vector<std::string>& inputs,
                                 int outputs = 1, const std::vector<Attr>& attrs = {},
@@ -87,6 +88,9 @@ class OnnxGraphBuilder {
       if (a.kind == Attr::kFloat) {
         attr->set_type(onnx::AttributeProto_AttributeType_FLOAT);
         attr->set_f(a.f);
+      } else if (a.kind == Attr::kString) {
+        attr->set_type(onnx::AttributeProto_AttributeType_STRING);
+        attr->set_s(a.text);
       } else if (a.kind == Attr::kInts) {
         attr->set_type(onnx::AttributeProto_AttributeType_INTS);
         for (std::int64_t v : a.ints) attr->add_ints(v);
@@ -127,13 +131,24 @@ class OnnxGraphBuilder {
 
 using OnnxAttr = OnnxGraphBuilder::Attr;
 inline OnnxAttr onnx_int(const std::string& name, std::int64_t v) {
-  return {name, {v}, 0.0f, OnnxAttr::kInt};
+  return {name, {v}, 0.0f, OnnxAttr::kInt, {}};
 }
 inline OnnxAttr onnx_ints(const std::string& name, std::vector<std::int64_t> v) {
-  return {name, std::move(v), 0.0f, OnnxAttr::kInts};
+  return {name, std::move(v), 0.0f, OnnxAttr::kInts, {}};
 }
 inline OnnxAttr onnx_float(const std::string& name, float v) {
-  return {name, {}, v, OnnxAttr::kFloat};
+  return {name, {}, v, OnnxAttr::kFloat, {}};
+}
+inline OnnxAttr onnx_string(const std::string& name, std::string v) {
+  return {name, {}, 0.0f, OnnxAttr::kString, std::move(v)};
+}
+
+// The gate blocks of a LibTorch LSTM or GRU weight or bias (along dim 0: (G*H, ...) or (G*H)) in
+// the order ONNX's LSTM and GRU operators take them: LSTM [i, f, g, o] -> [i, o, f, c], GRU
+// [r, z, n] -> [z, r, h] (with linear_before_reset = 1 for LibTorch's GRU).
+inline at::Tensor onnx_gate_order(const at::Tensor& t, bool lstm) {
+  const std::vector<at::Tensor> g = t.chunk(lstm ? 4 : 3, 0);
+  return lstm ? at::cat({g[0], g[3], g[1], g[2]}) : at::cat({g[1], g[0], g[2]});
 }
 
 // An empty model at `opset` of the default domain, produced by lmrun.
