@@ -1,6 +1,5 @@
 #include "export/export.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -22,18 +21,12 @@
 #include "lmrun/error.h"
 #include "lmrun/util/files.h"
 #include "lmrun/version.h"
+#include "util/fs.h"
 
 namespace fs = std::filesystem;
 
 namespace lmrun::host {
 namespace {
-
-void fsync_path(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
 
 c10::ScalarType float_type(const std::string& dtype) {
   if (dtype == "fp32") return at::kFloat;
@@ -318,7 +311,7 @@ ExportResult export_model(const ExportSource& source, const ExportRequest& reque
     if (!written.empty()) result.lines.push_back(read_back(source, written, exact));
     // Every file reaches the disk before the folder takes its name.
     for (const auto& entry : fs::recursive_directory_iterator(temp)) {
-      if (entry.is_regular_file()) fsync_path(entry.path());
+      if (entry.is_regular_file()) fsync_file(entry.path());
     }
     if (fs::exists(out)) {
       const fs::path old =

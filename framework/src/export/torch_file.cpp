@@ -11,6 +11,7 @@
 
 #include "export/weights_unpickler.h"
 #include "lmrun/error.h"
+#include "util/fs.h"
 
 namespace fs = std::filesystem;
 
@@ -63,8 +64,6 @@ void write_bytes(const fs::path& path, const char* data, std::size_t size) {
   out.flush();
   if (!out) throw Error("cannot write " + path.string() + " (is the disk full?)");
 }
-
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 }  // namespace
 

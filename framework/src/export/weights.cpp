@@ -15,6 +15,7 @@
 #include "export/torch_file.h"
 #include "lmrun/error.h"
 #include "train/checkpoint.h"
+#include "util/fs.h"
 
 namespace fs = std::filesystem;
 
@@ -105,10 +106,7 @@ WeightsSource read_checkpoint_source(const fs::path& dir) {
   try {
     archive.load_from(source.file.string());
   } catch (const std::exception& e) {
-    const std::string what = e.what();
-    throw Error(
-        source.file.string() + " is corrupt or truncated: " + what.substr(0, what.find('\n')),
-        kHint);
+    throw Error(source.file.string() + " is corrupt or truncated: " + first_line(e.what()), kHint);
   }
   for (const std::string& key : archive.keys()) {
     at::Tensor value;

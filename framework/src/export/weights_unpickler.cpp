@@ -8,6 +8,7 @@
 #include <ATen/ops/empty.h>
 
 #include "lmrun/error.h"
+#include "util/fs.h"
 
 namespace lmrun::host {
 namespace {
@@ -394,8 +395,7 @@ Unpickled unpickle_weights(const std::string& pickle, const StorageReader& stora
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {  // a c10 type check on a malformed value
-    const std::string what = e.what();
-    throw Error("the pickle is malformed: " + what.substr(0, what.find('\n')));
+    throw Error(std::string("the pickle is malformed: ") + first_line(e.what()));
   }
 }
 

@@ -25,16 +25,6 @@ Error checkpoint_error(const fs::path& dir, const std::string& what, std::string
   return Error("checkpoint " + dir.string() + ": " + what, std::move(hint));
 }
 
-// torch's archives throw c10::Error with a backtrace: keep its first line only.
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
-void fsync_file(const fs::path& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return;
-  ::fsync(fileno(file));
-  std::fclose(file);
-}
-
 void save_archive(torch::serialize::OutputArchive& archive, const fs::path& path) {
   archive.save_to(path.string());
   fsync_file(path);

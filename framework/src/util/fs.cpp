@@ -66,4 +66,13 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
+void fsync_file(const fs::path& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return;
+  ::fsync(fileno(file));
+  std::fclose(file);
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 }  // namespace lmrun::host

@@ -1,6 +1,6 @@
 // Files lmrun writes: atomically, so that a crash never leaves a half-written file in place.
-// lmrun::write_file_atomic and lmrun::read_file come from the SDK (lmrun/util/files.h), which plugins
-// share.
+// lmrun::write_file_atomic and lmrun::read_file come from the SDK (lmrun/util/files.h), which
+// plugins share.
 #pragma once
 
 #include <filesystem>
@@ -21,6 +21,12 @@ std::string read_input(const std::filesystem::path& file, const std::string& opt
 
 // The lines of `text`, each without its newline or the CR of a CRLF ending.
 std::vector<std::string> lines_of(const std::string& text);
+
+// Flushes a written file to disk, best effort (before a folder holding it is renamed into place).
+void fsync_file(const std::filesystem::path& path);
+
+// The first line of `text`: LibTorch's messages without the backtrace that follows.
+std::string first_line(const std::string& text);
 
 // 16 hex digits of FNV-1a 64: a fingerprint of a config's text, not a cryptographic hash.
 std::string hash_text(const std::string& text);
