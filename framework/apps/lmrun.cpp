@@ -20,7 +20,8 @@ namespace {
 
 constexpr const char* kUsage = R"(usage:
   lmrun FILE.toml [--set KEY=VALUE]... [--force]   run an experiment
-  lmrun FILE.toml --resume RUN_DIR|CHECKPOINT      continue a run from its checkpoint
+  lmrun FILE.toml --resume RUN_DIR|CHECKPOINT      continue a run from its checkpoint (the same
+                                                   experiment; --resume-changed to allow changes)
   lmrun --nproc N FILE.toml ...                    data-parallel on N local processes
   lmrun check FILE.toml [--set KEY=VALUE]...       validate it and print the resolved config
   lmrun sweep FILE.toml [--jobs N] [--shard I/N]   run a sweep's trials (--dry-run: list them)
@@ -69,6 +70,7 @@ int run(int argc, char** argv) {
       "load plugins from this folder too")("force,f", "reuse an existing run folder")(
       "resume,r", po::value<std::string>(),
       "continue from a run folder's (or a checkpoint folder's) checkpoint")(
+      "resume-changed", "resume even though the experiment differs from the checkpoint's")(
       "prompt", po::value<std::string>(), "generate: the text to continue")(
       "interactive", "generate: a REPL that keeps the model loaded (/help inside)")(
       "system", po::value<std::string>(),
@@ -153,6 +155,7 @@ int run(int argc, char** argv) {
   if (vm.count("set")) experiment.overrides = vm["set"].as<std::vector<std::string>>();
   experiment.force = vm.count("force") > 0;
   if (vm.count("resume")) experiment.resume = vm["resume"].as<std::string>();
+  experiment.resume_changed = vm.count("resume-changed") > 0;
   RunDirArgs run_dir;
   run_dir.overrides = experiment.overrides;
   if (vm.count("checkpoint")) run_dir.checkpoint = vm["checkpoint"].as<std::string>();

@@ -152,3 +152,36 @@ TEST(DataParallel, ABadWorldIsRefusedNamingTheVariable) {
   EXPECT_THAT(result.output, HasSubstr("--nproc applies to a run"));
   EXPECT_FALSE(fs::exists(dir / "x"));
 }
+
+// A script starts `lmrun --nproc 2` in the background (its SIGINT ignored, as shells do for
+// background jobs) and stops it with kill -INT: the workers stop together at a step, with the
+// run's last checkpoint and summary, and none is left running.
+TEST(DataParallel, SigintFromAScriptStopsEveryWorkerWithACheckpoint) {
+  TempDir dir;
+  std::string long_run = experiment(dir / "run");
+  long_run.replace(long_run.find("max_steps = 20"), 14, "max_steps = 100000");
+  lmrun::test::write_file(dir / "run.toml", long_run);
+  const std::string script =
+      "\"$0\" --nproc 2 \"$1\" > \"$2/log.txt\" 2>&1 &\n"
+      "pid=$!\n"
+      "for i in $(seq 1200); do grep -q '\"step\": 10,' \"$2/run/metrics.jsonl\" 2>/dev/null && "
+      "break; sleep 0.1; done\n"
+      "kill -INT $pid\n"
+      "wait $pid\n"
+      "echo \"exit=$?\"\n"
+      "sleep 0.5\n"
+      // lmrun processes (not this shell, whose command line names the file too) still there
+      "left=0; for p in $(pgrep -f \"$1\"); do\n"
+      "  [ \"$(readlink /proc/$p/exe)\" = \"$(readlink -f \"$0\")\" ] && left=1; done\n"
+      "[ $left = 1 ] && echo 'workers left' || echo 'no workers left'\n";
+  const auto result = lmrun::test::run_program(
+      "/bin/bash",
+      {"-c", script, LMRUN_TEST_BINARY, (dir / "run.toml").string(), dir.path().string()});
+  const std::string log = read_file(dir / "log.txt");
+  EXPECT_THAT(result.output, HasSubstr("exit=130")) << log;
+  EXPECT_THAT(result.output, HasSubstr("no workers left")) << log;
+  EXPECT_THAT(log, HasSubstr("interrupted by SIGINT"));
+  const std::string summary = read_file(dir / "run" / "summary.json");
+  EXPECT_THAT(summary, HasSubstr("\"stop_reason\": \"interrupted\""));
+  EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "last" / "model.pt"));
+}

@@ -504,7 +504,8 @@ TEST(Failures, CorruptOrMismatchedCheckpoints) {
 
   // Another model shape.
   auto other = short_run(experiment("gpt_tiny"), dir / "other", 4);
-  other.insert(other.end(), {"--set", "model.n_embd=64", "--resume", last.string()});
+  other.insert(other.end(),
+               {"--set", "model.n_embd=64", "--resume", last.string(), "--resume-changed"});
   auto result = run_lmrun(other, lmrun::test::source_dir());
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.output, HasSubstr("has shape [65, 128], this model's is [65, 64]"));
@@ -516,6 +517,14 @@ TEST(Failures, CorruptOrMismatchedCheckpoints) {
   lmrun::test::write_file(last / "model.pt", bytes.substr(0, bytes.size() / 3));
   auto resume = short_run(experiment("gpt_tiny"), dir / "again", 4);
   resume.insert(resume.end(), {"--resume", last.string()});
+  result = run_lmrun(resume, lmrun::test::source_dir());
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("model.pt is corrupt: its checksum is"));
+  EXPECT_THAT(result.output, Not(HasSubstr("terminate called")));
+  // A checkpoint without checksums (written before them) still fails cleanly when truncated.
+  std::string sums = read_file(last / "state.toml");
+  sums.replace(sums.find("[checksums]"), 11, "[unchecked]");
+  lmrun::test::write_file(last / "state.toml", sums);
   result = run_lmrun(resume, lmrun::test::source_dir());
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.output, HasSubstr("model.pt is corrupt or truncated"));

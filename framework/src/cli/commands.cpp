@@ -11,12 +11,14 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "cli/line_editor.h"
 #include "cli/loaded_registry.h"
 #include "cli/repl.h"
 #include "cli/run_dir.h"
+#include "cli/run_folder.h"
 #include "config/emit.h"
 #include "config/experiment.h"
 #include "config/toml_document.h"
@@ -27,6 +29,7 @@
 #include "registry/plugin_loader.h"
 #include "train/checkpoint.h"
 #include "train/distributed.h"
+#include "train/interrupt.h"
 #include "train/pipeline.h"
 #include "train/plan.h"
 #include "train/trainer.h"
@@ -285,11 +288,56 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
 
   std::error_code ec;
   fs::path checkpoint;
-  if (!args.resume.empty()) checkpoint = find_checkpoint(args.resume);
-  if (writer && fs::exists(run_dir, ec) && !args.force && checkpoint.empty()) {
-    throw Error("run folder " + run_dir.string() + " already exists",
-                "pass --force to start the run over in it, --resume " + run_dir.string() +
-                    " to continue it, or choose another with --set experiment.out_dir=...");
+  if (!args.resume.empty()) {
+    checkpoint = find_checkpoint(args.resume);
+    verify_checkpoint(checkpoint);
+  }
+  // The folder is made (atomically: of two runs started together on one new folder, one makes
+  // it) and locked before anything is decided about it; while this process trains it, no other
+  // lmrun starts, resumes or --forces it.
+  bool created = false;
+  std::optional<RunLock> lock;
+  if (writer) {
+    created = create_run_folder(run_dir);
+    try {
+      lock.emplace(run_dir);
+    } catch (...) {
+      if (created) fs::remove_all(run_dir, ec);
+      throw;
+    }
+  }
+  // Anything refused from here on, before the first step, leaves no folder this run made.
+  struct RemoveUnlessKept {
+    const fs::path& dir;
+    bool remove;
+    ~RemoveUnlessKept() {
+      std::error_code ignored;
+      if (remove) fs::remove_all(dir, ignored);
+    }
+  } made{run_dir, created};
+  const fs::path checkpoint_run = checkpoint.empty() ? fs::path() : run_of_checkpoint(checkpoint);
+  const bool resuming_here =
+      writer && !created && !checkpoint_run.empty() && fs::equivalent(checkpoint_run, run_dir, ec);
+  if (writer && !created) {
+    if (checkpoint.empty() && !args.force) {
+      throw Error("run folder " + run_dir.string() + " already exists",
+                  "pass --force to start the run over in it, --resume " + run_dir.string() +
+                      " to continue it, or choose another with --set experiment.out_dir=...");
+    }
+    if (!checkpoint.empty() && !resuming_here && !args.force) {
+      throw Error("--resume " + args.resume.string() + " is a checkpoint of " +
+                      (checkpoint_run.empty() ? std::string("no run folder")
+                                              : "run " + checkpoint_run.string()) +
+                      ", but experiment.out_dir " + run_dir.string() +
+                      " is another run's folder, which the resume would overwrite",
+                  "continue the run in its own folder (--set experiment.out_dir=" +
+                      (checkpoint_run.empty() ? std::string("...") : checkpoint_run.string()) +
+                      "), or in a new folder, or pass --force to replace " + run_dir.string());
+    }
+    if (const int removed = remove_interrupted_writes(run_dir); removed > 0) {
+      out << "lmrun: note: removed " << removed << " leftover(s) of interrupted writes in "
+          << run_dir.string() << "\n";
+    }
   }
   configure_runtime(e.train.threads);
   const auto build_start = std::chrono::steady_clock::now();
@@ -298,13 +346,9 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
       PipelineOptions{rank_dir, checkpoint.empty() ? fs::path() : checkpoint / "tokenizer", true});
   std::unique_ptr<DataParallel> data_parallel;
   if (world.distributed()) data_parallel = std::make_unique<DataParallel>(world, p.device);
-  // Only now, with every plugin built, does the run folder appear.
-  const bool created = writer && !fs::exists(run_dir, ec);
-  if (writer) fs::create_directories(run_dir, ec);
-  if (ec) throw Error("cannot create run folder " + run_dir.string() + ": " + ec.message());
   // A folder lmrun made, or one holding lmrun's config.toml: only there may lmrun clear things.
   const bool run_folder = created || fs::exists(run_dir / "config.toml", ec);
-  if (writer && !created && checkpoint.empty() && run_folder) {
+  if (writer && !created && !resuming_here && run_folder) {
     // --force starts an earlier run over: its records would otherwise mix with this one's
     // (metrics are appended) or outlive it (checkpoints that --resume would pick). Only a run
     // folder (one with lmrun's config.toml) is cleared, and only of what a run writes.
@@ -318,6 +362,37 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   Experiment written = e;
   written.objective = p.objective_spec;
   const std::string config_toml = resolved_toml(written, registry);
+  if (!checkpoint.empty()) {
+    // A resume continues the experiment the checkpoint was made by: another batch size, seed or
+    // learning rate would give a run no single experiment describes.
+    const std::string saved = read_file(checkpoint / "config.toml");
+    const std::vector<std::string> changes = experiment_changes(saved, config_toml);
+    if (!changes.empty() && !args.resume_changed) {
+      std::string list;
+      for (std::size_t i = 0; i < changes.size() && i < 12; ++i) list += "\n    " + changes[i];
+      if (changes.size() > 12)
+        list += "\n    ... and " + std::to_string(changes.size() - 12) + " more";
+      throw Error("the experiment differs from the one checkpoint " + checkpoint.string() +
+                      " was made by:" + list,
+                  "resume with the same experiment (only train.max_steps, max_time, threads, "
+                  "log_interval and [generate] may change), or pass --resume-changed to continue "
+                  "with these changes");
+    }
+    if (!changes.empty()) {
+      out << "lmrun: note: resuming with " << changes.size() << " change(s) (--resume-changed):";
+      for (const auto& change : changes) out << "\n    " << change;
+      out << "\n";
+    }
+    if (resuming_here) {
+      const std::string finished = finished_run(run_dir, read_checkpoint_step(checkpoint), saved,
+                                                e.train.max_steps, e.train.max_time);
+      if (!finished.empty()) {
+        out << "lmrun: " << run_dir.string() << ": " << finished
+            << "; nothing to do, nothing changed (raise train.max_steps to train further)\n";
+        return kExitOk;
+      }
+    }
+  }
   if (writer) {
     write_file_atomic(run_dir / "config.toml", config_toml);
     save_dataset(*p.data, run_dir, run_folder, out);
@@ -370,15 +445,19 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   }
   Trainer trainer(e, p, rank_dir, provenance_of(resolved, written, config_toml), out,
                   data_parallel.get());
+  if (!checkpoint.empty()) trainer.resume(checkpoint);
   TrainResult result;
-  try {
-    if (!checkpoint.empty()) trainer.resume(checkpoint);
-    result = trainer.run();
-  } catch (...) {
-    // Refused before any step (a callback's check at train start): leave no half-made folder.
-    if (created && !trainer.trained()) fs::remove_all(run_dir, ec);
-    throw;
+  {
+    InterruptGuard interrupts;
+    try {
+      result = trainer.run();
+    } catch (...) {
+      // Refused before any step (a callback's check at train start): leave no half-made folder.
+      made.remove = created && !trainer.trained();
+      throw;
+    }
   }
+  made.remove = false;
 
   if (data_parallel) data_parallel->barrier();
   if (!writer) return result.diverged ? kExitError : kExitOk;
@@ -388,6 +467,12 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
   fs::create_directories(tokenizer_dir);
   p.tokenizer->save(tokenizer_dir);
 
+  if (result.interrupted_by != 0) {
+    out << "interrupted by " << interrupt_name(result.interrupted_by) << " at step " << result.steps
+        << ": checkpoint " << (run_dir / "checkpoints" / "last").string()
+        << "; continue with --resume " << run_dir.string() << "\n";
+    return 128 + result.interrupted_by;
+  }
   if (result.diverged) {
     throw Error("training diverged: " + result.stop_reason +
                     "; summary.json and the checkpoints are in " + run_dir.string(),

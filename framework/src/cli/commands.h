@@ -20,6 +20,7 @@ struct ExperimentArgs {
   std::vector<std::string> overrides;  // --set KEY=VALUE
   bool force = false;                  // --force: reuse an existing run folder
   std::filesystem::path resume;        // --resume RUN_DIR or CHECKPOINT_DIR
+  bool resume_changed = false;         // --resume-changed: continue with a changed experiment
   bool single_run = false;  // one run even when data.folds asks for cross-validation (its folds)
 };
 

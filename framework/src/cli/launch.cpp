@@ -58,6 +58,16 @@ int launch_local_workers(int nproc, const std::vector<std::string>& args) {
   auto stop_all = [&] {
     for (const auto& [pid, rank] : ranks) kill(pid, SIGTERM);
   };
+  // SIGINT and SIGTERM to the launcher (a scheduler stopping the job, a script's kill -INT) go on
+  // to every worker, so that none is left training on its own; the workers start with both at
+  // their defaults (spawn_process), even when the launcher's SIGINT was ignored (a background
+  // job), and stop together at a step's end. Installed before the first worker starts.
+  struct sigaction action {
+  }, old_int{}, old_term{};
+  action.sa_handler = on_launcher_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, &old_int);
+  sigaction(SIGTERM, &action, &old_term);
   for (int rank = 0; rank < nproc; ++rank) {
     std::vector<std::string> extra = {
         "RANK=" + std::to_string(rank), "LOCAL_RANK=" + std::to_string(rank),
@@ -75,14 +85,6 @@ int launch_local_workers(int nproc, const std::vector<std::string>& args) {
     }
     ranks[pid] = rank;
   }
-  // SIGINT and SIGTERM to the launcher (a scheduler stopping the job) go on to every worker, so
-  // that none is left training on its own.
-  struct sigaction action {
-  }, old_int{}, old_term{};
-  action.sa_handler = on_launcher_signal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, &old_int);
-  sigaction(SIGTERM, &action, &old_term);
   int exit_code = 0;
   while (!ranks.empty()) {
     int status = 0;

@@ -293,6 +293,10 @@ class Driver {
       s.exit_code = WEXITSTATUS(wait_status);
       if (s.exit_code == 0) {
         s.status = Status::kCompleted;
+      } else if (s.exit_code == 128 + SIGINT || s.exit_code == 128 + SIGTERM) {
+        // Stopped by the signal at a step's end, with its `last` checkpoint: resumable.
+        s.status = Status::kKilled;
+        s.reason = "stopped by " + signal_text(s.exit_code - 128) + " (checkpoint saved)";
       } else {
         s.reason = error_of_log(r.dir / "log.txt", r.log_from);
         const bool diverged = s.reason.rfind("training diverged", 0) == 0;

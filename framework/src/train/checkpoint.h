@@ -7,7 +7,8 @@
 //     optimizer.pt  optimizer state (the optimizer plugin's own layout)
 //     rng.pt        generator states: data sampling, evaluation sampling, LibTorch's global one
 //     state.toml    format version, provenance (lmrun and plugin versions, config hash), step,
-//                   tokens seen, elapsed time, scheduler and callback state, latest metrics
+//                   tokens seen, elapsed time, scheduler and callback state, latest metrics, and
+//                   the CRC-32 of every other file (checked when read)
 //     tokenizer/    the tokenizer's own files
 //     config.toml   the resolved experiment
 // clang-format on
@@ -56,10 +57,14 @@ void write_checkpoint(const std::filesystem::path& dir, Pipeline& pipeline,
                       const CheckpointProvenance& provenance);
 
 // Restores model, optimizer (when the pipeline has one) and generators; returns the snapshot.
-// Throws lmrun::Error naming the checkpoint and the file: a missing or corrupt file, a newer
-// format, a parameter whose shape differs from the model's.
+// Throws lmrun::Error naming the checkpoint and the file: a missing or corrupt file (its checksum
+// differs from state.toml's), a newer format, a value of the wrong type or out of range, a
+// parameter whose shape differs from the model's or that holds NaN or infinity.
 TrainerSnapshot read_checkpoint(const std::filesystem::path& dir, Pipeline& pipeline,
                                 const NamedGenerators& generators);
+
+// The step a checkpoint was written at, checked as read_checkpoint checks it.
+std::int64_t read_checkpoint_step(const std::filesystem::path& dir);
 
 // The ModelContext the checkpoint's model was built for.
 ModelContext read_model_context(const std::filesystem::path& dir);
@@ -71,6 +76,10 @@ ChatFormat read_chat_format(const std::filesystem::path& dir);
 // A classifier checkpoint's label names in id order: those saved, or "0".."C-1" for a checkpoint
 // written before names were saved. Empty for a language model.
 std::vector<std::string> read_class_names(const std::filesystem::path& dir);
+
+// Every file state.toml lists against its checksum; throws lmrun::Error naming the first that
+// differs or is missing. A checkpoint written before checksums passes.
+void verify_checkpoint(const std::filesystem::path& dir);
 
 // Model weights only (generate, eval): the same checks as read_checkpoint.
 void load_model_weights(const std::filesystem::path& dir, Model& model);

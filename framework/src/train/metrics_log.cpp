@@ -1,9 +1,12 @@
 // Console lines and the metrics.jsonl / metrics.csv files of a run.
 #include "train/metrics_log.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <sstream>
 
@@ -62,6 +65,27 @@ void MetricsLog::add_columns(const std::vector<std::string>& names) {
 }
 
 namespace {
+
+// Appends `line` to `path`, checked: a full disk is an error naming the file, not a lost record.
+void append_line(const fs::path& path, const std::string& line) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("cannot write " + path.string() + ": " + std::strerror(errno));
+  const std::string text = line + "\n";
+  std::size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string reason = n < 0 ? std::strerror(errno) : "nothing written";
+      ::close(fd);
+      throw Error("cannot write " + path.string() + ": " + reason,
+                  "free space on the disk, then resume the run from its last checkpoint");
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0) throw Error("cannot write " + path.string() + ": " + std::strerror(errno));
+}
+
 // Lines whose step (first CSV field, or "step" in JSON) is at most `step`; headers kept.
 std::string keep_until(const std::string& text, std::int64_t step, bool json) {
   std::istringstream in(text);
@@ -91,7 +115,7 @@ void MetricsLog::record(std::int64_t step, const Metrics& values) {
   JsonObject json;
   json.add("step", step);
   for (const auto& [name, value] : values) json.add(name, value);
-  std::ofstream(jsonl_path_, std::ios::app) << json.str() << "\n";
+  append_line(jsonl_path_, json.str());
 
   std::vector<std::string> names;
   for (const auto& [name, value] : values) names.push_back(name);
@@ -102,7 +126,7 @@ void MetricsLog::record(std::int64_t step, const Metrics& values) {
     csv += ",";
     if (it != values.end()) csv += format_double(it->second);
   }
-  std::ofstream(csv_path_, std::ios::app) << csv << "\n";
+  append_line(csv_path_, csv);
 }
 
 void MetricsLog::print(const std::string& line, bool progress) {

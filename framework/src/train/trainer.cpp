@@ -13,6 +13,7 @@
 #include "lmrun/version.h"
 #include "registry/guarded.h"
 #include "train/clip.h"
+#include "train/interrupt.h"
 #include "train/loss.h"
 #include "train/peak.h"
 #include "train/plan.h"
@@ -239,6 +240,25 @@ Metrics Trainer::evaluate() {
 // The loop
 
 TrainResult Trainer::run() {
+  try {
+    return run_steps();
+  } catch (const Error& e) {
+    // A failed write (a full disk) or a plugin's error mid-run: the summary says so if it can.
+    if (writer_ && trained_) {
+      TrainResult failed;
+      failed.steps = state_.step;
+      failed.stop_reason = std::string("failed: ") + e.what();
+      try {
+        write_summary(failed);
+      } catch (const Error&) {
+        // the disk is full: the error being thrown says what matters
+      }
+    }
+    throw;
+  }
+}
+
+TrainResult Trainer::run_steps() {
   started_ = last_log_ = Clock::now();
   tokens_at_start_ = tokens_seen_;
   tokens_at_last_log_ = tokens_seen_;
@@ -297,10 +317,26 @@ TrainResult Trainer::run() {
     end_of_step(evaluate_now, eval);
     for (const auto& [name, value] : logged_) record[name] = value;
     if (!record.empty()) metrics_.record(state_.step, record);
+    // Only once the step's records are on disk: a checkpoint of this step must not outlive a kill
+    // that loses its line (a resume from it would never write the line again).
+    write_pending_checkpoints();
+    if (interrupt_signal() != 0 && stop_reason_.empty()) {
+      interrupted_by_ = interrupt_signal();
+      stop_reason_ = "interrupted";
+    }
     // Data-parallel ranks stop together: a callback that stops one rank (a wall-clock limit)
     // must not leave the others waiting in the next step's collectives.
-    if (dp_ != nullptr && dp_->sum(stop_reason_.empty() ? 0.0 : 1.0) > 0 && stop_reason_.empty())
-      stop_reason_ = "another rank stopped";
+    if (dp_ != nullptr && dp_->sum(stop_reason_.empty() ? 0.0 : 1.0) > 0) {
+      // Every rank is here together (the sum is the same on each): a signal that reached some
+      // ranks first stops them all as interrupted.
+      const double interrupted = dp_->sum(interrupted_by_ != 0 ? 1.0 : 0.0);
+      const double signals = dp_->sum(static_cast<double>(interrupted_by_));
+      if (interrupted > 0 && interrupted_by_ == 0) {
+        interrupted_by_ = static_cast<int>(std::lround(signals / interrupted));
+        stop_reason_ = "interrupted";
+      }
+      if (stop_reason_.empty()) stop_reason_ = "another rank stopped";
+    }
     if (!std::isfinite(loss)) {
       diverged_ = true;
       if (stop_reason_.empty()) {
@@ -310,7 +346,7 @@ TrainResult Trainer::run() {
     }
   }
   if (stop_reason_.empty()) stop_reason_ = "max_steps";
-  if (last_eval.empty() || state_.metrics.count("val_loss") == 0) {
+  if (interrupted_by_ == 0 && (last_eval.empty() || state_.metrics.count("val_loss") == 0)) {
     last_eval = evaluate();  // a stop between evaluations: report the model as it ends
     for (const auto& [name, value] : last_eval) state_.metrics[name] = value;
   }
@@ -324,7 +360,7 @@ TrainResult Trainer::run() {
 
   TrainResult result;
   // The dataset's groups (arithmetic: by operand length), each whole, with the model as it ends.
-  if (writer_ && !p_.data->groups().empty()) {
+  if (writer_ && interrupted_by_ == 0 && !p_.data->groups().empty()) {
     result.groups = evaluate_groups(p_, experiment_.train.batch_size);
     std::string table = group_table(result.groups);
     table.pop_back();  // the log adds the last newline
@@ -342,14 +378,18 @@ TrainResult Trainer::run() {
   result.tokens_per_second =
       seconds > 0 ? static_cast<double>(tokens_seen_ - tokens_at_start_) / seconds : 0.0;
   result.diverged = diverged_;
+  result.interrupted_by = interrupted_by_;
   char resources[96] = "";
   if (startup_seconds_ >= 0) {
     std::snprintf(resources, sizeof resources,
                   " (first step %.2f s after start, peak RSS %.0f MiB)", startup_seconds_,
                   peak_rss_mib());
   }
-  metrics_.print("stopped at step " + std::to_string(state_.step) + ": " + stop_reason_ + resources,
-                 false);
+  metrics_.print(
+      "stopped at step " + std::to_string(state_.step) + ": " + stop_reason_ +
+          (interrupted_by_ ? std::string(" by ") + interrupt_name(interrupted_by_) : "") +
+          resources,
+      false);
   write_summary(result);
   return result;
 }
@@ -361,7 +401,6 @@ void Trainer::end_of_step(bool evaluated, const Metrics& eval) {
     if (p_.scheduler) p_.scheduler->on_evaluation(state_.step, eval);
     for (auto& callback : p_.callbacks) callback->on_eval_end(state_, eval, *this);
   }
-  write_pending_checkpoints();
 }
 
 double Trainer::mfu(double tokens_per_second) const {
@@ -572,6 +611,7 @@ void Trainer::write_summary(const TrainResult& result) const {
   summary.add("config_hash", provenance_.config_hash);
   summary.add("steps", result.steps);
   summary.add("stop_reason", result.stop_reason);
+  if (result.interrupted_by != 0) summary.add("signal", interrupt_name(result.interrupted_by));
   summary.add("wall_seconds", result.wall_seconds);
   summary.add("tokens_seen", tokens_seen_);
   summary.add("tokens_per_second", result.tokens_per_second);

@@ -33,12 +33,13 @@ namespace lmrun::host {
 
 struct TrainResult {
   std::int64_t steps = 0;
-  std::string stop_reason;  // "max_steps", or what a callback said
+  std::string stop_reason;  // "max_steps", "interrupted", or what a callback said
   Metrics final_metrics;    // the last evaluation's
   double wall_seconds = 0.0;
   double tokens_per_second = 0.0;    // training tokens / wall time of this run, evaluation included
   bool diverged = false;             // the training loss became NaN or infinite
   std::vector<GroupMetrics> groups;  // the dataset's groups, each evaluated whole at the end
+  int interrupted_by = 0;            // SIGINT or SIGTERM that stopped it (train/interrupt.h); 0
 };
 
 class Trainer final : public TrainerControl {
@@ -55,6 +56,9 @@ class Trainer final : public TrainerControl {
   // and the metrics files cut back to its step.
   void resume(const std::filesystem::path& checkpoint);
 
+  // Trains until max_steps, max_time, a callback's stop, divergence, or SIGINT/SIGTERM under an
+  // InterruptGuard (then at the step's end, without the final evaluation). A failed write (a full
+  // disk) throws after writing what summary.json it can.
   TrainResult run();
 
   // Whether run() completed at least one optimizer step.
@@ -77,6 +81,7 @@ class Trainer final : public TrainerControl {
  private:
   // batch_size sequences of `split`; data-parallel: this rank's slice of the global batch.
   Batch sample_slice(Split split, at::Generator& generator);
+  // The callbacks' part of a step's end; the checkpoints they ask for are written by the caller.
   void end_of_step(bool evaluated, const Metrics& eval);
   void write_pending_checkpoints();
   void write_checkpoint_now(const std::string& name);
@@ -123,12 +128,15 @@ class Trainer final : public TrainerControl {
   double startup_seconds_ = -1;  // process start to this process's first step; -1: not yet
 
   std::string stop_reason_;
+  int interrupted_by_ = 0;  // the signal that stopped the run
   std::vector<std::string> pending_checkpoints_;
   std::vector<std::string> pending_removals_;  // remove_checkpoint: after the step's writes
   Metrics logged_;                             // log_metric's values of this step
   std::optional<double> next_lr_;              // set_next_lr: the next step's, once
   bool checkpoint_at_last_step_ = false;
   bool trained_ = false;
+
+  TrainResult run_steps();
   bool diverged_ = false;
 };
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -74,7 +75,18 @@ int spawn_process(const std::vector<std::string>& argv, const std::vector<std::s
                                      O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
   }
-  const int error = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  // The child starts with SIGINT and SIGTERM at their defaults, even where this process inherited
+  // them ignored (a background job of a script): the signals the parent forwards must reach it.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGTERM);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF);
+  const int error = posix_spawn(&pid, args[0], &actions, &attributes, args.data(), envp.data());
+  posix_spawnattr_destroy(&attributes);
   posix_spawn_file_actions_destroy(&actions);
   return error;
 }
