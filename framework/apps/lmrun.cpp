@@ -56,6 +56,22 @@ Plugins load from the build's or install's plugin folder, then LMRUN_PLUGIN_PATH
 separated), then the experiment's [plugins] paths, then each --plugin-dir.
 )";
 
+// "/ro/run: Permission denied (cannot create directories)" from libstdc++'s "filesystem error:
+// cannot create directories: Permission denied [/ro/run]".
+std::string filesystem_message(const std::filesystem::filesystem_error& e) {
+  std::string what = e.what();
+  const std::string prefix = "filesystem error: ";
+  if (what.rfind(prefix, 0) == 0) what.erase(0, prefix.size());
+  what = what.substr(0, what.find(" ["));
+  const std::size_t colon = what.rfind(": ");
+  const std::string operation = colon == std::string::npos ? what : what.substr(0, colon);
+  std::string out = e.path1().string();
+  if (!e.path2().empty()) out += " and " + e.path2().string();
+  out += ": " + e.code().message();
+  // "cannot create directories" says what was tried; a bare function name ("status") does not.
+  return operation.find(' ') == std::string::npos ? out : out + " (" + operation + ")";
+}
+
 int usage_error(const std::string& message) {
   std::cerr << "lmrun: error: " << message << "\n(see lmrun --help)\n";
   return kExitUsage;
@@ -289,6 +305,11 @@ int main(int argc, char** argv) {
   } catch (const lmrun::Error& e) {
     std::cerr << "lmrun: error: " << e.what() << "\n";
     if (!e.hint().empty()) std::cerr << "  hint: " << e.hint() << "\n";
+    return exit_code_of(e);
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A std::filesystem call without an error_code (permissions, a read-only file system): what
+    // failed and on which path, without the library's "filesystem error: " wording.
+    std::cerr << "lmrun: error: " << filesystem_message(e) << "\n";
   } catch (const std::exception& e) {
     // LibTorch's errors without their C++ backtrace (LMRUN_DEBUG=1 keeps it).
     std::cerr << "lmrun: error: " << exception_message(e) << "\n";

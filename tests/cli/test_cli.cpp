@@ -318,18 +318,19 @@ TEST(Tokenize, TextToIdsAndBackWithANamedTokenizer) {
 }
 
 TEST(Tokenize, ErrorsSayWhatToPass) {
+  // The command line's own mistakes exit 2 (issue 21: one rule for options and --set).
   auto result = run_lmrun({"tokenize", "--text", "x"});
-  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.exit_code, 2);
   EXPECT_THAT(result.output, HasSubstr("tokenize needs a tokenizer"));
   result = run_lmrun({"tokenize", "--tokenizer", "bpee", "--text", "x"});
-  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.exit_code, 2);
   EXPECT_THAT(result.output, HasSubstr("unknown tokenizer 'bpee' (did you mean bpe?)"));
   result = run_lmrun({"tokenize", "--tokenizer", "bpe", "--set", "model.n_layer=2", "--text", "x"});
-  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.exit_code, 2);
   EXPECT_THAT(result.output, HasSubstr("only tokenizer.KEY=VALUE applies"));
   result = run_lmrun(
       {"tokenize", "--tokenizer", "bpe", "--set", "tokenizer.vocab_sise=3", "--text", "x"});
-  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.exit_code, 2);
   EXPECT_THAT(result.output, HasSubstr("vocab_size"));
   result = run_lmrun({"tokenize", "--tokenizer", "bpe", "--text", "x"});  // never fitted
   EXPECT_EQ(result.exit_code, 1);

@@ -203,11 +203,11 @@ TEST(Predict, LabelsTextsAndFilesAndAgreesWithEval) {
 
   // Nothing to label, and a file that is not there: errors that say what to pass.
   predict = run_lmrun({"predict", run.string()}, dir.path());
-  EXPECT_EQ(predict.exit_code, 1);
+  EXPECT_EQ(predict.exit_code, 2);  // the command line's mistake
   EXPECT_THAT(predict.output, HasSubstr("pass --text"));
   predict = run_lmrun({"predict", run.string(), "--input", "missing.txt"}, dir.path());
   EXPECT_EQ(predict.exit_code, 1);
-  EXPECT_THAT(predict.output, HasSubstr("cannot read --input missing.txt"));
+  EXPECT_THAT(predict.output, HasSubstr("--input missing.txt does not exist"));
   predict = run_lmrun({"predict", run.string(), "--input", "."}, dir.path());
   EXPECT_EQ(predict.exit_code, 1);
   EXPECT_THAT(predict.output, HasSubstr("--input . is a folder"));

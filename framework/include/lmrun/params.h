@@ -26,7 +26,6 @@ namespace lmrun {
 
 enum class ParamType { kBool, kInt, kFloat, kString, kPath, kIntList, kFloatList, kStringList };
 
-
 inline const char* type_name(ParamType type) {
   switch (type) {
     case ParamType::kBool:
@@ -67,6 +66,10 @@ enum class ParamRole {
   // is held out); `lmrun FILE.toml` with folds >= 2 runs one run per fold, setting the fold.
   kFolds,
   kFold,
+  // A path parameter naming a file the plugin reads (a dataset's text, a tokenizer's
+  // vocabulary). Validation (`lmrun check` and every run) refuses one that is not a regular file:
+  // missing, a folder, a FIFO. An empty path (not given) passes. (API 8.1)
+  kInputFile,
 };
 
 struct ParamSpec {

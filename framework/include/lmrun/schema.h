@@ -160,6 +160,8 @@ class ParamBuilder {
     spec_.role = role;
     return *this;
   }
+  // A path the plugin reads: validation refuses it unless it names a regular file (params.h).
+  ParamBuilder& input_file() { return role(ParamRole::kInputFile); }
   // Samplers: the REPL command that sets this parameter (`/temp 0.7`), and whether the sampler
   // goes first in the chain when the command adds it.
   ParamBuilder& shortcut(std::string command, bool first_in_chain = false) {

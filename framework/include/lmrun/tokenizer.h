@@ -18,6 +18,7 @@
 
 #include "lmrun/error.h"
 #include "lmrun/registry.h"
+#include "lmrun/util/files.h"
 
 namespace lmrun {
 
@@ -56,10 +57,14 @@ class LMRUN_API Tokenizer {
 inline std::filesystem::path saved_tokenizer_file(const std::filesystem::path& folder,
                                                   const std::string& name, const std::string& who) {
   const std::filesystem::path file = folder / name;
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) {
+  const std::string problem = regular_file_problem(file);  // a FIFO would block the reader
+  if (problem == "does not exist") {
     throw Error(who + "no saved tokenizer: " + file.string() + " does not exist",
                 "load() takes the folder that save() wrote (a run's tokenizer/ folder)");
+  }
+  if (!problem.empty()) {
+    throw Error(who + "saved tokenizer " + file.string() + " " + problem,
+                "put back the file that save() wrote");
   }
   return file;
 }

@@ -13,6 +13,8 @@
 namespace lmrun {
 
 inline constexpr const char* kVersion = LMRUN_VERSION_STRING;
+// 8.1: ParamRole::kInputFile (ParamBuilder::input_file): a path that validation checks names a
+// regular file.
 // 8: Model::weight_layouts, export_weights and import_weights (weights under other tools' names:
 // lmrun export, [model] init_from), with WeightLayout, NamedTensor and ExternalWeights;
 // Model::quantize (--quantize int8) and export_onnx, with OnnxGraph.
@@ -27,7 +29,7 @@ inline constexpr const char* kVersion = LMRUN_VERSION_STRING;
 // learning_rates, Schema enforcement in parse and add_enum, parameter roles and shortcuts, size
 // estimates, toolkit headers under lmrun/util/. Migration notes: README, "Plugin SDK 6.0".
 inline constexpr std::uint32_t kApiVersionMajor = 8;
-inline constexpr std::uint32_t kApiVersionMinor = 0;
+inline constexpr std::uint32_t kApiVersionMinor = 1;
 // Major in the high 16 bits, minor in the low 16: what a plugin descriptor carries.
 inline constexpr std::uint32_t kApiVersion = (kApiVersionMajor << 16) | kApiVersionMinor;
 

@@ -166,6 +166,17 @@ std::string one_line(const PluginSpec& spec, const PluginRegistry& registry) {
 
 // -----------------------------------------------------------------------------------------------
 
+int exit_code_of(const Error& error) {
+  if (dynamic_cast<const UsageError*>(&error) != nullptr) return kExitUsage;
+  const auto* config = dynamic_cast<const ConfigError*>(&error);
+  if (config == nullptr || config->problems().empty()) return kExitError;
+  for (const Problem& problem : config->problems()) {
+    // "--set KEY=VALUE", "--tokenizer NAME": an option's; anything else is the file's own.
+    if (problem.location.rfind("--", 0) != 0) return kExitError;
+  }
+  return kExitUsage;
+}
+
 int command_check(const CommonArgs& common, const ExperimentArgs& args) {
   Resolved resolved = resolve(common, args);
   check_plan(resolved.experiment, resolved.plugins->registry);
@@ -489,10 +500,12 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
 RunDir open_run_dir(const CommonArgs& common, const RunDirArgs& args,
                     const std::vector<Kind>& needed) {
   const fs::path config = args.run_dir / "config.toml";
-  if (!fs::is_regular_file(config)) {
+  const std::string problem = regular_file_problem(config);
+  if (problem == "does not exist") {
     throw Error(args.run_dir.string() + " is not a run folder: it has no config.toml",
                 "name the out_dir of a run");
   }
+  if (!problem.empty()) throw Error("run folder's " + config.string() + " " + problem);
   ExperimentArgs experiment;
   experiment.file = config;
   experiment.overrides = args.overrides;
@@ -548,11 +561,15 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
   if (args.max_new_tokens) g.max_new_tokens = *args.max_new_tokens;
   if (args.num_samples) g.num_samples = *args.num_samples;
   if (args.seed) g.seed = *args.seed;
-  if (g.max_new_tokens < 0 || g.num_samples < 1)
-    throw Error("--max-new-tokens must be >= 0 and --num-samples >= 1");
-  if (!args.prompts.empty() && args.prompt) throw Error("give --prompt or --prompts, not both");
+  if (g.max_new_tokens < 0 || g.max_new_tokens > kMaxNewTokens || g.num_samples < 1) {
+    throw UsageError("--max-new-tokens must be in [0, " + std::to_string(kMaxNewTokens) +
+                     "] and --num-samples >= 1");
+  }
+  if (!args.prompts.empty() && args.prompt)
+    throw UsageError("give --prompt or --prompts, not both");
   const std::vector<std::string> prompts =
       args.prompts.empty() ? std::vector<std::string>{} : read_prompts(args.prompts);
+  if (!args.output.empty()) check_output_file(args.output, "--output");
   configure_runtime(e.train.threads);
   Pipeline p = build_inference_pipeline(e, run.resolved.plugins->registry, run.checkpoint);
   apply_quantize(p, args);
@@ -566,7 +583,7 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
     }
   }
   if (args.interactive || args.chat) {
-    if (!args.prompts.empty()) throw Error("give --prompts or --interactive, not both");
+    if (!args.prompts.empty()) throw UsageError("give --prompts or --interactive, not both");
     ReplSettings settings;
     settings.checkpoint = run.checkpoint.string();
     settings.samplers = e.samplers;
@@ -587,7 +604,7 @@ int command_generate(const CommonArgs& common, const RunDirArgs& args) {
                     "--interactive continues any text");
       }
       if (!args.prompts.empty() || args.prompt)
-        throw Error("lmrun chat reads its turns from the input, not --prompt");
+        throw UsageError("lmrun chat reads its turns from the input, not --prompt");
     }
     // A terminal gets line editing and the history of earlier sessions; a pipe is read as is.
     if (!::isatty(STDIN_FILENO))

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "lmrun/error.h"
+
 namespace lmrun::host {
 
 struct CommonArgs {
@@ -99,9 +101,22 @@ int command_predict(const CommonArgs& common, const RunDirArgs& args);
 int command_inspect(const CommonArgs& common, const RunDirArgs& args);
 int command_describe(const CommonArgs& common, const std::string& name);
 
-// Exit codes.
+// Exit codes. One rule: what the command line says wrong exits kExitUsage (an unknown option, an
+// option's bad value, a --set that does not parse or that validation refuses); what the
+// experiment file or the run gets wrong exits kExitError.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;  // invalid experiment, bad plugin, failed run
 inline constexpr int kExitUsage = 2;  // bad command line
+
+// An option's value or a combination of options lmrun cannot take ("--split must be train, val
+// or test"): main exits kExitUsage for it.
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
+// kExitUsage for a UsageError, and for a ConfigError whose every problem comes from the command
+// line (located at an option: "--set KEY=VALUE"); kExitError for any other error.
+int exit_code_of(const Error& error);
 
 }  // namespace lmrun::host

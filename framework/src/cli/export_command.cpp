@@ -13,8 +13,8 @@ namespace lmrun::host {
 
 int command_export(const CommonArgs& common, const ExportArgs& args) {
   if (args.format.empty()) {
-    throw Error("lmrun export needs --format: safetensors, nanogpt or onnx",
-                "lmrun export RUN_DIR --format safetensors [-o OUT]");
+    throw UsageError("lmrun export needs --format: safetensors, nanogpt or onnx",
+                     "lmrun export RUN_DIR --format safetensors [-o OUT]");
   }
   RunDirArgs run_args;
   run_args.run_dir = args.run_dir;

@@ -14,6 +14,7 @@
 
 #include "cli/commands.h"
 #include "cli/run_dir.h"
+#include "config/diagnostics.h"
 #include "lmrun/util/utf8.h"
 #include "train/checkpoint.h"
 #include "train/pipeline.h"
@@ -38,7 +39,7 @@ Split parse_split(const std::string& name) {
   if (name == "train") return Split::kTrain;
   if (name == "val") return Split::kVal;
   if (name == "test") return Split::kTest;
-  throw Error("--split must be train, val or test, not '" + name + "'");
+  throw UsageError("--split must be train, val or test, not '" + abbreviate(name) + "'");
 }
 
 Pipeline trained_pipeline(const RunDir& run, const fs::path& run_dir) {
@@ -193,6 +194,7 @@ Metrics evaluate_run(const CommonArgs& common, const RunDirArgs& args,
 
 int command_eval(const CommonArgs& common, const RunDirArgs& args) {
   const Split split = parse_split(args.split);
+  if (!args.output.empty()) check_output_file(args.output, "--output");
   RunDir run = open_run_dir(common, args, kTrainedPipelineKinds);
   const Experiment& e = run.resolved.experiment;
   Pipeline p = trained_pipeline(run, args.run_dir);
@@ -249,8 +251,9 @@ int command_eval(const CommonArgs& common, const RunDirArgs& args) {
 
 int command_predict(const CommonArgs& common, const RunDirArgs& args) {
   if (args.texts.empty() && args.input.empty())
-    throw Error("predict needs texts",
-                "pass --text \"...\" (repeatable) or --input FILE (- for stdin)");
+    throw UsageError("predict needs texts",
+                     "pass --text \"...\" (repeatable) or --input FILE (- for stdin)");
+  if (!args.output.empty()) check_output_file(args.output, "--output");
   std::vector<std::string> texts = args.texts;
   if (!args.input.empty()) {
     for (std::string& line : lines_of(read_input(args.input, "--input")))

@@ -70,7 +70,7 @@ int report(const SweepArgs& args) {
 
 int command_sweep(const CommonArgs& common, const SweepArgs& args) {
   if (!args.report.empty()) return report(args);
-  if (args.jobs < 1) throw Error("--jobs must be at least 1");
+  if (args.jobs < 1) throw UsageError("--jobs must be at least 1");
   const sweep::Shard shard = args.shard.empty() ? sweep::Shard{} : sweep::parse_shard(args.shard);
 
   // The spec and the base experiment.

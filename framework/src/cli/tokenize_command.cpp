@@ -25,7 +25,7 @@ namespace {
 // The inputs: each --text, or the input's lines (CR of CRLF dropped), or all of it (--whole).
 std::vector<std::string> inputs_of(const TokenizeArgs& args) {
   if (!args.texts.empty()) {
-    if (!args.input.empty()) throw Error("give --text or --input, not both");
+    if (!args.input.empty()) throw UsageError("give --text or --input, not both");
     return args.texts;
   }
   const std::string text = read_input(args.input.empty() ? fs::path("-") : args.input, "--input");
@@ -71,8 +71,9 @@ std::shared_ptr<Tokenizer> named_tokenizer(const CommonArgs& common, const Token
     const auto eq = o.find('=');
     const std::string key = o.substr(0, eq);
     if (eq == std::string::npos || key.rfind("tokenizer.", 0) != 0) {
-      throw Error("--set " + o + ": with --tokenizer, only tokenizer.KEY=VALUE applies",
-                  "for example --set tokenizer.vocab=data/gpt2/encoder.json");
+      throw UsageError(
+          "--set " + abbreviate(o) + ": with --tokenizer, only tokenizer.KEY=VALUE applies",
+          "for example --set tokenizer.vocab=data/gpt2/encoder.json");
     }
     set_key(doc, key, o.substr(eq + 1), "--set " + o);
   }
@@ -86,15 +87,17 @@ std::shared_ptr<Tokenizer> named_tokenizer(const CommonArgs& common, const Token
 
 int command_tokenize(const CommonArgs& common, const TokenizeArgs& args) {
   if (args.run_dir.empty() == args.tokenizer.empty()) {
-    throw Error("tokenize needs a tokenizer",
-                "name a run folder (lmrun tokenize RUN_DIR) or a plugin (--tokenizer bpe "
-                "--set tokenizer.KEY=VALUE), one of the two");
+    throw UsageError("tokenize needs a tokenizer",
+                     "name a run folder (lmrun tokenize RUN_DIR) or a plugin (--tokenizer bpe "
+                     "--set tokenizer.KEY=VALUE), one of the two");
   }
+  if (!args.output.empty()) check_output_file(args.output, "--output");
   std::unique_ptr<LoadedRegistry> plugins;
   RunDir run;
   std::shared_ptr<Tokenizer> tokenizer;
   if (!args.run_dir.empty()) {
-    if (!args.fit.empty()) throw Error("--fit applies to --tokenizer: a run's tokenizer is fitted");
+    if (!args.fit.empty())
+      throw UsageError("--fit applies to --tokenizer: a run's tokenizer is fitted");
     RunDirArgs run_args;
     run_args.run_dir = args.run_dir;
     run_args.overrides = args.overrides;

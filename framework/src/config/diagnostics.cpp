@@ -3,10 +3,18 @@
 
 namespace lmrun::host {
 
+std::string abbreviate(const std::string& text, std::size_t limit) {
+  if (text.size() <= limit) return text;
+  std::size_t cut = limit;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + "... (" + std::to_string(text.size()) + " bytes)";
+}
+
 std::string Problem::text() const {
   std::string out;
-  if (!location.empty()) out += location + ": ";
-  if (!key.empty()) out += key + ": ";
+  // A location or key made from the command line (--set KEY=VALUE) can be any length.
+  if (!location.empty()) out += abbreviate(location, 120) + ": ";
+  if (!key.empty()) out += abbreviate(key) + ": ";
   return out + message;
 }
 

@@ -26,6 +26,11 @@ class ConfigError : public Error {
   std::vector<Problem> problems_;
 };
 
+// `text` as an error message echoes it: whole up to `limit` bytes, else its first `limit` and
+// "... (N bytes)" (a megabyte-long --set value is not printed back whole). Cuts between UTF-8
+// characters.
+std::string abbreviate(const std::string& text, std::size_t limit = 80);
+
 class Diagnostics {
  public:
   void add(std::string location, std::string key, std::string message) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "lmrun/util/files.h"
 #include "lmrun/util/suggest.h"
 
 namespace fs = std::filesystem;
@@ -69,7 +70,7 @@ const Schema<GenerateOptions>& generate_schema() {
     Schema<GenerateOptions> s;
     s.add("prompt", &GenerateOptions::prompt, "text the samples continue");
     s.add("max_new_tokens", &GenerateOptions::max_new_tokens, "tokens to generate per sample")
-        .min(0);
+        .range(0, static_cast<double>(kMaxNewTokens));
     s.add("num_samples", &GenerateOptions::num_samples, "samples to draw").min(1);
     s.add("seed", &GenerateOptions::seed, "sampling seed; -1: the experiment's seed").min(-1);
     s.add("stop", &GenerateOptions::stop,
@@ -130,7 +131,7 @@ namespace {
 std::string describe_node(const toml::node& node) {
   switch (node.type()) {
     case toml::node_type::string:
-      return "the string " + quote(node.as_string()->get());
+      return "the string " + quote(abbreviate(node.as_string()->get()));
     case toml::node_type::integer:
       return "the integer " + std::to_string(node.as_integer()->get());
     case toml::node_type::floating_point:
@@ -317,6 +318,15 @@ std::optional<Value> Validator::convert(const toml::node& node, const ParamSpec&
     value = convert_scalar(node, spec.type, key, problem);
   }
   if (value && problem.empty()) problem = check_value(*value, spec);
+  if (value && problem.empty() && spec.role == ParamRole::kInputFile) {
+    // A file the plugin reads: missing, a folder or a FIFO is found now, not after training.
+    const std::string& path = std::get<std::string>(*value);
+    const std::string why = path.empty() ? "" : regular_file_problem(path);
+    if (why == "does not exist")
+      problem = path + " " + why + " (a relative path resolves against the working directory)";
+    else if (!why.empty())
+      problem = path + " " + why;
+  }
   if (!problem.empty()) {
     diagnostics_.add(where(&node), key, problem);
     return std::nullopt;

@@ -48,6 +48,11 @@ struct TrainOptions {
   std::string precision = "fp32";  // fp32, or bf16: forward and loss under CUDA autocast
 };
 
+// The most tokens one sample may ask for ([generate] max_new_tokens, --max-new-tokens): far past
+// any context a model here attends to, and small enough that the buffers for it always fit (10^12
+// failed with bad_alloc after training, issue 21).
+inline constexpr std::int64_t kMaxNewTokens = 1'000'000;
+
 // [generate] (the section is optional: without it a run draws no samples)
 struct GenerateOptions {
   std::string prompt = "\n";

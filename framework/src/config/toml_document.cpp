@@ -2,7 +2,14 @@
 #include "config/toml_document.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <set>
+#include <string_view>
+
+#include "lmrun/util/files.h"
 
 namespace fs = std::filesystem;
 
@@ -38,18 +45,88 @@ std::string display(const fs::path& path) {
                                                                            : path.string();
 }
 
-toml::table parse_file(const fs::path& file, const std::string& named_at) {
-  std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) {
-    fail(named_at, "", "experiment file " + display(file) + " does not exist");
+// ---------------------------------------------------------------------------------------------
+// Float literals a double cannot hold. TOML++ reads 1e-400 as 0 and refuses 1e400; a value that
+// silently became 0 (grad_clip = 1e-400: clipping off) is refused instead (issue 21).
+
+// Why `literal` is not the float `value` it was read as: "" when it is. A literal with a nonzero
+// digit before its exponent that reads as 0 or a subnormal underflowed.
+std::string float_problem(const std::string& literal, double value) {
+  const std::string mantissa = literal.substr(0, literal.find_first_of("eE"));
+  if (mantissa.find_first_of("123456789") == std::string::npos) return "";
+  if (value != 0 && std::fpclassify(value) != FP_SUBNORMAL) return "";
+  return abbreviate(literal) + " is too small for a float: it would be " +
+         (value == 0 ? "0" : "a subnormal number") +
+         " (the smallest normal float is about 2.2e-308); write 0 if 0 is meant";
+}
+
+// The number literal at 1-based `column` of `line` (TOML++ counts columns in code points).
+std::string literal_at(std::string_view line, std::size_t column) {
+  std::size_t at = 0;
+  for (std::size_t c = 1; c < column && at < line.size(); ++c) {
+    ++at;
+    while (at < line.size() && (static_cast<unsigned char>(line[at]) & 0xC0) == 0x80) ++at;
   }
+  std::size_t end = at;
+  while (end < line.size() && std::strchr("0123456789+-._eE", line[end]) != nullptr) ++end;
+  return std::string(line.substr(at, end - at));
+}
+
+// Calls `report(node, dotted key, problem)` for each float under `node` whose literal in `text`
+// (the document it was parsed from) underflowed.
+template <class Report>
+void check_floats(const toml::node& node, const std::string& key,
+                  const std::vector<std::string_view>& lines, const Report& report) {
+  if (const toml::table* table = node.as_table()) {
+    for (const auto& [name, child] : *table)
+      check_floats(child,
+                   key.empty() ? std::string(name.str()) : key + "." + std::string(name.str()),
+                   lines, report);
+  } else if (const toml::array* array = node.as_array()) {
+    for (std::size_t i = 0; i < array->size(); ++i)
+      check_floats(*array->get(i), key + "." + std::to_string(i), lines, report);
+  } else if (const toml::value<double>* value = node.as_floating_point()) {
+    const auto& begin = node.source().begin;
+    if (begin.line == 0 || begin.line > lines.size()) return;
+    const std::string problem =
+        float_problem(literal_at(lines[begin.line - 1], begin.column), value->get());
+    if (!problem.empty()) report(node, key, problem);
+  }
+}
+
+std::vector<std::string_view> split_lines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  for (std::size_t start = 0; start <= text.size();) {
+    const std::size_t end = std::min(text.find('\n', start), text.size());
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+toml::table parse_file(const fs::path& file, const std::string& named_at) {
+  // Checked before opening: a FIFO would block the read forever, /dev/null reads as empty.
+  const std::string problem = regular_file_problem(file);
+  if (!problem.empty()) fail(named_at, "", "experiment file " + display(file) + " " + problem);
+  std::string text;
   try {
-    return toml::parse_file(file.string());
+    text = read_file(file);
+  } catch (const Error& error) {
+    fail(named_at, "", error.what());  // "cannot read FILE: Permission denied"
+  }
+  toml::table table;
+  try {
+    table = toml::parse(text, file.string());
   } catch (const toml::parse_error& e) {
     const auto& begin = e.source().begin;
     fail(display(file) + ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column), "",
          "TOML syntax error: " + std::string(e.description()));
   }
+  check_floats(table, "", split_lines(text),
+               [](const toml::node& node, const std::string& key, const std::string& problem) {
+                 fail(location_of(node), key, problem);
+               });
+  return table;
 }
 
 // Notes that the table at `path` changes its `type` to `to` (set at `where`): its other keys,
@@ -209,6 +286,22 @@ void set_key(TomlDocument& doc, const std::string& key, const std::string& text,
     parsed = result.get("value");
   } catch (const toml::parse_error&) {
     parsed = nullptr;
+  }
+  if (parsed != nullptr) {
+    const std::string line = "value = " + text;
+    check_floats(*parsed, key, split_lines(line),
+                 [&](const toml::node&, const std::string&, const std::string& problem) {
+                   fail(where, key, problem);
+                 });
+  } else {
+    // Not TOML, but a number all the same: one past a double's range (TOML++ refuses 1e400).
+    errno = 0;
+    char* end = nullptr;
+    const double number = std::strtod(text.c_str(), &end);
+    if (!text.empty() && *end == '\0' && errno == ERANGE && std::isinf(number)) {
+      fail(where, key,
+           abbreviate(text) + " is out of range of a float (the largest is about 1.8e308)");
+    }
   }
   // A changed type: the section's other keys came with the old one, but for those set by --set
   // or the sweep, which are the user's own.

@@ -51,9 +51,10 @@ void on_fatal_signal(int signal) {
         "\n  hint: the plugin crashed; lmrun cannot go on. Report it to the plugin's author with "
         "the experiment that led here, or leave the plugin out of the experiment\n");
   } else {
-    write_text(" in lmrun, outside any plugin call\n  hint: this is a bug in lmrun; please report "
-               "it with the experiment and the command that led here (LMRUN_DEBUG=1 adds a "
-               "backtrace)\n");
+    write_text(
+        " in lmrun, outside any plugin call\n  hint: this is a bug in lmrun; please report "
+        "it with the experiment and the command that led here (LMRUN_DEBUG=1 adds a "
+        "backtrace)\n");
   }
   if (g_debug) {
     void* frames[64];
@@ -147,6 +148,8 @@ std::string exception_message(const std::exception& e) {
     // frames; what_without_backtrace() keeps the first of those lines on some builds.
     if (const auto at = message.find("\nException raised from "); at != std::string::npos)
       message.resize(at);
+    // An enforce failure (the CPU allocator's "can't allocate memory") lists its frames at once.
+    if (const auto at = message.find("\nframe #"); at != std::string::npos) message.resize(at);
     while (!message.empty() && (message.back() == '\n' || message.back() == ' '))
       message.pop_back();
     return message;
@@ -160,8 +163,9 @@ void rethrow_as_plugin_error(const PluginWho& who, const char* call) {
   } catch (const Error& e) {
     throw e.with_context(who.name);
   } catch (const c10::Error& e) {
-    throw Error(who.name + ": " + call + " failed in LibTorch: " + exception_message(e),
-                file_hint(who) + (debug_mode() ? "" : "; LMRUN_DEBUG=1 shows LibTorch's backtrace"));
+    throw Error(
+        who.name + ": " + call + " failed in LibTorch: " + exception_message(e),
+        file_hint(who) + (debug_mode() ? "" : "; LMRUN_DEBUG=1 shows LibTorch's backtrace"));
   } catch (const std::exception& e) {
     throw Error(who.name + ": " + call + " threw " + current_exception_type() + ": " + e.what(),
                 file_hint(who));

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <new>
 #include <optional>
 #include <set>
 
@@ -124,6 +125,39 @@ void attach_objective(Pipeline& p) {
   p.scored = scored_model(p.model, p.objective);
 }
 
+// The model; an allocation failure while building it is one line with the size it needed
+// (LibTorch's message carries a backtrace of dozens of frames, issue 21).
+std::shared_ptr<Model> make_model(const Experiment& e, const PluginRegistry& registry,
+                                  const ModelContext& context) {
+  try {
+    return make_plugin<Model>(registry, e.model.type, e.model.params, context);
+  } catch (const std::exception& error) {
+    const std::string what = error.what();
+    if (dynamic_cast<const std::bad_alloc*>(&error) == nullptr &&
+        what.find("can't allocate memory") == std::string::npos &&
+        what.find("bad_alloc") == std::string::npos)
+      throw;
+    std::string size;
+    const Registration* registration = registry.find(Kind::kModel, e.model.type);
+    if (registration != nullptr && registration->estimate) {
+      try {
+        const double parameters = registration->estimate(e.model.params, &context).parameters;
+        char text[96];
+        std::snprintf(text, sizeof text, " (%.3g parameters: %.3g GB of fp32 weights)", parameters,
+                      4.0 * parameters / 1e9);
+        size = text;
+      } catch (...) {
+        // No size then: the allocation failure is what to report.
+      }
+    }
+    const std::size_t tried = what.find("you tried to allocate ");
+    const std::string detail =
+        tried == std::string::npos ? "" : "; " + what.substr(tried, what.find('.', tried) - tried);
+    throw Error("model '" + e.model.type + "' does not fit in memory" + size + detail,
+                "make the model smaller (its layers and widths)");
+  }
+}
+
 }  // namespace
 
 Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
@@ -180,6 +214,16 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
   } catch (const Error& error) {
     throw error.with_context("dataset '" + e.data.type + "'");
   }
+  // The run samples from [generate] prompt at its end: a prompt the tokenizer cannot encode is
+  // refused now, before training, not after (issue 21).
+  if (options.for_training && e.generate) {
+    try {
+      p.tokenizer->encode(e.generate->prompt);
+    } catch (const Error& error) {
+      throw Error("generate.prompt: " + std::string(error.what()),
+                  "change [generate] prompt to text the tokenizer knows");
+    }
+  }
 
   p.objective_spec = objective_spec(e, *p.data, registry);
   p.objective =
@@ -202,7 +246,7 @@ Pipeline build_pipeline(const Experiment& e, const PluginRegistry& registry,
   p.class_names = p.data->class_names();
   p.chat_format = p.data->chat_format();
   if (options.for_training) check_model_size(e, registry, model_context, p.device);
-  p.model = make_plugin<Model>(registry, e.model.type, e.model.params, model_context);
+  p.model = make_model(e, registry, model_context);
   model_context.tokenizer = nullptr;  // the context outlives construction, the pointers need not
   model_context.training_text = {};
   if (init_source) {
@@ -267,7 +311,7 @@ Pipeline build_inference_pipeline(const Experiment& e, const PluginRegistry& reg
   p.chat_format = read_chat_format(checkpoint);
   p.model_context.tokenizer = p.tokenizer.get();
   p.model_context.weights_from_checkpoint = true;
-  p.model = make_plugin<Model>(registry, e.model.type, e.model.params, p.model_context);
+  p.model = make_model(e, registry, p.model_context);
   p.model_context.tokenizer = nullptr;
   p.model->module().to(p.device);
   load_model_weights(checkpoint, *p.model);

@@ -46,14 +46,33 @@ std::string read_input(const fs::path& file, const std::string& option) {
     text << std::cin.rdbuf();
     return text.str();
   }
-  std::error_code ec;
-  if (fs::is_directory(file, ec)) {
-    throw Error(option + " " + file.string() + " is a folder", "pass a text file, or - for stdin");
+  // A regular file only: a FIFO would block the read forever (issue 21).
+  const std::string problem = regular_file_problem(file);
+  if (!problem.empty())
+    throw Error(option + " " + file.string() + " " + problem, "pass a text file, or - for stdin");
+  try {
+    return read_file(file);
+  } catch (const Error& error) {
+    throw error.with_context(option);
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error("cannot read " + option + " " + file.string());
-  text << in.rdbuf();
-  return text.str();
+}
+
+void check_output_file(const fs::path& file, const std::string& option) {
+  const std::string named = option + " " + file.string();
+  const fs::path folder = files_detail::folder_of(file);
+  const std::string folder_problem = regular_file_problem(folder);
+  if (folder_problem != "is a folder") {
+    throw Error(named + ": its folder " + folder.string() + " " +
+                    (folder_problem.empty() ? "is a file" : folder_problem),
+                "create the folder first, or write elsewhere");
+  }
+  if (regular_file_problem(file) == "is a folder")
+    throw Error(named + " is a folder", "name a file to write");
+  try {
+    ::unlink(write_temporary_file(file, "").c_str());  // EACCES, EROFS, ENOSPC: now, not later
+  } catch (const Error& error) {
+    throw Error(named + ": " + error.what(), "write somewhere this user can");
+  }
 }
 
 std::vector<std::string> lines_of(const std::string& text) {

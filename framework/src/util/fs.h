@@ -19,6 +19,12 @@ bool write_file_exclusive(const std::filesystem::path& path, const std::string& 
 // option ("--input x.txt is a folder", "cannot read --input x.txt").
 std::string read_input(const std::filesystem::path& file, const std::string& option);
 
+// Checks, before the work that produces it, that `file` (named by `option`, "-o") can be written:
+// its folder exists and takes a new file (one is created there and removed), and `file` is not a
+// folder. Throws lmrun::Error naming the option and the path. A write after minutes of sampling
+// should not be the first to find a missing folder.
+void check_output_file(const std::filesystem::path& file, const std::string& option);
+
 // The lines of `text`, each without its newline or the CR of a CRLF ending.
 std::vector<std::string> lines_of(const std::string& text);
 

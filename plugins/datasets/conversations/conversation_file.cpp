@@ -111,9 +111,9 @@ Conversation parse_line(std::string_view text, std::int64_t line,
 std::vector<Conversation> read_conversations(const std::filesystem::path& file,
                                              const std::vector<std::string>& markup,
                                              const std::string& who) {
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(file, error)) {
-    throw Error(who + "conversation file " + file.string() + " does not exist or is not a file",
+  const std::string problem = regular_file_problem(file);  // a FIFO would block the read
+  if (!problem.empty()) {
+    throw Error(who + "conversation file " + file.string() + " " + problem,
                 "check `path` in [data]: lmrun resolves a relative path against the working "
                 "directory, so run it from the repository root");
   }

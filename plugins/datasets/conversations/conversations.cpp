@@ -349,7 +349,8 @@ Schema<Options> conversations_schema() {
   schema
       .add("path", &Options::path,
            "JSONL file, one conversation a line: {\"messages\": [{\"role\", \"content\"}, ...]}")
-      .required();
+      .required()
+      .input_file();
   schema
       .add("context_length", &Options::context_length,
            "tokens per window (the model's context length, the system turn not counted)")

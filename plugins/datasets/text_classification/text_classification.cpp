@@ -30,8 +30,9 @@
 
 #include "lmrun/dataset.h"
 #include "lmrun/plugin.h"
-#include "lmrun/util/rows.h"
 #include "lmrun/schema.h"
+#include "lmrun/util/files.h"
+#include "lmrun/util/rows.h"
 
 namespace lmrun::datasets {
 namespace {
@@ -107,11 +108,12 @@ std::vector<std::string> csv_record(const std::string& text, std::size_t& pos, s
 
 std::vector<std::vector<std::string>> read_records(const std::filesystem::path& path, bool csv,
                                                    std::vector<std::int64_t>& lines) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(std::string(kWho) + "cannot read " + path.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
+  std::string text;
+  try {
+    text = read_file(path);  // a regular file only: never a FIFO
+  } catch (const Error& error) {
+    throw Error(std::string(kWho) + error.what(), error.hint());
+  }
   std::vector<std::vector<std::string>> records;
   std::size_t pos = 0;
   std::int64_t line = 1;
@@ -142,9 +144,9 @@ std::vector<std::vector<std::string>> read_records(const std::filesystem::path& 
 }
 
 std::vector<Row> read_rows(const std::filesystem::path& path, const Options& o) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    throw Error(std::string(kWho) + path.string() + " does not exist",
+  const std::string problem = regular_file_problem(path);  // a FIFO would block the read
+  if (!problem.empty()) {
+    throw Error(std::string(kWho) + path.string() + " " + problem,
                 "data paths resolve against the working directory");
   }
   const bool csv = o.format == "csv" || (o.format == "auto" && path.extension() == ".csv");
@@ -399,9 +401,12 @@ class TextClassification final : public RowDataset {
 
 void register_dataset(Registry& registry) {
   Schema<Options> schema;
-  schema.add("train", &Options::train, "TSV or CSV file of the training split").required();
-  schema.add("val", &Options::val, "file of the validation split (or use val_fraction)");
-  schema.add("test", &Options::test, "file of the test split (or use test_fraction)");
+  schema.add("train", &Options::train, "TSV or CSV file of the training split")
+      .required()
+      .input_file();
+  schema.add("val", &Options::val, "file of the validation split (or use val_fraction)")
+      .input_file();
+  schema.add("test", &Options::test, "file of the test split (or use test_fraction)").input_file();
   schema
       .add("val_fraction", &Options::val_fraction,
            "share of train held out for validation, stratified by label")

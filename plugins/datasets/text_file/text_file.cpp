@@ -17,6 +17,7 @@
 
 #include "lmrun/plugin.h"
 #include "lmrun/schema.h"
+#include "lmrun/util/files.h"
 #include "lmrun/util/utf8.h"
 
 namespace lmrun::datasets {
@@ -56,18 +57,14 @@ TextFileDataset::TextFileDataset(TextFileOptions options) : options_(std::move(o
     throw Error("block_size must be >= 1, got " + std::to_string(options_.block_size));
   }
   const std::filesystem::path& path = options_.path;
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) {
+  const std::string problem = regular_file_problem(path);  // a FIFO would block the read
+  if (!problem.empty()) {
     throw Error(
-        "data file " + path.string() + " does not exist or is not a file",
+        "data file " + path.string() + " " + problem,
         "check `path` in [data]: lmrun resolves a relative path against the working directory, "
         "so run it from the repository root (which ships data/tinyshakespeare/input.txt)");
   }
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (!in) throw Error("cannot read data file " + path.string(), "check the file's permissions");
-  text_ = text.str();
+  text_ = read_file(path, "check the file's permissions");
   if (text_.empty()) {
     throw Error(
         "data file " + path.string() + " is empty",
@@ -186,7 +183,7 @@ namespace {
 
 Schema<TextFileOptions> text_file_schema() {
   Schema<TextFileOptions> schema;
-  schema.add("path", &TextFileOptions::path, "UTF-8 text file to model").required();
+  schema.add("path", &TextFileOptions::path, "UTF-8 text file to model").required().input_file();
   schema
       .add("val_fraction", &TextFileOptions::val_fraction,
            "tail fraction of the token stream held out for validation")

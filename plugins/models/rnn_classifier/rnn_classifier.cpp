@@ -318,9 +318,11 @@ void register_classifier(Registry& registry) {
       .add("head_hidden", &Options::head_hidden,
            "units of a ReLU hidden layer before the output; 0: a linear head")
       .min(0);
-  schema.add("embeddings", &Options::embeddings,
-             "a word-vector file (GloVe text format) to initialise the embedding from; its "
-             "dimension must equal n_embd. Empty: random");
+  schema
+      .add("embeddings", &Options::embeddings,
+           "a word-vector file (GloVe text format) to initialise the embedding from; its "
+           "dimension must equal n_embd. Empty: random")
+      .input_file();
   schema.add("freeze_embeddings", &Options::freeze_embeddings,
              "keep the embedding fixed during training (the optimizer never sees it)");
   registry.add<Model>(

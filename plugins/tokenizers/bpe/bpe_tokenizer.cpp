@@ -61,14 +61,17 @@ struct BpeOptions {
 };
 
 std::string read_text(const fs::path& file, const char* what) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    throw Error(std::string(kWho) + "cannot read " + what + " " + file.string(),
+  // A regular file only: a FIFO would block the read forever.
+  const std::string problem = lmrun::regular_file_problem(file);
+  if (!problem.empty()) {
+    throw Error(std::string(kWho) + what + " " + file.string() + " " + problem,
                 "check the path (relative paths are from the folder lmrun runs in)");
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  try {
+    return lmrun::read_file(file);
+  } catch (const Error& error) {
+    throw Error(std::string(kWho) + what + ": " + error.what(), error.hint());
+  }
 }
 
 Json parse_json(const fs::path& file, const char* what) {
@@ -468,10 +471,14 @@ class BpeTokenizer final : public Tokenizer {
 
 Schema<BpeOptions> bpe_schema() {
   Schema<BpeOptions> schema;
-  schema.add("vocab", &BpeOptions::vocab,
-             "GPT-2 encoder.json (or Hugging Face vocab.json); with `merges`");
-  schema.add("merges", &BpeOptions::merges, "GPT-2 vocab.bpe (or Hugging Face merges.txt)");
-  schema.add("file", &BpeOptions::file, "a Hugging Face tokenizer.json of a byte-level BPE model");
+  schema
+      .add("vocab", &BpeOptions::vocab,
+           "GPT-2 encoder.json (or Hugging Face vocab.json); with `merges`")
+      .input_file();
+  schema.add("merges", &BpeOptions::merges, "GPT-2 vocab.bpe (or Hugging Face merges.txt)")
+      .input_file();
+  schema.add("file", &BpeOptions::file, "a Hugging Face tokenizer.json of a byte-level BPE model")
+      .input_file();
   schema
       .add("vocab_size", &BpeOptions::vocab_size,
            "training: tokens in all (special tokens + 256 bytes + merges)")

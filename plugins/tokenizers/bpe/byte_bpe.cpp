@@ -273,8 +273,9 @@ void ByteBpe::merge_word(std::vector<std::int32_t>& s) const {
   using Entry = std::tuple<std::int32_t, std::int32_t, std::int32_t, std::int32_t>;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;  // rank, pos, l, r
   auto push = [&](std::int32_t pos) {
+    if (pos < 0) return;  // the word's first symbol has no left neighbour (prev[0] = -1)
     const std::int32_t after = next[static_cast<std::size_t>(pos)];
-    if (pos < 0 || after < 0) return;
+    if (after < 0) return;
     const auto it =
         ranks_.find(pair_key(s[static_cast<std::size_t>(pos)], s[static_cast<std::size_t>(after)]));
     if (it != ranks_.end())

@@ -87,11 +87,7 @@ void check_markup(const std::vector<std::string>& markup, const std::string& whe
 }
 
 std::string read_whole_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (!in) throw Error("cannot read " + path.string(), "check the file's permissions");
-  return text.str();
+  return read_file(path, "check the file's permissions");  // a regular file only: never a FIFO
 }
 
 // Reads the saved file line by line; every failure names the file and the line.
@@ -170,9 +166,9 @@ CharTokenizer::CharTokenizer(const CharOptions& options, std::vector<std::string
   markup_split_ = MarkupSplit(markup_);
   if (options.vocab.empty()) return;
   const std::filesystem::path& file = options.vocab;
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(file, error)) {
-    throw Error("vocab file " + file.string() + " does not exist or is not a file",
+  const std::string problem = regular_file_problem(file);  // a FIFO would block the read
+  if (!problem.empty()) {
+    throw Error("vocab file " + file.string() + " " + problem,
                 "set `vocab` to a UTF-8 text file holding the vocabulary's characters, or leave "
                 "it out to fit the vocabulary on the training text");
   }
@@ -454,8 +450,10 @@ Schema<CharOptions> char_schema() {
       .add("special_tokens", &CharOptions::special_tokens,
            "special tokens, given ids 0..n-1 in this order before the characters")
       .choices(CharTokenizer::kSpecialTokens);
-  schema.add("vocab", &CharOptions::vocab,
-             "UTF-8 file whose characters are the vocabulary; empty: fit on the training text");
+  schema
+      .add("vocab", &CharOptions::vocab,
+           "UTF-8 file whose characters are the vocabulary; empty: fit on the training text")
+      .input_file();
   return schema;
 }
 

@@ -349,7 +349,8 @@ class SentencePieceTokenizer final : public Tokenizer {
 
 void register_sentencepiece(Registry& registry) {
   Schema<SentencePieceOptions> schema;
-  schema.add("model", &SentencePieceOptions::model, "a SentencePiece .model file; empty: train");
+  schema.add("model", &SentencePieceOptions::model, "a SentencePiece .model file; empty: train")
+      .input_file();
   schema.add("vocab_size", &SentencePieceOptions::vocab_size, "training: pieces in all").min(8);
   schema.add("model_type", &SentencePieceOptions::model_type, "training: the algorithm")
       .choices({"unigram", "bpe", "char", "word"});

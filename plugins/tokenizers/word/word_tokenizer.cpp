@@ -20,6 +20,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -200,8 +201,7 @@ class WordTokenizer final : public lmrun::Tokenizer {
 
   void load(const std::filesystem::path& folder) override {
     const auto file = lmrun::saved_tokenizer_file(folder, "vocab.txt", "word: ");
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw lmrun::Error("word: cannot read " + file.string());
+    std::istringstream in(lmrun::read_file(file));
     std::string line;
     if (!std::getline(in, line) || (line != kHeader && line != kHeaderWithMarkup)) {
       throw lmrun::Error("word: " + file.string() + " line 1 is not '" + kHeader + "'",

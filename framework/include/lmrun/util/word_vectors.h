@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "lmrun/error.h"
+#include "lmrun/util/files.h"
 #include "lmrun/util/utf8.h"
 
 namespace lmrun {
@@ -69,10 +70,13 @@ inline bool all_digits(std::string_view s) {
 
 inline WordVectors read_word_vectors(const std::filesystem::path& file,
                                      const std::unordered_set<std::string>& wanted) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    throw Error("cannot read word vectors " + file.string(),
-                "check the path (it is relative to the folder lmrun runs in)");
+  const std::string problem = regular_file_problem(file);  // a FIFO would block the read
+  std::ifstream in;
+  if (problem.empty()) in.open(file, std::ios::binary);
+  if (!problem.empty() || !in) {
+    throw Error(
+        "cannot read word vectors " + file.string() + (problem.empty() ? "" : ": it " + problem),
+        "check the path (it is relative to the folder lmrun runs in)");
   }
   WordVectors out;
   std::string line;
