@@ -1,6 +1,6 @@
-// Bad input through the lmrun binary (issue 21, "Reliability"): files that are not regular files (a FIFO
-// must never hang lmrun), messages that say what is wrong, one exit-code rule (2: the command
-// line, 1: the experiment or the run), and what `lmrun check` finds before any training.
+// Bad input through the lmrun binary (issue 21, "Reliability"): files that are not regular files
+// (a FIFO must never hang lmrun), messages that say what is wrong, one exit-code rule (2: the
+// command line, 1: the experiment or the run), and what `lmrun check` finds before any training.
 // lmrun runs under timeout(1), so a hang fails the test (exit 124) instead of stalling it.
 #include <sys/stat.h>
 #include <unistd.h>
