@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -139,19 +140,23 @@ TEST(Kill, TwentyKillsAtRandomMomentsAllResumeToTheUninterruptedCurve) {
   ASSERT_EQ(result.exit_code, 0) << result.output;
   const auto reference = losses(dir / "reference");
   ASSERT_EQ(reference.size(), static_cast<std::size_t>(kSteps));
-  // Kills between the first step and a little past the end: start-up is most of a short run.
+  // Kills between the first logged step and a little past the end (start-up is most of a short
+  // run, and a loaded machine stretches it): the delay after step 1 is drawn over the training
+  // time of the reference run.
   const double first_step = summary_of(dir / "reference")["startup_seconds"];
+  const double training = std::max(0.5, seconds - first_step);
 
-  std::mt19937 random(20261203);  // the moments are the same in every run of the test
-  std::uniform_real_distribution<double> moment(first_step, 1.05 * seconds);
+  std::mt19937 random(20261203);  // the delays are the same in every run of the test
+  std::uniform_real_distribution<double> moment(0.0, 1.05 * training);
   int resumed = 0, restarted = 0, in_write = 0, in_eviction = 0;
   for (int kill = 0; kill < 20; ++kill) {
     const double at = moment(random);
-    SCOPED_TRACE("kill " + std::to_string(kill) + " at " + std::to_string(at) + " s");
+    SCOPED_TRACE("kill " + std::to_string(kill) + " " + std::to_string(at) + " s after step 1");
     const fs::path run = dir / ("run-" + std::to_string(kill));
     write_file(dir / "run.toml", experiment(run, kSteps));
     {
       Background training({(dir / "run.toml").string()}, dir / "killed.log");
+      ASSERT_TRUE(wait_for_step(run, 1)) << read_file(dir / "killed.log");
       std::this_thread::sleep_for(std::chrono::duration<double>(at));
       training.signal(SIGKILL);
       training.wait();
@@ -184,7 +189,7 @@ TEST(Kill, TwentyKillsAtRandomMomentsAllResumeToTheUninterruptedCurve) {
   std::cout << "kills: " << resumed << " resumed from a checkpoint, " << restarted
             << " before the first checkpoint (started over); " << in_write
             << " landed in a checkpoint write, " << in_eviction << " in an eviction\n";
-  EXPECT_GE(resumed, 12);
+  EXPECT_GE(resumed, 15);
 }
 
 TEST(Signals, SigtermStopsAtAStepWithItsCheckpointAndTheRunContinuesExactly) {
