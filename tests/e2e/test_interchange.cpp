@@ -478,7 +478,7 @@ TEST_F(Interchange, InitFromRefusesBadWeightsBeforeAnyWork) {
       run_lmrun({"check", (lmrun::test::source_dir() / "experiments" / "gpt_tiny.toml").string(),
                  "--set", "model.init_from=" + (scratch_ / "absent").string()},
                 lmrun::test::source_dir());
-  EXPECT_EQ(check.exit_code, 1) << check.output;
+  EXPECT_EQ(check.exit_code, 2) << check.output;  // the bad value came from --set
   EXPECT_THAT(check.output, HasSubstr("model.init_from"));
   EXPECT_THAT(check.output, HasSubstr("does not exist"));
 }
