@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lmrun/error.h"
+#include "util/tensor_stats.h"
 
 namespace fs = std::filesystem;
 
@@ -33,12 +34,6 @@ constexpr DtypeName kDtypes[] = {
 Error file_error(const fs::path& path, const std::string& what) {
   return Error(path.string() + ": " + what,
                "the file is not a complete safetensors file; export it again");
-}
-
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "lmrun/error.h"
 #include "train/checkpoint.h"
 #include "util/fs.h"
+#include "util/tensor_stats.h"
 
 namespace fs = std::filesystem;
 
@@ -25,12 +26,6 @@ namespace {
 constexpr const char* kHint =
     "init_from takes a .safetensors file (or a folder with model.safetensors), a nanoGPT ckpt.pt, "
     "or an lmrun run, checkpoint or export folder";
-
-std::string shape_text(const at::Tensor& t) {
-  std::string out = "[";
-  for (std::int64_t i = 0; i < t.dim(); ++i) out += (i ? ", " : "") + std::to_string(t.size(i));
-  return out + "]";
-}
 
 // "a, b, c and 4 more"
 std::string some(const std::vector<std::string>& names, std::size_t shown = 8) {
@@ -186,8 +181,8 @@ InitReport load_weights(Model& model, const WeightsSource& source, bool strict) 
     }
     seen.insert(t.name);
     if (!it->second.sizes().equals(t.value.sizes())) {
-      best.mismatched.push_back(t.name + ": file " + shape_text(t.value) + ", model " +
-                                shape_text(it->second));
+      best.mismatched.push_back(t.name + ": file " + shape_text(t.value.sizes()) + ", model " +
+                                shape_text(it->second.sizes()));
       continue;
     }
     copies.emplace_back(it->second, t.value);

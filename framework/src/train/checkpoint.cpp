@@ -19,6 +19,7 @@
 #include "lmrun/version.h"
 #include "util/checksum.h"
 #include "util/fs.h"
+#include "util/tensor_stats.h"
 
 namespace fs = std::filesystem;
 
@@ -118,12 +119,6 @@ torch::serialize::InputArchive open_archive(const fs::path& dir, const Checksums
   return archive;
 }
 
-std::string shape_text(const at::Tensor& t) {
-  std::string out = "[";
-  for (std::int64_t i = 0; i < t.dim(); ++i) out += (i ? ", " : "") + std::to_string(t.size(i));
-  return out + "]";
-}
-
 toml::table read_state(const fs::path& dir) {
   toml::table state;
   try {
@@ -199,8 +194,8 @@ void load_weights_checked(const fs::path& dir, const toml::table& state, Model& 
     if (!stored.sizes().equals(target.sizes())) {
       throw checkpoint_error(
           dir,
-          "'" + key + "' has shape " + shape_text(stored) + ", this model's is " +
-              shape_text(target),
+          "'" + key + "' has shape " + shape_text(stored.sizes()) + ", this model's is " +
+              shape_text(target.sizes()),
           "the checkpoint comes from a model of another shape; check the [model] section");
     }
     if (stored.is_floating_point() && !stored.isfinite().all().item<bool>()) {

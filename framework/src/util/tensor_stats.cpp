@@ -8,6 +8,12 @@
 
 namespace lmrun::host {
 
+std::string shape_text(c10::IntArrayRef shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
 std::string format_number(double v) {
   char text[32];
   std::snprintf(text, sizeof text, " %10.4g", v);

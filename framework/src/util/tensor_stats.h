@@ -10,6 +10,9 @@
 
 namespace lmrun::host {
 
+// "[65, 128]": a shape in messages.
+std::string shape_text(c10::IntArrayRef shape);
+
 // " %10.4g": a column of numbers of any magnitude, a space before each.
 std::string format_number(double v);
 
