@@ -298,24 +298,15 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
                    ("lmrun-rank-" + std::to_string(world.rank) + "-" + std::to_string(::getpid()));
 
   std::error_code ec;
-  fs::path checkpoint;
-  if (!args.resume.empty()) {
-    checkpoint = find_checkpoint(args.resume);
-    verify_checkpoint(checkpoint);
-  }
   // The folder is made (atomically: of two runs started together on one new folder, one makes
-  // it) and locked before anything is decided about it; while this process trains it, no other
-  // lmrun starts, resumes or --forces it.
+  // it) and locked before anything is read or decided about it; while this process trains it, no
+  // other lmrun starts, resumes or --forces it. A folder whose lock another process took between
+  // this one's mkdir and flock is that process's: it is left alone.
   bool created = false;
   std::optional<RunLock> lock;
   if (writer) {
     created = create_run_folder(run_dir);
-    try {
-      lock.emplace(run_dir);
-    } catch (...) {
-      if (created) fs::remove_all(run_dir, ec);
-      throw;
-    }
+    lock.emplace(run_dir);
   }
   // Anything refused from here on, before the first step, leaves no folder this run made.
   struct RemoveUnlessKept {
@@ -326,6 +317,11 @@ int command_run(const CommonArgs& common, const ExperimentArgs& args) {
       if (remove) fs::remove_all(dir, ignored);
     }
   } made{run_dir, created};
+  fs::path checkpoint;
+  if (!args.resume.empty()) {
+    checkpoint = find_checkpoint(args.resume);
+    verify_checkpoint(checkpoint);
+  }
   const fs::path checkpoint_run = checkpoint.empty() ? fs::path() : run_of_checkpoint(checkpoint);
   const bool resuming_here =
       writer && !created && !checkpoint_run.empty() && fs::equivalent(checkpoint_run, run_dir, ec);
